@@ -1,0 +1,587 @@
+"""Run one build: builder steps, one stage per provisioner, then post-processors.
+
+Cleanups are registered before each step runs and are called in reverse order
+(an ExitStack), so the step that failed is cleaned up too. On a provisioner
+failure the on-error policy decides what happens next; with ``ask`` the build
+pauses with the machine still up and waits for retry / skip / clean up / abort,
+answered from a terminal prompt or through :meth:`Session.answer`.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+import traceback
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable
+
+from backend.plugins.base import PROVISION, Artifact, Cancelled, StepError
+from backend.plugins.communicators.base import CommunicatorError
+
+from .cancel import CancelToken
+from .context import BuildContext, StageUI
+from .prepare import PreparedBuild, PreparedProvisioner
+
+if TYPE_CHECKING:
+    from .session import Session
+
+#: the choices offered when a provisioner fails with -on-error=ask
+CHOICES = ("retry", "skip", "cleanup", "abort")
+
+
+@dataclass
+class Stage:
+    index: int
+    name: str
+    kind: str  # builder | provisioner | post-processor | cleanup
+    status: str = "pending"
+    started: float = 0.0
+    duration: float = 0.0
+    error: str = ""
+    ref: Any = None
+    source: str = ""  # template file:line of a provisioner / post-processor
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"index": self.index, "name": self.name, "kind": self.kind, "status": self.status,
+                "source": self.source}
+
+
+class BuildFailed(Exception):
+    """The build failed; ``keep`` is True when resources are kept on purpose."""
+
+    def __init__(self, message: str, keep: bool = False):
+        super().__init__(message)
+        self.keep = keep
+
+
+@dataclass
+class BuildResult:
+    name: str
+    status: str = "pending"
+    error: str = ""
+    duration: float = 0.0
+    artifacts: list[Artifact] = field(default_factory=list)
+    kept: bool = False
+    access_hint: str = ""
+    log_path: str = ""
+
+
+class BuildRunner:
+    def __init__(self, session: Session, prepared: PreparedBuild, cancel: CancelToken):
+        self.session = session
+        self.prepared = prepared
+        self.name = prepared.name
+        self.cancel = cancel
+        self.bus = session.bus
+        self.options = session.options
+        self.stages: list[Stage] = []
+        self.result = BuildResult(prepared.name)
+        self._abort = False  # keep the machine: skip cleanups
+        self._provision_error: str | None = None
+        self._answer_lock = threading.Condition()
+        self._answer: str | None = None
+        self.pending_question: dict[str, Any] | None = None
+        secrets = list(session.template.sensitive_values) + list(prepared.secrets)
+        self._secrets = sorted({s for s in secrets if s}, key=len, reverse=True)
+        self.ctx = BuildContext(
+            bus=self.bus,
+            build_name=prepared.definition.build_name,
+            build_type=prepared.type,
+            cancel=cancel,
+            ledger=session.ledger,
+            options=self.options,
+            template_path=session.template.path,
+            user_vars=dict(session.template.user_vars),
+            mask=self.mask,
+            run_id=session.run_id,
+            ask=self.ask,
+        )
+        self.ctx.display_name = self.name  # type: ignore[attr-defined]
+
+    # -- secrets --------------------------------------------------------------------
+    def mask(self, text: str) -> str:
+        secrets = self._secrets
+        extra = self.ctx.secrets if hasattr(self, "ctx") else ()
+        if extra:
+            secrets = sorted(set(secrets) | set(extra), key=len, reverse=True)
+        for s in secrets:
+            if s in text:
+                text = text.replace(s, "<sensitive>")
+        return text
+
+    # -- stages ---------------------------------------------------------------------
+    def _plan(self, steps: list) -> None:
+        idx = 0
+        for item in steps:
+            if item is PROVISION:
+                for p in self.prepared.provisioners:
+                    d = p.definition
+                    self.stages.append(Stage(idx, self.mask(p.label), "provisioner", ref=p,
+                                             source=f"{os.path.basename(d.loc.file)}:{d.loc.line}"))
+                    idx += 1
+            else:
+                self.stages.append(Stage(idx, item.name, "builder", ref=item))
+                idx += 1
+        for chain in self.prepared.chains:
+            for pp in chain:
+                d = pp.definition
+                label = d.type if d.name == d.type else f"{d.name} ({d.type})"
+                self.stages.append(Stage(idx, label, "post-processor", ref=pp,
+                                         source=f"{os.path.basename(d.loc.file)}:{d.loc.line}"))
+                idx += 1
+
+    def _stage_ui(self, stage: Stage, target: str | None = None) -> StageUI:
+        ui = StageUI(self.bus, self.name, stage.index, self.mask)
+        self.ctx.ui = ui
+        return ui
+
+    def _start(self, stage: Stage) -> StageUI:
+        stage.status = "running"
+        stage.started = time.time()
+        self.bus.publish("stage.started", build=self.name, stage=stage.index, name=stage.name, kind=stage.kind)
+        return self._stage_ui(stage)
+
+    def _finish(self, stage: Stage, status: str, error: str = "") -> None:
+        stage.status = status
+        stage.duration = time.time() - stage.started if stage.started else 0.0
+        stage.error = self.mask(error)
+        self.bus.publish(
+            "stage.finished", build=self.name, stage=stage.index, name=stage.name, kind=stage.kind,
+            status=status, duration=round(stage.duration, 6), error=stage.error,
+        )
+
+    def _add_stage(self, name: str, kind: str, ref: Any = None) -> Stage:
+        st = Stage(len(self.stages), name, kind, ref=ref)
+        self.stages.append(st)
+        self.bus.publish("stage.added", build=self.name, **st.to_dict())
+        return st
+
+    # -- run ------------------------------------------------------------------------
+    def run(self) -> BuildResult:
+        start = time.time()
+        builder = self.prepared.builder
+        try:
+            steps = builder.steps(self.ctx)
+        except Exception as e:  # a builder that cannot even plan its steps
+            steps = []
+            self.result.status = "crashed"
+            self.result.error = f"{type(e).__name__}: {e}"
+        self._plan(steps)
+        self.bus.publish(
+            "build.started", build=self.name, build_type=self.prepared.type,
+            stages=[s.to_dict() for s in self.stages],
+        )
+        artifact = None
+        if self.result.status != "crashed":
+            artifact = self._run_builder(steps)
+        if artifact is not None and self.result.status == "running":
+            self._run_post_processors(artifact)
+        if self.result.status == "running":
+            self.result.status = "succeeded"
+        for st in self.stages:
+            if st.status == "pending":
+                st.status = "skipped"
+                self.bus.publish("stage.finished", build=self.name, stage=st.index, name=st.name,
+                                 kind=st.kind, status="skipped", duration=0.0, error="")
+        self.result.duration = time.time() - start
+        self.result.error = self.mask(self.result.error)
+        self.result.access_hint = self.ctx.access_hint
+        if self.result.status == "succeeded":
+            for a in self.result.artifacts:
+                self.bus.publish("artifact", build=self.name, **_artifact_dict(a, self.mask))
+        self.bus.publish(
+            "build.finished", build=self.name, status=self.result.status,
+            duration=round(self.result.duration, 6), error=self.result.error,
+            kept=self.result.kept, access_hint=self.result.access_hint,
+            stages=[{"name": s.name, "kind": s.kind, "status": s.status,
+                     "duration": round(s.duration, 6)} for s in self.stages],
+        )
+        return self.result
+
+    def _run_builder(self, steps: list) -> Artifact | None:
+        self.result.status = "running"
+        stack = ExitStack()
+        error: BaseException | None = None
+        stage_iter = iter(self.stages)
+        try:
+            for item in steps:
+                if item is PROVISION:
+                    self._provision(stack, stage_iter)
+                    continue
+                stage = next(stage_iter)
+                self.cancel.check()
+                if self.options.debug:
+                    self.ask(f"Pausing before step '{stage.name}'. Press enter to continue.", "",
+                             ["continue"], stage)
+                ui = self._start(stage)
+                stack.callback(self._cleanup_step, item, stage)
+                try:
+                    item.run(self.ctx)
+                except BaseException as e:
+                    self._finish(stage, _status_of(e), _message(e))
+                    if not isinstance(e, (Cancelled, BuildFailed)):
+                        ui.error(_message(e))
+                    raise
+                self._finish(stage, "succeeded")
+            builder_artifact = self.prepared.builder.artifact(self.ctx)
+        except BaseException as e:  # noqa: BLE001 - every failure ends in cleanup
+            error = e
+            builder_artifact = None
+        keep = self._keep_machine(error)
+        if error is not None:
+            self._set_failure(error)
+        if keep:
+            self._keep(stack)
+        else:
+            self.result.status = "cancelling" if isinstance(error, Cancelled) else self.result.status
+            if isinstance(error, Cancelled):
+                self.bus.publish("build.status", build=self.name, status="cancelling")
+            stack.close()
+            if isinstance(error, Cancelled):
+                self.result.status = "cancelled"
+        return builder_artifact if error is None else None
+
+    def _keep_machine(self, error: BaseException | None) -> bool:
+        if error is None:
+            return False
+        if self._abort:
+            return True
+        mode = self.options.on_error
+        if isinstance(error, Cancelled):
+            return mode == "abort"
+        return mode in ("abort", "run-cleanup-provisioner")
+
+    def _keep(self, stack: ExitStack) -> None:
+        """Leave the machine as it is (on-error abort): no cleanup, ledger marked kept."""
+        if self.options.on_error == "run-cleanup-provisioner" and not self._abort:
+            try:
+                self._error_cleanup_provisioner()
+            except BuildFailed:
+                pass
+        stack.pop_all()
+        self.result.kept = True
+        if self.session.ledger is not None:
+            self.session.ledger.keep(build=self.name)
+        ui = self.ctx.ui
+        hint = self.ctx.access_hint
+        if not hint and self.ctx.communicator is not None:
+            try:
+                hint = self.ctx.communicator.access_hint()
+            except Exception:
+                hint = ""
+        self.ctx.access_hint = hint
+        ui.error("Build failed; the machine is kept as it is (no cleanup).")
+        if hint:
+            ui.error(f"Get into it with: {hint}")
+        ui.error("Remove what was kept with: kiln cleanup --all")
+
+    def _set_failure(self, error: BaseException) -> None:
+        if isinstance(error, Cancelled):
+            self.result.status = "cancelled"
+            self.result.error = "cancelled"
+        elif isinstance(error, (StepError, BuildFailed, CommunicatorError)):
+            self.result.status = "failed"
+            self.result.error = str(error)
+        else:
+            self.result.status = "crashed"
+            self.result.error = f"Kiln crashed: {type(error).__name__}: {error}"
+            self.ctx.ui.error(self.result.error)
+            self.session.log_crash(self.name, traceback.format_exception(error))
+
+    def _cleanup_step(self, step, stage: Stage) -> None:
+        self._stage_ui(stage)
+        try:
+            step.cleanup(self.ctx)
+        except Exception as e:  # report, and keep cleaning up the rest
+            self.ctx.ui.error(f"Cleanup of {stage.name} failed: {_message(e)}")
+
+    # -- provisioners -----------------------------------------------------------------
+    def _provision(self, stack: ExitStack, stage_iter) -> None:
+        comm = self.ctx.communicator
+        data = dict(self.ctx.generated_data)
+        data.setdefault("ID", self.ctx.instance_id or "ERR_ID_NOT_IMPLEMENTED_BY_BUILDER")
+        data["PackerRunUUID"] = self.session.run_id
+        for k in ("PackerHTTPIP", "PackerHTTPPort", "PackerHTTPAddr"):
+            data.setdefault(k, f"ERR_{k[6:].upper()}_NOT_IMPLEMENTED_BY_BUILDER".replace("HTTP", "HTTP_"))
+        if comm is not None:
+            try:
+                data.update({k: v for k, v in comm.connection_data().items() if v is not None})
+            except Exception:
+                pass
+        self.ctx.generated_data = data
+        stack.callback(self._error_cleanup_provisioner)
+        for prov in self.prepared.provisioners:
+            stage = next(stage_iter)
+            self.cancel.check()
+            self._run_provisioner_stage(stage, prov, data)
+
+    def _run_provisioner_stage(self, stage: Stage, prov: PreparedProvisioner, data: dict) -> None:
+        while True:
+            ui = self._start(stage)
+            try:
+                self._run_provisioner(prov, ui, data)
+            except Cancelled as e:
+                self._finish(stage, "cancelled", "cancelled")
+                raise e
+            except Exception as e:  # noqa: BLE001
+                msg = _message(e)
+                status = "failed" if isinstance(e, (StepError, CommunicatorError, BuildFailed)) else "crashed"
+                if status == "crashed":
+                    self.session.log_crash(self.name, traceback.format_exception(e))
+                    msg = f"{type(e).__name__}: {e}"
+                    ui.error(msg)
+                if self.prepared.definition.provisioners and prov.definition.continue_on_error:
+                    ui.error(f"Provisioner failed with \"{msg}\", but continue_on_error is set; continuing.")
+                    self._finish(stage, "failed", msg)
+                    return
+                choice = self._on_failure(stage, msg)
+                if choice == "retry":
+                    new = self.session.reload_provisioner(self.prepared, prov)
+                    if new is not None:
+                        prov = new
+                        stage.ref = new
+                    continue
+                if choice == "skip":
+                    self._finish(stage, "skipped", msg)
+                    ui.say("Skipped; carrying on with the next stage.")
+                    return
+                self._finish(stage, "failed", msg)
+                self._provision_error = msg
+                if choice == "abort":
+                    self._abort = True
+                raise BuildFailed(msg, keep=choice == "abort") from None
+            self._finish(stage, "succeeded")
+            return
+
+    def _on_failure(self, stage: Stage, msg: str) -> str:
+        mode = self.options.on_error
+        if mode != "ask":
+            return "cleanup" if mode in ("cleanup", "") else "abort" if mode == "abort" else "cleanup-keep"
+        return self.ask(f"Provisioner {stage.name!r} failed", msg, list(CHOICES), stage)
+
+    def _run_provisioner(self, prov: PreparedProvisioner, ui: StageUI, data: dict) -> None:
+        d = prov.definition
+        if d.pause_before:
+            from backend.template.golang import format_duration
+
+            ui.say(f"Pausing {format_duration(d.pause_before)} before the next provisioner...")
+            self.cancel.sleep(d.pause_before)
+        if self.options.debug:
+            self.ask("Pausing before the next provisioner. Press enter to continue.", "", ["continue"])
+        attempts = max(0, prov.max_retries) + 1
+        first_error: BaseException | None = None
+        for attempt in range(attempts):
+            try:
+                self._run_once(prov, ui, data, timeout=d.timeout if not d.pause_before else 0)
+                return
+            except Cancelled:
+                raise
+            except Exception as e:  # noqa: BLE001
+                if first_error is None:
+                    first_error = e
+                left = attempts - attempt - 1
+                if left <= 0:
+                    break
+                ui.error(f'Provisioner failed with "{_message(e)}", retrying with {left} trie(s) left')
+                self.cancel.sleep(min(2.0 ** attempt, 30.0))
+        if prov.max_retries:
+            ui.error("retry limit reached.")
+        assert first_error is not None
+        raise first_error
+
+    def _run_once(self, prov: PreparedProvisioner, ui: StageUI, data: dict, timeout: float) -> None:
+        comm = self.ctx.communicator
+        if comm is None and getattr(prov.plugin, "needs_communicator", True):
+            raise StepError("no communicator found for provisioners: the builder connected to nothing")
+        if not timeout:
+            prov.plugin.provision(self.ctx, ui, comm, data)
+            return
+        from backend.template.golang import format_duration
+
+        ui.say(f"Setting a {format_duration(timeout)} timeout for the next provisioner...")
+        token = CancelToken(self.cancel)
+        timer = threading.Timer(timeout, token.cancel, args=("timeout",))
+        timer.daemon = True
+        saved = self.ctx.cancel
+        self.ctx.cancel = token
+        timer.start()
+        try:
+            prov.plugin.provision(self.ctx, ui, comm, data)
+        except Cancelled:
+            if token.reason == "timeout" and not self.cancel.cancelled:
+                ui.error("Cancelling provisioner after a timeout...")
+                raise StepError(f"provisioner timed out after {format_duration(timeout)}") from None
+            raise
+        finally:
+            timer.cancel()
+            self.ctx.cancel = saved
+
+    def _error_cleanup_provisioner(self) -> None:
+        """Runs (as a cleanup) when provisioning failed: Packer's error-cleanup-provisioner."""
+        if self._provision_error is None or self._abort:
+            return
+        if self.options.on_error == "abort":
+            return
+        ui = self.ctx.ui
+        ui.say("Provisioning step had errors: Running the cleanup provisioner, if present...")
+        prov = self.prepared.error_cleanup
+        if prov is None:
+            return
+        stage = self._add_stage(self.mask(f"error-cleanup: {prov.label}"), "provisioner", prov)
+        ui = self._start(stage)
+        try:
+            self._run_once(prov, ui, self.ctx.generated_data, timeout=prov.definition.timeout)
+        except Exception as e:  # noqa: BLE001
+            self._finish(stage, "failed", _message(e))
+            self.result.error = f"Cleanup failed: {_message(e)}. Original Provisioning error: {self._provision_error}"
+            raise BuildFailed(self.result.error) from None
+        self._finish(stage, "succeeded")
+
+    # -- asking -----------------------------------------------------------------------
+    def ask(self, prompt: str, error: str, choices: list[str], stage: Stage | None = None) -> str:
+        """Pause the build until the user picks one of ``choices`` (or cancel -> cleanup)."""
+        st = stage or self._current_stage()
+        if st is not None:
+            prev = st.status
+            st.status = "paused"
+            self.bus.publish("stage.status", build=self.name, stage=st.index, status="paused")
+        question = {"build": self.name, "stage": st.index if st else None, "prompt": prompt,
+                    "error": self.mask(error), "choices": choices}
+        with self._answer_lock:
+            self._answer = None
+            self.pending_question = question
+        self.bus.publish("paused", **question)
+        self.session.question_asked(self, question)
+        unregister = self.cancel.on_cancel(lambda: self.answer("cleanup" if "cleanup" in choices else choices[0]))
+        try:
+            with self._answer_lock:
+                while self._answer is None:
+                    self._answer_lock.wait(0.5)
+                answer = self._answer
+                self.pending_question = None
+        finally:
+            unregister()
+        if st is not None:
+            st.status = prev
+            self.bus.publish("stage.status", build=self.name, stage=st.index, status=prev)
+        self.bus.publish("answered", build=self.name, stage=st.index if st else None, choice=answer)
+        return answer
+
+    def answer(self, choice: str) -> bool:
+        with self._answer_lock:
+            if self.pending_question is None or self._answer is not None:
+                return False
+            if choice not in self.pending_question["choices"]:
+                return False
+            self._answer = choice
+            self._answer_lock.notify_all()
+            return True
+
+    def _current_stage(self) -> Stage | None:
+        for st in self.stages:
+            if st.status == "running":
+                return st
+        return None
+
+    # -- post-processors (Packer's chain algorithm) -------------------------------------
+    def _run_post_processors(self, builder_artifact: Artifact) -> None:
+        chains = self.prepared.chains
+        artifacts: list[Artifact] = []
+        errors: list[str] = []
+        keep_original = not chains
+        stages = {id(s.ref): s for s in self.stages if s.kind == "post-processor"}
+        build_ui = self.ctx.ui
+        for chain in chains:
+            prior = builder_artifact
+            first = True
+            abandoned = False
+            for pp in chain:
+                stage = stages[id(pp)]
+                if abandoned:
+                    continue
+                if not pp.selected:
+                    self._start(stage)
+                    self._finish(stage, "skipped")
+                    continue
+                if self.cancel.cancelled:
+                    errors.append("context canceled")
+                    abandoned = True
+                    continue
+                d = pp.definition
+                label = d.type if d.name == d.type else f"{d.name} (type {d.type})"
+                build_ui.say(f"Running post-processor: {label}")
+                ui = self._start(stage)
+                try:
+                    art = pp.plugin.post_process(self.ctx, ui, prior)
+                except Cancelled:
+                    self._finish(stage, "cancelled", "cancelled")
+                    errors.append("context canceled")
+                    abandoned = True
+                    continue
+                except Exception as e:  # noqa: BLE001
+                    msg = _message(e)
+                    if not isinstance(e, (StepError, CommunicatorError)):
+                        self.session.log_crash(self.name, traceback.format_exception(e))
+                        msg = f"{type(e).__name__}: {e}"
+                    ui.error(f"Post-processor failed: {msg}")
+                    self._finish(stage, "failed", msg)
+                    errors.append(f"Post-processor failed: {msg}")
+                    abandoned = True
+                    continue
+                self._finish(stage, "succeeded")
+                if art is None:
+                    abandoned = True
+                    continue
+                dkeep, force = pp.plugin.default_keep
+                keep = dkeep
+                user = d.keep_input_artifact
+                if user is not None:
+                    keep = user if not (dkeep and user is False and force) else dkeep
+                if first:
+                    keep_original = keep_original or keep
+                elif keep:
+                    artifacts.append(prior)
+                elif prior is not art:
+                    try:
+                        prior.destroy()
+                    except Exception as e:  # noqa: BLE001
+                        errors.append(f"Failed cleaning up prior artifact: {e}; pp is {d.type}")
+                prior = art
+                first = False
+            if not abandoned:
+                artifacts.append(prior)
+        if keep_original:
+            artifacts.insert(0, builder_artifact)
+        else:
+            try:
+                builder_artifact.destroy()
+            except Exception as e:  # noqa: BLE001
+                errors.append(f"Error destroying builder artifact: {e}")
+        if errors:
+            self.result.status = "failed"
+            self.result.error = "; ".join(errors)
+            return
+        self.result.artifacts = artifacts
+        self.ctx.ui = build_ui
+
+    def answer_pending(self) -> dict[str, Any] | None:
+        return self.pending_question
+
+
+def _artifact_dict(a: Artifact, mask: Callable[[str], str]) -> dict[str, Any]:
+    return {"builder_id": a.builder_id, "id": mask(a.id()), "files": a.files(), "string": mask(a.string())}
+
+
+def _status_of(e: BaseException) -> str:
+    if isinstance(e, Cancelled):
+        return "cancelled"
+    if isinstance(e, (StepError, CommunicatorError, BuildFailed)):
+        return "failed"
+    return "crashed"
+
+
+def _message(e: BaseException) -> str:
+    text = str(e)
+    return text if text else type(e).__name__

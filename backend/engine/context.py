@@ -1,0 +1,136 @@
+"""What a running step, provisioner or post-processor sees: the build context and its UI."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import threading
+from typing import TYPE_CHECKING, Any, Callable
+
+from .cancel import CancelToken
+from .events import EventBus
+
+if TYPE_CHECKING:
+    from .ledger import Ledger
+
+
+class StageUI:
+    """Output of one stage. Text is masked for secrets, then published as events.
+
+    ``say``/``error`` are Packer's ``==>`` lines; ``stdout``/``stderr`` carry
+    command output (many lines at once is cheaper: pass a list).
+    """
+
+    def __init__(self, bus: EventBus, build: str, stage: int, mask: Callable[[str], str]):
+        self.bus = bus
+        self.build = build
+        self.stage = stage
+        self.mask = mask
+        self.lines_out = 0
+        self.tail: list[str] = []  # last lines, for failure summaries
+
+    def _emit(self, stream: str, lines: list[str]) -> None:
+        if not lines:
+            return
+        lines = [self.mask(x) for x in lines]
+        self.lines_out += len(lines)
+        self.tail = (self.tail + lines[-20:])[-20:]
+        self.bus.publish("output", build=self.build, stage=self.stage, stream=stream, lines=lines)
+
+    def say(self, text: str) -> None:
+        self._emit("ui", text.rstrip().split("\n"))
+
+    def error(self, text: str) -> None:
+        self._emit("ui-error", text.rstrip().split("\n"))
+
+    def stdout(self, lines: list[str] | str) -> None:
+        self._emit("stdout", [lines] if isinstance(lines, str) else lines)
+
+    def stderr(self, lines: list[str] | str) -> None:
+        self._emit("stderr", [lines] if isinstance(lines, str) else lines)
+
+    def output(self, stream: str, lines: list[str]) -> None:
+        """Callback shape used by communicators: ``stream`` is "stdout" or "stderr"."""
+        self._emit(stream, lines)
+
+    def progress(self, message: str, current: float | None = None, total: float | None = None) -> None:
+        self.bus.publish(
+            "progress", build=self.build, stage=self.stage, message=self.mask(message),
+            current=current, total=total,
+        )
+
+
+class BuildContext:
+    """The state bag of one build (Packer's multistep state, typed a little)."""
+
+    def __init__(
+        self,
+        *,
+        bus: EventBus,
+        build_name: str,
+        build_type: str,
+        cancel: CancelToken,
+        ledger: Ledger | None,
+        options: Any,
+        template_path: str,
+        user_vars: dict[str, str],
+        mask: Callable[[str], str],
+        run_id: str,
+        ask: Callable[[str, str, list[str]], str] | None = None,
+    ):
+        self.bus = bus
+        self.build_name = build_name
+        self.build_type = build_type
+        self.cancel = cancel
+        self.ledger = ledger
+        self.options = options
+        self.template_path = template_path
+        self.user_vars = user_vars
+        self.mask = mask
+        self.run_id = run_id
+        self.ask = ask
+        self.state: dict[str, Any] = {}
+        self.communicator: Any = None
+        self.generated_data: dict[str, Any] = {}
+        self.instance_id: str | None = None
+        self.ui: StageUI = StageUI(bus, build_name, 0, mask)
+        self.secrets: list[str] = []
+        self._lock = threading.Lock()
+        #: how to get into a machine that was kept (``docker exec -it ID sh``)
+        self.access_hint: str = ""
+
+    # -- secrets --------------------------------------------------------------
+    def add_secret(self, value: str) -> None:
+        """Mask ``value`` in every later line of output, log, event and history row."""
+        if value and len(value) >= 3:
+            self.secrets.append(value)
+
+    # -- temp files tracked in the ledger -----------------------------------------
+    def temp_dir(self, prefix: str = "kiln-") -> str:
+        if self.ledger is not None:
+            path = tempfile.mkdtemp(prefix=prefix)
+            self.ledger.record("tempdir", path, build=self.build_name)
+            return path
+        return tempfile.mkdtemp(prefix=prefix)
+
+    def temp_file(self, prefix: str = "kiln-", suffix: str = "", content: bytes | None = None, mode: int = 0o600) -> str:
+        fd, path = tempfile.mkstemp(prefix=prefix, suffix=suffix)
+        if self.ledger is not None:
+            self.ledger.record("tempfile", path, build=self.build_name)
+        with os.fdopen(fd, "wb") as f:
+            if content:
+                f.write(content)
+        os.chmod(path, mode)
+        return path
+
+    def remove_temp(self, path: str) -> None:
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path, ignore_errors=True)
+        elif os.path.lexists(path):
+            try:
+                os.remove(path)
+            except OSError:
+                pass
+        if self.ledger is not None:
+            self.ledger.release_ident(path)

@@ -1,0 +1,172 @@
+"""Build history in an embedded SQLite database (``.kiln/history.db``).
+
+Runs, builds, stages (status and duration) and artifacts, plus the path of each
+build's log. Safe for several runs writing at once (WAL, busy timeout). The
+dashboard reads stage durations of earlier runs to estimate progress.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+import time
+from typing import Any
+
+from .events import Event, EventBus
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    id TEXT PRIMARY KEY, template TEXT NOT NULL, started REAL NOT NULL, finished REAL,
+    status TEXT NOT NULL DEFAULT 'running', exit_code INTEGER, options TEXT NOT NULL DEFAULT '{}',
+    pid INTEGER
+);
+CREATE TABLE IF NOT EXISTS builds (
+    run_id TEXT NOT NULL, name TEXT NOT NULL, type TEXT NOT NULL DEFAULT '', status TEXT NOT NULL,
+    started REAL NOT NULL, duration REAL, error TEXT NOT NULL DEFAULT '', log TEXT NOT NULL DEFAULT '',
+    PRIMARY KEY (run_id, name)
+);
+CREATE TABLE IF NOT EXISTS stages (
+    run_id TEXT NOT NULL, build TEXT NOT NULL, idx INTEGER NOT NULL, name TEXT NOT NULL,
+    kind TEXT NOT NULL, status TEXT NOT NULL, started REAL, duration REAL, error TEXT NOT NULL DEFAULT '',
+    PRIMARY KEY (run_id, build, idx)
+);
+CREATE TABLE IF NOT EXISTS artifacts (
+    run_id TEXT NOT NULL, build TEXT NOT NULL, builder_id TEXT NOT NULL, artifact_id TEXT NOT NULL,
+    files TEXT NOT NULL, description TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS stages_name ON stages(build, name, status);
+"""
+
+
+def connect(path: str) -> sqlite3.Connection:
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    db = sqlite3.connect(path, timeout=30, check_same_thread=False)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA busy_timeout=30000")
+    db.executescript(SCHEMA)
+    return db
+
+
+class History:
+    def __init__(self, path: str):
+        self.path = path
+        self._db = connect(path)
+        self._lock = threading.Lock()
+        self._run_id = ""
+        self._logs: dict[str, str] = {}
+        self._unsub = None
+
+    def attach(self, bus: EventBus, template: str, logs: dict[str, str]) -> None:
+        self._template = template
+        self._logs = logs
+        self._unsub = bus.subscribe(self, replay=True)
+
+    def _exec(self, sql: str, args: tuple) -> None:
+        with self._lock:
+            for attempt in range(5):
+                try:
+                    self._db.execute(sql, args)
+                    self._db.commit()
+                    return
+                except sqlite3.OperationalError:
+                    if attempt == 4:
+                        raise
+                    time.sleep(0.1 * (attempt + 1))
+
+    def __call__(self, ev: Event) -> None:
+        d = ev.data
+        t = ev.type
+        if t == "run.started":
+            self._run_id = ev.run
+            self._exec("INSERT OR REPLACE INTO runs(id, template, started, options, pid) VALUES (?,?,?,?,?)",
+                       (ev.run, self._template, ev.ts, json.dumps(d.get("options", {})), os.getpid()))
+        elif t == "build.started":
+            self._exec("INSERT OR REPLACE INTO builds(run_id, name, type, status, started, log) VALUES (?,?,?,?,?,?)",
+                       (ev.run, d["build"], d["build_type"], "running", ev.ts, self._logs.get(d["build"], "")))
+            for st in d["stages"]:
+                self._exec("INSERT OR REPLACE INTO stages(run_id, build, idx, name, kind, status) VALUES (?,?,?,?,?,?)",
+                           (ev.run, d["build"], st["index"], st["name"], st["kind"], "pending"))
+        elif t == "stage.added":
+            self._exec("INSERT OR REPLACE INTO stages(run_id, build, idx, name, kind, status) VALUES (?,?,?,?,?,?)",
+                       (ev.run, d["build"], d["index"], d["name"], d["kind"], "pending"))
+        elif t == "stage.started":
+            self._exec("UPDATE stages SET status='running', started=? WHERE run_id=? AND build=? AND idx=?",
+                       (ev.ts, ev.run, d["build"], d["stage"]))
+        elif t == "stage.finished":
+            self._exec("UPDATE stages SET status=?, duration=?, error=? WHERE run_id=? AND build=? AND idx=?",
+                       (d["status"], d["duration"], d.get("error", ""), ev.run, d["build"], d["stage"]))
+        elif t == "build.finished":
+            self._exec("UPDATE builds SET status=?, duration=?, error=? WHERE run_id=? AND name=?",
+                       (d["status"], d["duration"], d.get("error", ""), ev.run, d["build"]))
+        elif t == "artifact":
+            self._exec("INSERT INTO artifacts VALUES (?,?,?,?,?,?)",
+                       (ev.run, d["build"], d["builder_id"], d["id"], json.dumps(d["files"]), d["string"]))
+        elif t == "run.finished":
+            self._exec("UPDATE runs SET finished=?, status=?, exit_code=? WHERE id=?",
+                       (ev.ts, d["status"], d["exit_code"], ev.run))
+
+    def close(self) -> None:
+        if self._unsub:
+            self._unsub()
+        with self._lock:
+            self._db.close()
+
+
+# -- reading --------------------------------------------------------------------------
+
+
+def recent_runs(path: str, limit: int = 20) -> list[dict[str, Any]]:
+    if not os.path.exists(path):
+        return []
+    db = connect(path)
+    try:
+        runs = db.execute("SELECT id, template, started, finished, status, exit_code FROM runs "
+                          "ORDER BY started DESC LIMIT ?", (limit,)).fetchall()
+        out = []
+        for r in runs:
+            builds = db.execute("SELECT name, type, status, duration, error, log FROM builds WHERE run_id=? "
+                                "ORDER BY started", (r[0],)).fetchall()
+            out.append({
+                "id": r[0], "template": r[1], "started": r[2], "finished": r[3], "status": r[4],
+                "exit_code": r[5],
+                "builds": [{"name": b[0], "type": b[1], "status": b[2], "duration": b[3], "error": b[4],
+                            "log": b[5]} for b in builds],
+            })
+        return out
+    finally:
+        db.close()
+
+
+def stage_durations(path: str, build: str, limit: int = 5) -> dict[str, float]:
+    """Median duration of each stage name over the last successful runs of ``build``."""
+    if not os.path.exists(path):
+        return {}
+    db = connect(path)
+    try:
+        rows = db.execute(
+            "SELECT s.name, s.duration FROM stages s JOIN runs r ON r.id = s.run_id "
+            "WHERE s.build=? AND s.status='succeeded' AND s.duration IS NOT NULL "
+            "ORDER BY r.started DESC", (build,)).fetchall()
+    finally:
+        db.close()
+    by: dict[str, list[float]] = {}
+    for name, dur in rows:
+        lst = by.setdefault(name, [])
+        if len(lst) < limit:
+            lst.append(dur)
+    return {k: sorted(v)[len(v) // 2] for k, v in by.items()}
+
+
+def stages_of(path: str, run_id: str, build: str) -> list[dict[str, Any]]:
+    if not os.path.exists(path):
+        return []
+    db = connect(path)
+    try:
+        rows = db.execute("SELECT idx, name, kind, status, duration, error FROM stages WHERE run_id=? AND build=? "
+                          "ORDER BY idx", (run_id, build)).fetchall()
+    finally:
+        db.close()
+    return [{"index": r[0], "name": r[1], "kind": r[2], "status": r[3], "duration": r[4] or 0.0,
+             "error": r[5]} for r in rows]

@@ -1,0 +1,204 @@
+"""The resource ledger: what a run created and has not cleaned up yet.
+
+A step records a resource *before* creating it and releases the record after
+its cleanup removed it. Whatever a killed run (``kill -9``, power loss) left is
+still listed, and ``kiln cleanup`` reaps it with the reaper registered for its
+kind. The ledger is one SQLite file under the Kiln state directory
+(``$KILN_STATE_DIR``, else ``$XDG_STATE_HOME/kiln``, else ``~/.local/state/kiln``),
+so ``kiln cleanup`` finds resources whichever directory a build ran from.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import shutil
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS resources (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    run_id TEXT NOT NULL,
+    pid INTEGER NOT NULL,
+    build TEXT NOT NULL DEFAULT '',
+    kind TEXT NOT NULL,
+    ident TEXT NOT NULL,
+    data TEXT NOT NULL DEFAULT '{}',
+    created REAL NOT NULL,
+    kept INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS resources_run ON resources(run_id);
+"""
+
+# kind -> "module:function"; the function takes a LedgerEntry and removes the resource
+REAPERS: dict[str, str] = {
+    "tempfile": "backend.engine.ledger:reap_path",
+    "tempdir": "backend.engine.ledger:reap_path",
+    "process": "backend.engine.ledger:reap_process",
+    "docker-container": "backend.plugins.builders.docker:reap_container",
+    "docker-image": "backend.plugins.builders.docker:reap_image",
+    "aws-instance": "backend.plugins.builders.amazon_ebs:reap",
+    "aws-keypair": "backend.plugins.builders.amazon_ebs:reap",
+    "aws-security-group": "backend.plugins.builders.amazon_ebs:reap",
+    "aws-image": "backend.plugins.builders.amazon_ebs:reap",
+    "aws-snapshot": "backend.plugins.builders.amazon_ebs:reap",
+    "aws-volume": "backend.plugins.builders.amazon_ebs:reap",
+}
+
+
+def state_dir() -> str:
+    d = os.environ.get("KILN_STATE_DIR")
+    if not d:
+        base = os.environ.get("XDG_STATE_HOME") or os.path.expanduser("~/.local/state")
+        d = os.path.join(base, "kiln")
+    os.makedirs(d, exist_ok=True)
+    return d
+
+
+@dataclass
+class LedgerEntry:
+    id: int
+    run_id: str
+    pid: int
+    build: str
+    kind: str
+    ident: str
+    data: dict[str, Any]
+    created: float
+    kept: bool
+
+
+class Ledger:
+    def __init__(self, run_id: str, path: str | None = None, on_change: Callable[[str, str, str, str], None] | None = None):
+        self.run_id = run_id
+        self.path = path or os.path.join(state_dir(), "ledger.db")
+        self.pid = os.getpid()
+        self._lock = threading.Lock()
+        self._db = _connect(self.path)
+        self.on_change = on_change
+
+    def record(self, kind: str, ident: str, build: str = "", data: dict[str, Any] | None = None) -> int:
+        """Write the entry (and fsync through SQLite) before the resource is created."""
+        with self._lock:
+            cur = self._db.execute(
+                "INSERT INTO resources(run_id, pid, build, kind, ident, data, created) VALUES (?,?,?,?,?,?,?)",
+                (self.run_id, self.pid, build, kind, ident, json.dumps(data or {}), time.time()),
+            )
+            self._db.commit()
+            rid = int(cur.lastrowid)
+        if self.on_change:
+            self.on_change("created", build, kind, ident)
+        return rid
+
+    def update(self, entry_id: int, ident: str | None = None, data: dict[str, Any] | None = None) -> None:
+        """Fill in what is known only after creation (an instance id, say)."""
+        with self._lock:
+            if ident is not None:
+                self._db.execute("UPDATE resources SET ident=? WHERE id=?", (ident, entry_id))
+            if data is not None:
+                self._db.execute("UPDATE resources SET data=? WHERE id=?", (json.dumps(data), entry_id))
+            self._db.commit()
+
+    def release(self, entry_id: int) -> None:
+        with self._lock:
+            row = self._db.execute("SELECT build, kind, ident FROM resources WHERE id=?", (entry_id,)).fetchone()
+            self._db.execute("DELETE FROM resources WHERE id=?", (entry_id,))
+            self._db.commit()
+        if row and self.on_change:
+            self.on_change("released", row[0], row[1], row[2])
+
+    def release_ident(self, ident: str) -> None:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT id FROM resources WHERE run_id=? AND ident=?", (self.run_id, ident)
+            ).fetchall()
+        for (rid,) in rows:
+            self.release(rid)
+
+    def keep(self, entry_id: int | None = None, build: str | None = None) -> None:
+        """Mark resources as deliberately kept (on-error abort): ``kiln cleanup`` still lists them."""
+        with self._lock:
+            if entry_id is not None:
+                self._db.execute("UPDATE resources SET kept=1 WHERE id=?", (entry_id,))
+            elif build is not None:
+                self._db.execute("UPDATE resources SET kept=1 WHERE run_id=? AND build=?", (self.run_id, build))
+            self._db.commit()
+
+    def entries(self, run_id: str | None = None) -> list[LedgerEntry]:
+        with self._lock:
+            if run_id:
+                rows = self._db.execute("SELECT * FROM resources WHERE run_id=? ORDER BY id", (run_id,)).fetchall()
+            else:
+                rows = self._db.execute("SELECT * FROM resources ORDER BY id").fetchall()
+        return [_entry(r) for r in rows]
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+
+def _connect(path: str) -> sqlite3.Connection:
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    db = sqlite3.connect(path, timeout=30, check_same_thread=False, isolation_level="DEFERRED")
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=NORMAL")
+    db.executescript(SCHEMA)
+    return db
+
+
+def _entry(r: tuple) -> LedgerEntry:
+    return LedgerEntry(r[0], r[1], r[2], r[3], r[4], r[5], json.loads(r[6] or "{}"), r[7], bool(r[8]))
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def orphaned(ledger: Ledger, include_kept: bool = False, include_live: bool = False) -> list[LedgerEntry]:
+    """Entries whose run is no longer alive (or every entry with ``include_live``)."""
+    out = []
+    for e in ledger.entries():
+        if e.run_id == ledger.run_id:
+            continue
+        if e.kept and not include_kept:
+            continue
+        if not include_live and pid_alive(e.pid):
+            continue
+        out.append(e)
+    return out
+
+
+def reap(entry: LedgerEntry) -> None:
+    target = REAPERS.get(entry.kind)
+    if target is None:
+        raise RuntimeError(f"no reaper for resources of kind {entry.kind!r}")
+    module, _, fn = target.partition(":")
+    getattr(importlib.import_module(module), fn)(entry)
+
+
+def reap_path(entry: LedgerEntry) -> None:
+    p = entry.ident
+    if os.path.isdir(p) and not os.path.islink(p):
+        shutil.rmtree(p, ignore_errors=True)
+    elif os.path.lexists(p):
+        os.remove(p)
+
+
+def reap_process(entry: LedgerEntry) -> None:
+    import signal
+
+    try:
+        os.killpg(int(entry.ident), signal.SIGKILL)
+    except (ProcessLookupError, PermissionError, ValueError):
+        pass

@@ -1,0 +1,290 @@
+"""Prepare builds: decode every plugin's configuration and run its checks.
+
+This is what ``kiln validate`` does after loading a template, and what
+``kiln build`` does before starting anything: every problem in every selected
+build is collected and reported at once, each with its location.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from dataclasses import dataclass, field
+from typing import Any
+
+from backend.plugins import registry
+from backend.plugins.base import PrepareContext
+from backend.plugins.registry import PluginLoadError
+from backend.template import funcs as F
+from backend.template import gotmpl
+from backend.template.decode import ConfigProblems, Decoder, config_fields, locs_of, secret_values
+from backend.template.errors import Problem
+from backend.template.model import BuildDef, PostProcessorDef, ProvisionerDef, Template
+from backend.template.source import Loc, Node
+
+#: data every builder gives provisioners (Packer's common generated keys)
+COMMON_GENERATED = (
+    "ID", "Host", "Port", "User", "Password", "ConnType", "PackerRunUUID", "PackerHTTPIP",
+    "PackerHTTPPort", "PackerHTTPAddr", "SSHPublicKey", "SSHPrivateKey", "SSHPrivateKeyFile",
+    "SSHAgentAuth", "WinRMPassword",
+)
+
+
+@dataclass
+class Options:
+    """Run options as the CLI and the dashboard set them."""
+
+    only: tuple[str, ...] = ()
+    except_: tuple[str, ...] = ()
+    force: bool = False
+    on_error: str = "cleanup"
+    debug: bool = False
+    parallel_builds: int = 0
+    timestamp_ui: bool = False
+    color: bool = True
+    machine_readable: bool = False
+    vars: dict[str, str] = field(default_factory=dict)
+    var_files: tuple[str, ...] = ()
+    state_dir: str | None = None  # history + logs; default: .kiln next to the template
+    events: str | None = None
+
+
+@dataclass
+class PreparedProvisioner:
+    definition: ProvisionerDef
+    plugin: Any
+    max_retries: int = 0
+
+    @property
+    def label(self) -> str:
+        d = self.definition
+        desc = ""
+        try:
+            desc = self.plugin.describe()
+        except Exception:  # a label is never worth a crash
+            desc = ""
+        return f"{d.label}: {desc}" if desc else d.label
+
+
+@dataclass
+class PreparedPostProcessor:
+    definition: PostProcessorDef
+    plugin: Any
+    selected: bool = True  # False when the post-processor's only/except skip it for this build
+
+
+@dataclass
+class PreparedBuild:
+    definition: BuildDef
+    builder: Any
+    provisioners: list[PreparedProvisioner]
+    error_cleanup: PreparedProvisioner | None
+    chains: list[list[PreparedPostProcessor]]
+    warnings: list[str]
+    secrets: list[str]
+
+    @property
+    def name(self) -> str:
+        return self.definition.name
+
+    @property
+    def type(self) -> str:
+        return self.definition.type
+
+
+def select_builds(template: Template, only: tuple[str, ...], except_: tuple[str, ...]) -> list[BuildDef]:
+    """Builds after ``-only``/``-except`` (exact names for JSON, globs for HCL2)."""
+
+    def match(name: str, patterns: tuple[str, ...]) -> bool:
+        if template.format == "hcl2":
+            return any(fnmatch.fnmatchcase(name, p) for p in patterns)
+        return name in patterns
+
+    out = []
+    for b in template.builds:
+        if only and not match(b.name, only):
+            continue
+        if except_ and match(b.name, except_):
+            continue
+        out.append(b)
+    return out
+
+
+class Preparer:
+    def __init__(self, template: Template, options: Options):
+        self.template = template
+        self.options = options
+        self.problems: list[Problem] = []
+        self.warnings: list[str] = []
+
+    # -- rendering ------------------------------------------------------------------
+    def _funcs(self, b: BuildDef, extra: dict[str, Any] | None, data_keys: tuple[str, ...] | None) -> dict:
+        ctx = F.FuncContext(
+            user_vars=self.template.user_vars,
+            template_path=self.template.path,
+            build_name=b.build_name,
+            build_type=b.type,
+            extra=dict(extra or {}),
+            build_data_keys=data_keys,
+        )
+        return F.packer_funcs(ctx)
+
+    def _decoder(self, funcs: dict, data: dict | None) -> Decoder:
+        def render(text: str, loc: Loc) -> str:
+            return gotmpl.render(text, funcs, data)
+
+        known = set(funcs) | set(F.FUNCTION_NAMES)
+
+        def check_deferred(text: str, loc: Loc) -> list[str]:
+            return gotmpl.check(text, known)
+
+        d = Decoder(render=render)
+        d.check_deferred = check_deferred
+        return d
+
+    # -- builds -------------------------------------------------------------------
+    def prepare(self, builds: list[BuildDef]) -> list[PreparedBuild]:
+        out = []
+        for b in builds:
+            pb = self.prepare_build(b)
+            if pb is not None:
+                out.append(pb)
+        return out
+
+    def prepare_build(self, b: BuildDef) -> PreparedBuild | None:
+        before = len(self.problems)
+        try:
+            cls = registry.lookup("builder", b.type)
+        except PluginLoadError as e:
+            self.problems.append(Problem(b.loc, str(e)))
+            return None
+        if cls is None:
+            self.problems.append(Problem(b.loc.at(f"builders[{b.index}].type") if b.loc.path == "" else b.loc,
+                                         registry.unknown_message("builder", b.type)))
+            return None
+        funcs = self._funcs(b, cls.template_funcs(), None)
+        dec = self._decoder(funcs, None)
+        config = dec.decode(cls.Config, b.config)
+        self.problems += dec.problems
+        builder = None
+        warnings: list[str] = []
+        secrets: list[str] = []
+        if config is not None and len(self.problems) == before:
+            builder = cls(config)
+            warnings += self._plugin_prepare(builder, b, config, b.config.loc)
+            secrets += secret_values(config)
+        data_keys = COMMON_GENERATED + tuple(getattr(cls, "generated_keys", ()))
+        provs = []
+        for p in b.provisioners:
+            pp = self.prepare_provisioner(b, p, data_keys)
+            if pp is not None:
+                provs.append(pp)
+                secrets += secret_values(pp.plugin.config)
+        cleanup = None
+        if b.error_cleanup is not None:
+            cleanup = self.prepare_provisioner(b, b.error_cleanup, data_keys)
+        chains = []
+        for chain in b.post_processors:
+            prepared_chain = []
+            for ppdef in chain:
+                if self.options.except_ and self._except_pp(ppdef):
+                    break  # -except NAME drops this post-processor and the rest of its chain
+                ppp = self.prepare_post_processor(b, ppdef, data_keys)
+                if ppp is not None:
+                    ppp.selected = ppdef.applies_to(b.match_names)
+                    prepared_chain.append(ppp)
+            if prepared_chain:
+                chains.append(prepared_chain)
+        self.warnings += [f'{b.name}: {w}' for w in warnings]
+        if len(self.problems) != before or builder is None:
+            return None
+        return PreparedBuild(b, builder, provs, cleanup, chains, warnings, secrets)
+
+    def _except_pp(self, ppdef: PostProcessorDef) -> bool:
+        if self.template.format == "hcl2":
+            return any(fnmatch.fnmatchcase(ppdef.name, p) for p in self.options.except_)
+        return ppdef.name in self.options.except_
+
+    def prepare_provisioner(self, b: BuildDef, p: ProvisionerDef, data_keys) -> PreparedProvisioner | None:
+        try:
+            cls = registry.lookup("provisioner", p.type)
+        except PluginLoadError as e:
+            self.problems.append(Problem(p.loc, str(e)))
+            return None
+        if cls is None:
+            self.problems.append(Problem(_type_loc(p.config, p.loc), registry.unknown_message("provisioner", p.type)))
+            return None
+        funcs = self._funcs(b, None, data_keys)
+        data = {k: "{{." + k + "}}" for k in data_keys}
+        dec = self._decoder(funcs, data)
+        nodes = [p.config]
+        for name in b.match_names:
+            if name in p.override:
+                nodes.append(p.override[name])
+        before = len(self.problems)
+        config = dec.decode(cls.Config, nodes, p.loc)
+        self.problems += dec.problems
+        retries = 0
+        if isinstance(p.max_retries, str):
+            try:
+                retries = int(gotmpl.render(p.max_retries, funcs, None).strip())
+            except (ValueError, gotmpl.TemplateSyntaxError, gotmpl.RenderError) as e:
+                self.problems.append(Problem(p.loc.at(p.loc.path + ".max_retries"),
+                                             f"max_retries must be a whole number: {e}"))
+        else:
+            retries = p.max_retries
+        if config is None or len(self.problems) != before:
+            return None
+        plugin = cls(config)
+        self.warnings += [f"{b.name}: {w}" for w in self._plugin_prepare(plugin, b, config, p.loc)]
+        if len(self.problems) != before:
+            return None
+        return PreparedProvisioner(p, plugin, retries)
+
+    def prepare_post_processor(self, b: BuildDef, p: PostProcessorDef, data_keys) -> PreparedPostProcessor | None:
+        try:
+            cls = registry.lookup("post-processor", p.type)
+        except PluginLoadError as e:
+            self.problems.append(Problem(p.loc, str(e)))
+            return None
+        if cls is None:
+            self.problems.append(Problem(_type_loc(p.config, p.loc), registry.unknown_message("post-processor", p.type)))
+            return None
+        funcs = self._funcs(b, None, data_keys)
+        data = {k: "{{." + k + "}}" for k in data_keys}
+        dec = self._decoder(funcs, data)
+        before = len(self.problems)
+        config = dec.decode(cls.Config, p.config, p.loc)
+        self.problems += dec.problems
+        if config is None or len(self.problems) != before:
+            return None
+        plugin = cls(config)
+        self.warnings += [f"{b.name}: {w}" for w in self._plugin_prepare(plugin, b, config, p.loc)]
+        if len(self.problems) != before:
+            return None
+        return PreparedPostProcessor(p, plugin)
+
+    def _plugin_prepare(self, plugin: Any, b: BuildDef, config: Any, loc: Loc) -> list[str]:
+        pctx = PrepareContext(self.template.directory, b.build_name, b.type, self.options)
+        try:
+            return list(plugin.prepare(pctx) or [])
+        except ConfigProblems as cp:
+            locs = locs_of(config)
+            for key, msg in cp.problems:
+                at = locs.get(key, loc)
+                path = _join(loc.path, key) if key else loc.path
+                self.problems.append(Problem(at.at(path), msg))
+        except ValueError as e:
+            self.problems.append(Problem(loc, str(e)))
+        return []
+
+
+def _type_loc(config: Node, loc: Loc) -> Loc:
+    return loc.at(_join(loc.path, "type"))
+
+
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+def known_keys(cls: type) -> list[str]:
+    return sorted(config_fields(cls))

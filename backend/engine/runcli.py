@@ -1,0 +1,125 @@
+"""``kiln build`` in a terminal: console output, signals, prompts, exit code."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+
+from backend.template.errors import TemplateError
+
+from .console import ConsoleRenderer, JsonEventWriter, Writer
+from .prepare import Options
+
+PROMPTS = {
+    "retry": "[r] retry this provisioner (the template is re-read from disk)",
+    "skip": "[s] skip it and carry on",
+    "cleanup": "[c] clean up and exit",
+    "abort": "[a] abort, keeping the machine for inspection",
+}
+
+
+class TerminalAsker:
+    """Answers paused builds from the terminal, one question at a time."""
+
+    def __init__(self, session, console: ConsoleRenderer, machine: bool):
+        self.session = session
+        self.console = console
+        self.machine = machine
+        self.lock = threading.Lock()
+
+    def __call__(self, runner, question: dict) -> None:
+        threading.Thread(target=self._ask, args=(runner, question), daemon=True).start()
+
+    def _ask(self, runner, q: dict) -> None:
+        with self.lock:
+            choices = q["choices"]
+            default = "cleanup" if "cleanup" in choices else choices[0]
+            if self.machine or sys.stdin is None or sys.stdin.closed:
+                runner.answer(default)
+                return
+            w = self.console.w
+            if choices == ["continue"]:
+                w.write(f"==> {q['build']}: {q['prompt']} ")
+            else:
+                w.write(f"==> {q['build']}: {q['prompt']}: {q['error']}\n")
+                w.write("".join(f"    {PROMPTS[c]}\n" for c in choices if c in PROMPTS))
+                w.write(f"==> {q['build']}: your choice [{'/'.join(c[0] for c in choices)}]? ")
+            while True:
+                try:
+                    line = sys.stdin.readline()
+                except (OSError, ValueError):
+                    line = ""
+                if not line:  # no terminal, or end of input: Packer treats that as clean up
+                    runner.answer(default)
+                    return
+                text = line.strip().lower()
+                if choices == ["continue"]:
+                    runner.answer("continue")
+                    return
+                pick = [c for c in choices if text and c.startswith(text)]
+                if not text:
+                    pick = [default]
+                if len(pick) == 1 and runner.answer(pick[0]):
+                    return
+                w.write(f'Incorrect input: "{line.strip()}"; choose one of {", ".join(choices)}: ')
+
+
+def run_build(path: str, options: Options, timings: bool = True) -> int:
+    from .session import Session, load_template
+
+    machine = options.machine_readable
+    events_to_stdout = options.events == "-"
+    writer = Writer(sys.stderr if events_to_stdout else sys.stdout)
+    console = ConsoleRenderer(writer, color=options.color, machine=machine,
+                              timestamps=options.timestamp_ui, debug=options.debug)
+    try:
+        template = load_template(path, options)
+        session = Session(template, options)
+    except TemplateError as e:
+        from backend.cli import _fail
+
+        _fail(machine, e)
+        return 1
+    except OSError as e:
+        print(f"Error: cannot read {path}: {e.strerror or e}", file=sys.stderr)
+        return 1
+    if not session.builds:
+        console.say_plain("Error: No builds to run (check -only and -except)", error=True)
+        return 1
+    for w in list(template.warnings) + session.warnings:
+        console.say_plain(f"Warning: {template.mask(w)}")
+    os.environ["PACKER_RUN_UUID"] = session.run_id
+    events = None
+    if options.events:
+        stream = sys.stdout if events_to_stdout else open(options.events, "w", encoding="utf-8")
+        events = JsonEventWriter(stream, close=not events_to_stdout)
+        session.bus.subscribe(events)
+    session.bus.subscribe(console)
+    session.on_question = TerminalAsker(session, console, machine)
+
+    interrupts = {"n": 0}
+
+    def on_signal(signum, frame):
+        interrupts["n"] += 1
+        word = "interrupt" if signum == signal.SIGINT else "terminated"
+        if interrupts["n"] == 1:
+            console.say_plain(f"Cancelling build after receiving {word}", error=True)
+            session.cancel(word)
+        else:
+            console.say_plain("Cleanup is running and will finish; Kiln exits when it is done.", error=True)
+
+    old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        session.start()
+        while not session.wait(0.2):
+            pass
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+    result = session.result
+    console.summary(session, result, timings=timings)
+    if events is not None:
+        events.close()
+    return result.exit_code

@@ -1,0 +1,239 @@
+"""A session: one run of a template's builds, in parallel threads, with one event bus.
+
+The CLI and the dashboard both drive builds through this class: ``start()``
+runs the builds in the background, ``cancel()`` stops them (with cleanup),
+``answer(build, choice)`` answers a paused build (retry / skip / cleanup /
+abort), and every observable thing arrives on ``bus``.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from backend.template.errors import TemplateError
+from backend.template.model import Template
+
+from .build import BuildResult, BuildRunner
+from .cancel import CancelToken
+from .events import EventBus
+from .ledger import Ledger
+from .prepare import Options, PreparedBuild, PreparedProvisioner, Preparer, select_builds
+
+
+def load_template(path: str, options: Options, syntax_only: bool = False) -> Template:
+    """Load a JSON, YAML or HCL2 template (file or directory) with the run's variables."""
+    if os.path.isdir(path) or path.endswith((".pkr.hcl", ".pkr.json")):
+        from backend.template.hcl2 import load_hcl2
+
+        return load_hcl2(path, options.vars, options.var_files, syntax_only=syntax_only)
+    from backend.template.legacy import load_legacy
+
+    return load_legacy(path, options.vars, options.var_files, syntax_only=syntax_only)
+
+
+def default_state_dir(template_path: str) -> str:
+    base = template_path if os.path.isdir(template_path) else os.path.dirname(os.path.abspath(template_path))
+    return os.path.join(base, ".kiln")
+
+
+@dataclass
+class RunResult:
+    exit_code: int
+    results: dict[str, BuildResult] = field(default_factory=dict)
+    interrupted: bool = False
+    duration: float = 0.0
+
+
+class Session:
+    def __init__(
+        self,
+        template: Template,
+        options: Options,
+        *,
+        builds: list[PreparedBuild] | None = None,
+        bus: EventBus | None = None,
+        run_id: str | None = None,
+        history: bool = True,
+    ):
+        self.template = template
+        self.options = options
+        self.run_id = run_id or str(uuid.uuid4())
+        self.bus = bus or EventBus(self.run_id)
+        self.bus.run_id = self.run_id
+        self.cancel_token = CancelToken()
+        self.state_dir = options.state_dir or default_state_dir(template.path)
+        self.ledger = Ledger(self.run_id, on_change=self._ledger_event)
+        self.runners: dict[str, BuildRunner] = {}
+        self.result: RunResult | None = None
+        self.on_question: Callable[[BuildRunner, dict], None] | None = None
+        self._thread: threading.Thread | None = None
+        self._done = threading.Event()
+        self._crash_lock = threading.Lock()
+        self.warnings: list[str] = []
+        if builds is None:
+            builds = self.prepare()
+        self.builds = builds
+        self.log_dir = os.path.join(self.state_dir, "logs", self.run_id)
+        self._history = None
+        self._logs = None
+        if history:
+            from .history import History
+            from .logs import BuildLogs
+
+            os.makedirs(self.log_dir, exist_ok=True)
+            self._logs = BuildLogs(self.log_dir, [b.name for b in builds])
+            self.bus.subscribe(self._logs, replay=True)
+            try:
+                self._history = History(os.path.join(self.state_dir, "history.db"))
+                self._history.attach(self.bus, template.path, self._logs.paths)
+            except Exception as e:  # history is a convenience; never fail a build for it
+                self.warnings.append(f"history is not recorded: {e}")
+
+    # -- preparing ------------------------------------------------------------------
+    def prepare(self) -> list[PreparedBuild]:
+        selected = select_builds(self.template, self.options.only, self.options.except_)
+        prep = Preparer(self.template, self.options)
+        builds = prep.prepare(selected)
+        self.warnings += prep.warnings
+        if prep.problems:
+            raise TemplateError(prep.problems)
+        return builds
+
+    def reload_provisioner(self, prepared: PreparedBuild, prov: PreparedProvisioner) -> PreparedProvisioner | None:
+        """Re-read the template from disk and prepare the same provisioner again (retry)."""
+        runner = self.runners.get(prepared.name)
+        ui = runner.ctx.ui if runner else None
+        try:
+            fresh = load_template(self.template.path, self.options)
+            build = fresh.build(prepared.definition.name)
+            idx = prov.definition.index
+            match = [p for p in build.provisioners if p.index == idx]
+            if not match:
+                raise TemplateError(f"provisioner {idx + 1} is no longer in the template")
+            prep = Preparer(fresh, self.options)
+            from .prepare import COMMON_GENERATED
+
+            keys = COMMON_GENERATED + tuple(getattr(type(prepared.builder), "generated_keys", ()))
+            new = prep.prepare_provisioner(build, match[0], keys)
+            if prep.problems or new is None:
+                raise TemplateError(prep.problems)
+        except (TemplateError, KeyError) as e:
+            if ui is not None:
+                ui.error("The template was not reloaded, the previous version runs again:")
+                for line in str(e).splitlines():
+                    ui.error("  " + line)
+            return None
+        if ui is not None:
+            ui.say(f"Reloaded {os.path.basename(self.template.path)}: running provisioner "
+                   f"{idx + 1} ({new.definition.type}) again")
+        return new
+
+    # -- running --------------------------------------------------------------------
+    def start(self) -> None:
+        """Run in a background thread; ``wait()`` for the result."""
+        self._thread = threading.Thread(target=self.run, name=f"kiln-session-{self.run_id[:8]}", daemon=True)
+        self._thread.start()
+
+    def wait(self, timeout: float | None = None) -> RunResult | None:
+        self._done.wait(timeout)
+        return self.result
+
+    @property
+    def done(self) -> bool:
+        return self._done.is_set()
+
+    def run(self) -> RunResult:
+        start = time.time()
+        os.environ.setdefault("PACKER_RUN_UUID", self.run_id)
+        self.bus.publish(
+            "run.started", template=self.template.path, builds=[b.name for b in self.builds],
+            build_types={b.name: b.type for b in self.builds},
+            options={"on_error": self.options.on_error, "parallel_builds": self.options.parallel_builds,
+                     "debug": self.options.debug, "force": self.options.force},
+            log_dir=self.log_dir,
+        )
+        limit = self.options.parallel_builds
+        if self.options.debug:
+            limit = 1
+        sem = threading.Semaphore(limit) if limit and limit > 0 else None
+        threads = []
+        for pb in self.builds:
+            runner = BuildRunner(self, pb, CancelToken(self.cancel_token))
+            self.runners[pb.name] = runner
+        for pb in self.builds:
+            if self.cancel_token.cancelled:
+                break
+            runner = self.runners[pb.name]
+            if sem is not None:
+                while not sem.acquire(timeout=0.2):
+                    if self.cancel_token.cancelled:
+                        break
+                if self.cancel_token.cancelled:
+                    break
+            t = threading.Thread(target=self._run_build, args=(runner, sem), name=f"kiln-build-{pb.name}",
+                                 daemon=True)
+            threads.append(t)
+            t.start()
+        for t in threads:
+            t.join()
+        results = {name: r.result for name, r in self.runners.items()}
+        for _name, r in results.items():
+            if r.status == "pending":
+                r.status = "cancelled"
+                r.error = "not started: the run was cancelled"
+        failed = any(r.status != "succeeded" for r in results.values())
+        interrupted = self.cancel_token.cancelled
+        code = 1 if failed or interrupted or not self.builds else 0
+        self.result = RunResult(code, results, interrupted, time.time() - start)
+        status = "cancelled" if interrupted else ("failed" if failed else "succeeded")
+        self.bus.publish("run.finished", status=status, exit_code=code, duration=round(self.result.duration, 6))
+        if self._logs is not None:
+            self._logs.close()
+        if self._history is not None:
+            self._history.close()
+        self.ledger.close()
+        self._done.set()
+        return self.result
+
+    def _run_build(self, runner: BuildRunner, sem) -> None:
+        try:
+            runner.run()
+        finally:
+            if sem is not None:
+                sem.release()
+
+    # -- control --------------------------------------------------------------------
+    def cancel(self, reason: str = "interrupted", build: str | None = None) -> None:
+        if build is not None:
+            r = self.runners.get(build)
+            if r is not None:
+                r.cancel.cancel(reason)
+            return
+        self.cancel_token.cancel(reason)
+
+    def answer(self, build: str, choice: str) -> bool:
+        r = self.runners.get(build)
+        return bool(r and r.answer(choice))
+
+    def pending_questions(self) -> list[dict[str, Any]]:
+        return [r.pending_question for r in self.runners.values() if r.pending_question]
+
+    def question_asked(self, runner: BuildRunner, question: dict) -> None:
+        if self.on_question is not None:
+            self.on_question(runner, question)
+
+    def log_crash(self, build: str, lines: list[str]) -> None:
+        if self._logs is not None:
+            self._logs.write_raw(build, "".join(lines))
+
+    def _ledger_event(self, action: str, build: str, kind: str, ident: str) -> None:
+        self.bus.publish("resource", build=build, action=action, kind=kind, ident=ident)
+
+    @property
+    def log_paths(self) -> dict[str, str]:
+        return dict(self._logs.paths) if self._logs else {}

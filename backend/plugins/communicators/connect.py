@@ -1,0 +1,37 @@
+"""Open the communicator a builder's config asks for (Packer's StepConnect)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .base import Communicator, NoneCommunicator
+
+
+def connect(ctx: Any, config: Any, host: str = "", container_id: str = "") -> Communicator:
+    """Return a connected communicator; progress and waits go to ``ctx.ui``.
+
+    ``host`` is the address the builder found (the instance's IP); an explicit
+    ``ssh_host`` in the template wins. ``container_id`` is the docker builder's
+    container.
+    """
+    ctype = config.communicator_type()
+    if ctype == "none":
+        return NoneCommunicator()
+    if ctype == "local":
+        from .local import LocalCommunicator
+
+        ctx.ui.say("Using the local communicator: provisioners run on this host")
+        return LocalCommunicator()
+    if ctype in ("docker", "dockerWindowsContainer"):
+        from .docker import DockerCommunicator
+
+        target = container_id or config.docker_container()
+        ctx.ui.say(f"Using docker communicator to connect: {target}")
+        return DockerCommunicator.for_container(ctx, target, config)
+    if ctype == "ssh":
+        from .ssh import connect_ssh
+
+        return connect_ssh(ctx, config, host=config.ssh_host or host)
+    from backend.plugins.base import StepError
+
+    raise StepError(f'the "{ctype}" communicator is not supported by Kiln')

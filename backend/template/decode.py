@@ -1,0 +1,430 @@
+"""One generic decoder from template nodes to plugin configuration dataclasses.
+
+A plugin declares its configuration as a dataclass whose field names are the
+Packer keys. Field metadata (set with :func:`opt`) carries what the type alone
+cannot say: required, documentation, whether strings are rendered through the
+``{{ }}`` engine at prepare time, extra key aliases.
+
+Decoding is weakly typed, as Packer's (mapstructure with WeaklyTypedInput):
+``"22"`` decodes into an ``int`` field, a single string into a ``list[str]``,
+``"true"`` into a ``bool``. Every problem is collected with its location; the
+decoder never stops at the first one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+from dataclasses import MISSING, dataclass, field
+from typing import Any, Callable, Union, get_args, get_origin, get_type_hints
+
+from .errors import Problem, did_you_mean
+from .source import Loc, Node
+
+__all__ = [
+    "Duration",
+    "Decoder",
+    "Deferred",
+    "opt",
+    "config_fields",
+    "ConfigProblems",
+]
+
+
+class Duration(float):
+    """Seconds, written in a template as a Go duration string (``"1m30s"``)."""
+
+
+class Deferred(str):
+    """A string kept verbatim at prepare time and rendered by the plugin at run time."""
+
+
+def opt(
+    default: Any = MISSING,
+    *,
+    required: bool = False,
+    doc: str = "",
+    render: bool = True,
+    aliases: tuple[str, ...] = (),
+    secret: bool = False,
+    default_factory: Callable[[], Any] | None = None,
+) -> Any:
+    """A configuration field with Packer-style metadata."""
+    meta = {"required": required, "doc": doc, "render": render, "aliases": aliases,
+            "secret": secret}
+    if default_factory is not None:
+        return field(default_factory=default_factory, metadata=meta)
+    if default is MISSING and not required:
+        default = None
+    if isinstance(default, (list, dict, set)):
+        value = default
+        return field(default_factory=lambda: type(value)(value), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+class ConfigProblems(Exception):
+    """Raised by a config's ``check`` hook: a list of (field or '', message)."""
+
+    def __init__(self, problems: list[tuple[str, str]]):
+        self.problems = problems
+        super().__init__("; ".join(m for _, m in problems))
+
+
+@dataclass(frozen=True, slots=True)
+class FieldSpec:
+    name: str
+    type: Any
+    required: bool
+    render: bool
+    aliases: tuple[str, ...]
+    secret: bool
+    doc: str
+    has_default: bool
+
+
+_specs_cache: dict[type, dict[str, FieldSpec]] = {}
+
+
+def config_fields(cls: type) -> dict[str, FieldSpec]:
+    """The template keys a config dataclass accepts (aliases included)."""
+    cached = _specs_cache.get(cls)
+    if cached is not None:
+        return cached
+    hints = get_type_hints(cls)
+    out: dict[str, FieldSpec] = {}
+    for f in dataclasses.fields(cls):
+        if f.name.startswith("_"):
+            continue
+        meta = f.metadata or {}
+        spec = FieldSpec(
+            name=f.name,
+            type=hints[f.name],
+            required=bool(meta.get("required")),
+            render=meta.get("render", True),
+            aliases=tuple(meta.get("aliases", ())),
+            secret=bool(meta.get("secret")),
+            doc=meta.get("doc", ""),
+            has_default=f.default is not MISSING or f.default_factory is not MISSING,
+        )
+        out[f.name] = spec
+        for alias in spec.aliases:
+            out[alias] = spec
+    _specs_cache[cls] = out
+    return out
+
+
+_TRUE = {"1", "t", "T", "TRUE", "true", "True"}
+_FALSE = {"0", "f", "F", "FALSE", "false", "False", ""}
+
+
+class Decoder:
+    """Decode nodes into config dataclasses, collecting problems.
+
+    ``render`` is applied to every string value of a field whose metadata says
+    ``render=True`` (Packer interpolates config strings at prepare time); it
+    receives the string and its location and returns the rendered text, or
+    raises ``ValueError`` with a user-facing message.
+    """
+
+    def __init__(self, render: Callable[[str, Loc], str] | None = None, ignore_keys: Callable[[str], bool] | None = None):
+        self.render = render
+        self.ignore_keys = ignore_keys or (lambda k: False)
+        self.problems: list[Problem] = []
+        #: optional syntax check for strings kept for run-time rendering
+        self.check_deferred: Callable[[str, Loc], list[str]] | None = None
+
+    # -- public -----------------------------------------------------------
+    def decode(self, cls: type, nodes: Node | list[Node], loc: Loc | None = None) -> Any:
+        """Decode one or more map nodes (later ones override earlier keys)."""
+        if isinstance(nodes, Node):
+            nodes = [nodes]
+        values: dict[str, Any] = {}
+        locs: dict[str, Loc] = {}
+        specs = config_fields(cls)
+        base_loc = loc or (nodes[0].loc if nodes else Loc(""))
+        for node in nodes:
+            if node.value is None:
+                continue
+            if not node.is_map:
+                self.problem(node.loc, f"expected an object, got {node.type_name()}")
+                continue
+            for key, child in node.items():
+                if self.ignore_keys(key):
+                    continue
+                spec = specs.get(key)
+                kloc = node.key_loc(key)
+                if spec is None:
+                    hint = did_you_mean(key, _visible_keys(specs))
+                    self.problem(kloc, f'unknown configuration key "{key}"{hint}')
+                    continue
+                ok, value = self._convert(spec.type, child, spec.render)
+                if ok:
+                    values[spec.name] = value
+                    locs[spec.name] = child.loc
+        for name, spec in specs.items():
+            if name != spec.name:
+                continue
+            if spec.required and name not in values:
+                self.problem(base_loc, f'missing required key "{name}"')
+        kwargs = {k: v for k, v in values.items()}
+        try:
+            obj = _construct(cls, kwargs)
+        except TypeError as e:  # a required field had no value; already reported
+            del e
+            return None
+        if _has_slot(obj):
+            object.__setattr__(obj, "_locs", locs)
+        check = getattr(obj, "check", None)
+        if callable(check):
+            try:
+                check()
+            except ConfigProblems as cp:
+                for key, msg in cp.problems:
+                    self.problem(locs.get(key, base_loc).at(_join(base_loc.path, key)) if key else base_loc, msg)
+            except ValueError as e:
+                self.problem(base_loc, str(e))
+        return obj
+
+    def problem(self, loc: Loc, message: str) -> None:
+        self.problems.append(Problem(loc, message))
+
+    # -- conversion -------------------------------------------------------
+    def _convert(self, tp: Any, node: Node, render: bool) -> tuple[bool, Any]:
+        origin = get_origin(tp)
+        v = node.value
+        if tp is Any:
+            return True, self._render_plain(node, render)
+        if origin in (Union, types.UnionType):
+            args = [a for a in get_args(tp) if a is not type(None)]
+            if v is None:
+                return True, None
+            if len(args) == 1:
+                return self._convert(args[0], node, render)
+            # first alternative that decodes without problems wins
+            saved = self.problems
+            for a in args:
+                self.problems = []
+                ok, out = self._convert(a, node, render)
+                if ok and not self.problems:
+                    self.problems = saved
+                    return True, out
+            self.problems = saved
+            names = " or ".join(_type_label(a) for a in args)
+            self.problem(node.loc, f"expected {names}, got {node.type_name()}")
+            return False, None
+        if tp is Deferred:
+            if isinstance(v, str):
+                if self.check_deferred is not None and "{{" in v:
+                    for msg in self.check_deferred(v, node.loc):
+                        self.problem(node.loc, msg)
+                return True, Deferred(v)
+            ok, out = self._scalar(str, node, False)
+            return ok, Deferred(out) if ok else out
+        if tp in (str, int, float, bool, Duration):
+            return self._scalar(tp, node, render)
+        if origin in (list, tuple) or tp in (list, tuple):
+            args = get_args(tp)
+            item_tp = args[0] if args else Any
+            if v is None:
+                return True, []
+            items = v if isinstance(v, list) else None
+            if items is None:
+                if isinstance(v, dict):
+                    self.problem(node.loc, f"expected a list, got {node.type_name()}")
+                    return False, None
+                items = [node]  # weak typing: a single value becomes a one-item list
+            out, ok_all = [], True
+            for item in items:
+                ok, value = self._convert(item_tp, item, render)
+                ok_all &= ok
+                if ok:
+                    out.append(value)
+            return ok_all, out
+        if origin is dict or tp is dict:
+            args = get_args(tp)
+            val_tp = args[1] if len(args) == 2 else Any
+            if v is None:
+                return True, {}
+            if isinstance(v, list) and not v:
+                return True, {}
+            if not isinstance(v, dict):
+                self.problem(node.loc, f"expected an object, got {node.type_name()}")
+                return False, None
+            out, ok_all = {}, True
+            for k, child in v.items():
+                ok, value = self._convert(val_tp, child, render)
+                ok_all &= ok
+                if ok:
+                    out[k] = value
+            return ok_all, out
+        if dataclasses.is_dataclass(tp):
+            if v is None:
+                return True, None
+            if not isinstance(v, dict):
+                self.problem(node.loc, f"expected an object, got {node.type_name()}")
+                return False, None
+            before = len(self.problems)
+            obj = self.decode(tp, node)
+            return obj is not None and len(self.problems) == before, obj
+        return True, self._render_plain(node, render)
+
+    def _render_plain(self, node: Node, render: bool) -> Any:
+        v = node.value
+        if isinstance(v, dict):
+            return {k: self._render_plain(c, render) for k, c in v.items()}
+        if isinstance(v, list):
+            return [self._render_plain(c, render) for c in v]
+        if isinstance(v, str):
+            return self._render(v, node.loc, render)
+        return v
+
+    def _render(self, s: str, loc: Loc, render: bool) -> str:
+        if not render or self.render is None or "{{" not in s:
+            return s
+        try:
+            return self.render(s, loc)
+        except ValueError as e:
+            self.problem(loc, str(e))
+            return s
+
+    def _scalar(self, tp: type, node: Node, render: bool) -> tuple[bool, Any]:
+        v = node.value
+        if isinstance(v, (dict, list)):
+            self.problem(node.loc, f"expected {_type_label(tp)}, got {node.type_name()}")
+            return False, None
+        if isinstance(v, str):
+            v = self._render(v, node.loc, render)
+        try:
+            return True, _weak(tp, v)
+        except ValueError as e:
+            self.problem(node.loc, str(e))
+            return False, None
+
+
+def _weak(tp: type, v: Any) -> Any:
+    if tp is str:
+        if v is None:
+            return ""
+        if isinstance(v, bool):
+            return "1" if v else "0"
+        if isinstance(v, float) and v.is_integer():
+            return str(int(v))
+        return str(v)
+    if tp is bool:
+        if isinstance(v, bool):
+            return v
+        if v is None:
+            return False
+        if isinstance(v, (int, float)):
+            return v != 0
+        s = str(v).strip()
+        if s in _TRUE:
+            return True
+        if s in _FALSE:
+            return False
+        raise ValueError(f'expected a boolean, got "{v}"')
+    if tp is int:
+        if isinstance(v, bool):
+            return int(v)
+        if isinstance(v, int):
+            return v
+        if isinstance(v, float):
+            if v.is_integer():
+                return int(v)
+            raise ValueError(f"expected an integer, got {v}")
+        if v is None:
+            return 0
+        s = str(v).strip()
+        try:
+            return int(s, 0) if s.lower().startswith(("0x", "0o", "0b")) else int(s)
+        except ValueError:
+            raise ValueError(f'expected an integer, got "{v}"') from None
+    if tp is float:
+        if isinstance(v, bool):
+            return float(v)
+        if isinstance(v, (int, float)):
+            return float(v)
+        if v is None:
+            return 0.0
+        try:
+            return float(str(v).strip())
+        except ValueError:
+            raise ValueError(f'expected a number, got "{v}"') from None
+    if tp is Duration:
+        if v is None or v == "":
+            return Duration(0)
+        if isinstance(v, bool):
+            raise ValueError(f"expected a duration such as \"30s\" or \"5m\", got {v}")
+        if isinstance(v, (int, float)):
+            return Duration(v / 1e9)  # Go decodes bare numbers as nanoseconds
+        from .golang import parse_duration
+
+        try:
+            return Duration(parse_duration(str(v)))
+        except ValueError as e:
+            raise ValueError(f'{e}; expected a duration such as "30s", "5m" or "1h30m"') from None
+    raise ValueError(f"unsupported type {tp}")
+
+
+def _type_label(tp: Any) -> str:
+    if tp is str:
+        return "a string"
+    if tp is int:
+        return "an integer"
+    if tp is bool:
+        return "a boolean"
+    if tp is float:
+        return "a number"
+    if tp is Duration:
+        return "a duration"
+    if get_origin(tp) is list:
+        return "a list"
+    if get_origin(tp) is dict or dataclasses.is_dataclass(tp):
+        return "an object"
+    return getattr(tp, "__name__", str(tp))
+
+
+def _visible_keys(specs: dict[str, FieldSpec]) -> list[str]:
+    return list(specs)
+
+
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+def _has_slot(obj: Any) -> bool:
+    return hasattr(obj, "__dict__")
+
+
+def _construct(cls: type, kwargs: dict[str, Any]) -> Any:
+    # Fill required fields that are missing with None so one missing key does
+    # not hide every other problem; the caller already reported it.
+    for f in dataclasses.fields(cls):
+        if f.name not in kwargs and f.default is MISSING and f.default_factory is MISSING:
+            kwargs[f.name] = None
+    return cls(**kwargs)
+
+
+def secret_values(obj: Any) -> list[str]:
+    """Every non-empty value of a field marked ``secret`` (nested configs too)."""
+    out: list[str] = []
+    if obj is None or not dataclasses.is_dataclass(obj):
+        return out
+    specs = config_fields(type(obj))
+    for name, spec in specs.items():
+        if name != spec.name:
+            continue
+        value = getattr(obj, name, None)
+        if spec.secret and isinstance(value, str) and value:
+            out.append(value)
+        elif dataclasses.is_dataclass(value):
+            out.extend(secret_values(value))
+        elif isinstance(value, list):
+            for item in value:
+                out.extend(secret_values(item))
+    return out
+
+
+def locs_of(obj: Any) -> dict[str, Loc]:
+    return getattr(obj, "_locs", {}) or {}
+
