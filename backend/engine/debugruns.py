@@ -1,0 +1,115 @@
+"""Debug runs: a template's provisioners on the null builder, its post-processors on the file builder.
+
+Both keep the template's provisioners or post-processors exactly as written
+and swap only the builder, so a user debugging a script or a post-processor
+chain gets an answer in seconds instead of waiting for a real machine.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass
+
+from backend.template.model import BuildDef, Template
+from backend.template.source import Loc, Node, from_plain
+
+
+@dataclass(frozen=True)
+class NullTarget:
+    """Where the null builder's provisioners run.
+
+    kind: ``local`` (this host), ``ssh`` (host/port/user with a key or password)
+    or ``docker`` (a container kept from an earlier build).
+    """
+
+    kind: str = "local"
+    host: str = ""
+    port: int = 22
+    user: str = ""
+    password: str = ""
+    private_key_file: str = ""
+    container: str = ""
+    label: str = ""
+
+    def communicator_config(self) -> dict:
+        if self.kind == "local":
+            return {"communicator": "local"}
+        if self.kind == "docker":
+            return {"communicator": "docker", "ssh_host": self.container}
+        cfg = {"communicator": "ssh", "ssh_host": self.host, "ssh_port": self.port,
+               "ssh_username": self.user}
+        if self.private_key_file:
+            cfg["ssh_private_key_file"] = self.private_key_file
+        elif self.password:
+            cfg["ssh_password"] = self.password
+        return cfg
+
+    def describe(self) -> str:
+        if self.label:
+            return self.label
+        if self.kind == "local":
+            return "this host"
+        if self.kind == "docker":
+            return f"container {self.container[:12]}"
+        return f"{self.user}@{self.host}:{self.port}"
+
+
+def provisioners_on_null(template: Template, target: NullTarget, builds: list[str] | None = None) -> Template:
+    """Every (selected) build's builder replaced by a null builder connected to ``target``.
+
+    Provisioners, their only/except/override and the error-cleanup provisioner
+    stay as they are; post-processors are dropped (they need a real artifact).
+    """
+    out = []
+    for b in template.builds:
+        if builds and b.name not in builds:
+            continue
+        loc = Loc(b.loc.file, b.loc.line, b.loc.col, b.loc.path)
+        config = from_plain(target.communicator_config(), loc)
+        out.append(dataclasses.replace(b, index=len(out), type="null", config=config, post_processors=()))
+    return dataclasses.replace(template, builds=tuple(out))
+
+
+def postprocessors_on_file(template: Template, workdir: str, builds: list[str] | None = None) -> Template:
+    """Every build's builder replaced by a file builder writing a stand-in artifact.
+
+    Provisioners are dropped; the post-processor chains run on
+    ``<workdir>/<build>.artifact``, a small text file.
+    """
+    os.makedirs(workdir, exist_ok=True)
+    out = []
+    for b in template.builds:
+        if builds and b.name not in builds:
+            continue
+        target = os.path.join(workdir, f"{_safe(b.name)}.artifact")
+        content = f"stand-in artifact for build {b.name} ({b.type}), made by kiln for post-processor debugging\n"
+        loc = b.loc
+        config = Node({"target": Node(target, loc), "content": Node(content, loc)}, loc)
+        out.append(dataclasses.replace(b, index=len(out), type="file", config=config, provisioners=(),
+                                       error_cleanup=None))
+    return dataclasses.replace(template, builds=tuple(out))
+
+
+def _safe(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "._-" else "_" for c in name)
+
+
+def kept_machines(ledger_entries) -> list[NullTarget]:
+    """Machines kept by earlier failed builds (on-error abort/ask) that provisioners can target."""
+    out = []
+    for e in ledger_entries:
+        if not e.kept:
+            continue
+        if e.kind == "docker-container":
+            out.append(NullTarget(kind="docker", container=e.ident,
+                                  label=f"container {e.ident[:12]} kept from build {e.build}"))
+        elif e.kind == "aws-instance" and e.data.get("ssh_host"):
+            d = e.data
+            out.append(NullTarget(kind="ssh", host=d["ssh_host"], port=int(d.get("ssh_port", 22)),
+                                  user=d.get("ssh_username", ""), private_key_file=d.get("ssh_private_key_file", ""),
+                                  label=f"instance {e.ident} kept from build {e.build}"))
+    return out
+
+
+__all__ = ["NullTarget", "provisioners_on_null", "postprocessors_on_file", "kept_machines", "BuildDef"]
