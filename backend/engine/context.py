@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import tempfile
 import threading
@@ -108,21 +109,31 @@ class BuildContext:
 
     # -- temp files tracked in the ledger -----------------------------------------
     def temp_dir(self, prefix: str = "kiln-") -> str:
+        """A temp directory, recorded in the ledger before it exists."""
+        path = self._temp_name(prefix, "")
         if self.ledger is not None:
-            path = tempfile.mkdtemp(prefix=prefix)
             self.ledger.record("tempdir", path, build=self.build_name)
-            return path
-        return tempfile.mkdtemp(prefix=prefix)
+        os.mkdir(path, 0o700)
+        return path
 
     def temp_file(self, prefix: str = "kiln-", suffix: str = "", content: bytes | None = None, mode: int = 0o600) -> str:
-        fd, path = tempfile.mkstemp(prefix=prefix, suffix=suffix)
+        """A temp file with ``content``, recorded in the ledger before it exists."""
+        from backend.plugins.communicators.local import SPAWN_LOCK
+
+        path = self._temp_name(prefix, suffix)
         if self.ledger is not None:
             self.ledger.record("tempfile", path, build=self.build_name)
-        with os.fdopen(fd, "wb") as f:
-            if content:
-                f.write(content)
-        os.chmod(path, mode)
+        with SPAWN_LOCK:  # no child may be forked while the file is open for writing
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb") as f:
+                if content:
+                    f.write(content)
+            os.chmod(path, mode)
         return path
+
+    @staticmethod
+    def _temp_name(prefix: str, suffix: str) -> str:
+        return os.path.join(tempfile.gettempdir(), f"{prefix}{secrets.token_hex(6)}{suffix}")
 
     def remove_temp(self, path: str) -> None:
         if os.path.isdir(path) and not os.path.islink(path):

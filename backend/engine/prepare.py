@@ -148,6 +148,10 @@ class Preparer:
             pb = self.prepare_build(b)
             if pb is not None:
                 out.append(pb)
+        if self.problems:  # a problem shared by several builds is reported once
+            from backend.template.errors import TemplateError
+
+            self.problems = TemplateError(self.problems).problems
         return out
 
     def prepare_build(self, b: BuildDef) -> PreparedBuild | None:

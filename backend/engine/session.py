@@ -204,8 +204,21 @@ class Session:
         try:
             runner.run()
         finally:
+            self._sweep_temp(runner)
             if sem is not None:
                 sem.release()
+
+    def _sweep_temp(self, runner: BuildRunner) -> None:
+        """Temp files a plugin did not remove (a cancel mid-way, say) go when the build ends."""
+        from .ledger import reap
+
+        for e in self.ledger.entries(self.run_id):
+            if e.build == runner.ctx.build_name and e.kind in ("tempfile", "tempdir") and not e.kept:
+                try:
+                    reap(e)
+                    self.ledger.release(e.id)
+                except OSError:
+                    pass
 
     # -- control --------------------------------------------------------------------
     def cancel(self, reason: str = "interrupted", build: str | None = None) -> None:

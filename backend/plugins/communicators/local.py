@@ -7,12 +7,19 @@ import selectors
 import shutil
 import signal
 import subprocess
+import threading
 import time
 from typing import Iterable, Sequence
 
 from .base import Communicator, CommunicatorError, LineSplitter, OutputFn
 
 KILL_GRACE = 3.0  # seconds between SIGTERM and SIGKILL on cancel
+
+#: Held while a child process is spawned and while a script file is written. A
+#: child forked while another thread still has a script open for writing keeps
+#: that descriptor until it execs, and running the script then fails with
+#: "Text file busy" (ETXTBSY); serialising the two makes that impossible.
+SPAWN_LOCK = threading.Lock()
 
 
 def run_process(
@@ -33,16 +40,17 @@ def run_process(
     mapped to 128+signal as a shell would report them.
     """
     try:
-        proc = subprocess.Popen(
-            argv,
-            stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            env=env,
-            cwd=cwd,
-            shell=shell,
-            start_new_session=True,
-        )
+        with SPAWN_LOCK:
+            proc = subprocess.Popen(
+                argv,
+                stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                env=env,
+                cwd=cwd,
+                shell=shell,
+                start_new_session=True,
+            )
     except OSError as e:
         raise CommunicatorError(f"cannot start {argv if isinstance(argv, str) else argv[0]}: {e.strerror or e}") from e
 

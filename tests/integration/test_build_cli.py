@@ -1,0 +1,230 @@
+"""`kiln build` as a process: signals, kill -9 + cleanup, output fidelity, machine-readable, events."""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+from backend.engine.ledger import Ledger
+
+KILN = [sys.executable, "-m", "backend.cli"]
+
+
+def write(path: Path, doc: dict) -> Path:
+    path.write_text(json.dumps(doc, indent=2))
+    return path
+
+
+def wait_for(pred, timeout=15.0):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if pred():
+            return True
+        time.sleep(0.05)
+    raise AssertionError("timed out")
+
+
+def procs_with(tag: str) -> list[str]:
+    out = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True).stdout
+    return [ln for ln in out.splitlines() if tag in ln and "ps -eo" not in ln]
+
+
+def kiln_temp_files(tmpdir: Path) -> set[str]:
+    return set(glob.glob(os.path.join(tmpdir, "*")))
+
+
+def private_tmp(tmp_path: Path) -> tuple[Path, dict]:
+    """Kiln's temp files go to a directory of this test alone (TMPDIR)."""
+    d = tmp_path / "tmp"
+    d.mkdir()
+    return d, {**os.environ, "TMPDIR": str(d)}
+
+
+def slow_template(tmp_path: Path, tag: str) -> Path:
+    started = tmp_path / "started"
+    return write(tmp_path / "t.json", {
+        "builders": [{"type": "null", "communicator": "none"}, {"type": "null", "name": "two", "communicator": "none"}],
+        "provisioners": [{"type": "shell-local", "inline": [
+            f"touch {started}", f"sh -c 'sleep 60; echo {tag}' & sleep 60 # {tag}"]}],
+    })
+
+
+def test_sigint_cancels_cleans_up_and_exits_1(tmp_path):
+    tag = f"kiln-sig-{uuid.uuid4().hex[:8]}"
+    path = slow_template(tmp_path, tag)
+    tmpdir, env = private_tmp(tmp_path)
+    proc = subprocess.Popen([*KILN, "build", "-color=false", str(path)], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, env=env)
+    wait_for(lambda: (tmp_path / "started").exists() and len(procs_with(tag)) >= 2)
+    t0 = time.time()
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 1, out
+    assert time.time() - t0 < 10
+    assert "Cancelling build after receiving interrupt" in out
+    assert "Cleanly cancelled builds after being interrupted." in out
+    wait_for(lambda: not procs_with(tag), timeout=5)  # the whole process group is gone
+    assert kiln_temp_files(tmpdir) == set()
+    assert all(e.run_id.startswith("cleanup") or not e.ident.startswith("/tmp/packer-shell")
+               for e in Ledger("probe").entries())
+
+
+def test_second_interrupt_does_not_abandon_cleanup(tmp_path):
+    tag = f"kiln-sig2-{uuid.uuid4().hex[:8]}"
+    path = slow_template(tmp_path, tag)
+    tmpdir, env = private_tmp(tmp_path)
+    proc = subprocess.Popen([*KILN, "build", "-color=false", str(path)], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, env=env)
+    wait_for(lambda: (tmp_path / "started").exists() and len(procs_with(tag)) >= 2)
+    proc.send_signal(signal.SIGINT)
+    time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 1
+    wait_for(lambda: not procs_with(tag), timeout=5)
+    assert kiln_temp_files(tmpdir) == set()
+
+
+def test_kill_9_then_kiln_cleanup_removes_what_was_left(tmp_path):
+    tag = f"kiln-k9-{uuid.uuid4().hex[:8]}"
+    path = slow_template(tmp_path, tag)
+    tmpdir, env = private_tmp(tmp_path)
+    proc = subprocess.Popen([*KILN, "build", "-color=false", str(path)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, env=env)
+    wait_for(lambda: (tmp_path / "started").exists())
+    left = kiln_temp_files(tmpdir)
+    assert left  # the inline scripts exist while the build runs
+    proc.kill()
+    proc.wait()
+    entries = [e for e in Ledger("probe").entries() if e.pid == proc.pid]
+    assert {e.ident for e in entries if e.kind == "tempfile"} >= left
+    out = subprocess.run([*KILN, "cleanup"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "removed tempfile" in out.stdout
+    assert kiln_temp_files(tmpdir) == set()
+    assert [e for e in Ledger("probe").entries() if e.pid == proc.pid] == []
+    # the provisioner's own processes were in their own session; clean them up for the next tests
+    for line in procs_with(tag):
+        os.kill(int(line.split()[0]), signal.SIGKILL)
+    again = subprocess.run([*KILN, "cleanup"], capture_output=True, text=True, timeout=60)
+    assert "Nothing to clean up." in again.stdout
+
+
+def test_output_arrives_intact_in_the_log_and_console(tmp_path):
+    gen = tmp_path / "gen.py"
+    gen.write_text(
+        "import sys\n"
+        "w = sys.stdout.buffer.write\n"
+        "w(b'\\x1b[31mred text\\x1b[0m\\n')\n"
+        "w(b'invalid \\xff\\xfe bytes\\n')\n"
+        "w(b'progress 10%\\rprogress 50%\\rprogress 100%\\n')\n"
+        "w(b'[bold red]not markup[/]\\n')\n"
+        "w(b'x' * 1048576 + b'\\n')\n"
+        "w(b'last line without newline')\n"
+    )
+    path = write(tmp_path / "t.json", {
+        "builders": [{"type": "null", "communicator": "none"}],
+        "provisioners": [{"type": "shell-local", "inline": [f"{sys.executable} {gen}"]}],
+    })
+    proc = subprocess.run([*KILN, "build", "-color=false", str(path)], capture_output=True, timeout=60)
+    assert proc.returncode == 0, proc.stdout[-2000:]
+    out = proc.stdout
+    assert b"    null: \x1b[31mred text\x1b[0m\n" in out
+    assert b"    null: invalid \xff\xfe bytes\n" in out
+    assert b"    null: progress 100%\n" in out and b"progress 10%" not in out  # as Packer: after the last \r
+    assert b"    null: [bold red]not markup[/]\n" in out
+    assert b"    null: " + b"x" * 1048576 + b"\n" in out
+    assert b"    null: last line without newline\n" in out
+    log = next((tmp_path / ".kiln" / "logs").rglob("null.log")).read_bytes()
+    assert b"\x1b[31mred text\x1b[0m\n" in log
+    assert b"invalid \xff\xfe bytes\n" in log
+    assert b"progress 10%\rprogress 50%\rprogress 100%\n" in log  # the log keeps everything
+    assert b"x" * 1048576 + b"\n" in log
+
+
+def test_machine_readable_lines_follow_packers_format(tmp_path):
+    path = write(tmp_path / "t.json", {
+        "builders": [{"type": "null", "communicator": "none"}],
+        "provisioners": [{"type": "shell-local", "inline": ["echo a,b", "echo err >&2"]}],
+    })
+    proc = subprocess.run([*KILN, "build", "-machine-readable", str(path)], capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 0
+    lines = proc.stdout.splitlines()
+    rows = [ln.split(",", 3) for ln in lines]
+    assert all(r[0].isdigit() for r in rows), lines
+    assert ",,ui,message,    null: a%!(PACKER_COMMA)b" in proc.stdout
+    assert ",,ui,error,==> null: err" in proc.stdout
+    assert ",null,artifact-count,1" in proc.stdout
+    assert ",null,artifact,0,builder-id,fnoeding.null" in proc.stdout
+    assert ",null,artifact,0,end" in proc.stdout
+    assert "\x1b[" not in proc.stdout
+
+
+def test_events_stream_is_json_lines_with_a_schema(tmp_path):
+    path = write(tmp_path / "t.json", {
+        "builders": [{"type": "null", "communicator": "none"}],
+        "provisioners": [{"type": "shell-local", "inline": ["echo hi"]}, {"type": "shell-local", "inline": ["exit 3"]}],
+    })
+    events = tmp_path / "events.jsonl"
+    proc = subprocess.run([*KILN, "build", f"-events={events}", str(path)], capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 1
+    evs = [json.loads(line) for line in events.read_text().splitlines()]
+    assert evs[0]["type"] == "run.started" and evs[0]["schema"] == "kiln.events/1"
+    assert evs[-1] == {**evs[-1], "type": "run.finished", "exit_code": 1, "status": "failed"}
+    finished = [e for e in evs if e["type"] == "stage.finished"]
+    assert [e["status"] for e in finished] == ["succeeded", "succeeded", "failed"]
+    assert all(isinstance(e["duration"], float) for e in finished)
+    assert "exit status: 3" in finished[-1]["error"]
+    # -events - writes the stream to stdout and the console to stderr
+    proc = subprocess.run([*KILN, "build", "-events", "-", str(path)], capture_output=True, text=True, timeout=60)
+    assert all(json.loads(line) for line in proc.stdout.splitlines())
+    assert "==> null:" in proc.stderr
+
+
+def test_timing_summary_and_history_command(tmp_path):
+    path = write(tmp_path / "t.json", {
+        "builders": [{"type": "null", "communicator": "none"}],
+        "provisioners": [{"type": "shell-local", "inline": ["sleep 0.3"]}],
+    })
+    proc = subprocess.run([*KILN, "build", "-color=false", str(path)], capture_output=True, text=True, timeout=60)
+    assert "==> Stage timings (Kiln):" in proc.stdout
+    assert "shell-local: sleep 0.3" in proc.stdout
+    hist = subprocess.run([*KILN, "history", str(tmp_path)], capture_output=True, text=True, timeout=60)
+    assert hist.returncode == 0
+    assert "succeeded" in hist.stdout and "log:" in hist.stdout
+
+
+def test_ask_from_the_terminal_prompt(tmp_path):
+    marker = tmp_path / "m"
+    path = write(tmp_path / "t.json", {
+        "builders": [{"type": "null", "communicator": "none"}],
+        "provisioners": [{"type": "shell-local", "inline": [f"echo a >> {marker}", "exit 1"]},
+                         {"type": "shell-local", "inline": [f"echo b >> {marker}"]}],
+    })
+    proc = subprocess.run([*KILN, "build", "-color=false", "-on-error=ask", str(path)], input="s\n",
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stdout
+    assert "[r] retry this provisioner" in proc.stdout
+    assert marker.read_text().split() == ["a", "b"]
+    # with no answer (end of input) the build is cleaned up, as Packer does without a terminal
+    proc = subprocess.run([*KILN, "build", "-color=false", "-on-error=ask", str(path)], input="",
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1
+
+
+def test_exit_codes_and_usage():
+    assert subprocess.run([*KILN, "--help"], capture_output=True).returncode == 0
+    assert subprocess.run([*KILN, "nosuchcommand"], capture_output=True).returncode == 127
+    assert subprocess.run([*KILN, "build"], capture_output=True).returncode == 1
+    bad = subprocess.run([*KILN, "build", "-on-error=maybe", "x.json"], capture_output=True, text=True)
+    assert bad.returncode == 1 and "expected one of" in bad.stderr
