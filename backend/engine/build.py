@@ -272,10 +272,19 @@ class BuildRunner:
             except Exception:
                 hint = ""
         self.ctx.access_hint = hint
-        ui.error("Build failed; the machine is kept as it is (no cleanup).")
+        kept = []
+        if self.session.ledger is not None:
+            kept = [e for e in self.session.ledger.entries(self.session.run_id)
+                    if e.build == self.ctx.build_name and e.kind not in ("tempfile", "tempdir")]
+        if not kept and not hint:
+            ui.error("Build failed; cleanup skipped (on-error " + (self.options.on_error or "abort") + ").")
+            return
+        ui.error("Build failed; the machine is kept as it is (no cleanup):")
+        for e in kept:
+            ui.error(f"  {e.kind} {e.ident}")
         if hint:
             ui.error(f"Get into it with: {hint}")
-        ui.error("Remove what was kept with: kiln cleanup --all")
+        ui.error("When you are done, remove it with: kiln cleanup -all")
 
     def _set_failure(self, error: BaseException) -> None:
         if isinstance(error, Cancelled):

@@ -138,7 +138,7 @@ class ConsoleRenderer:
         ts = self._ts()
         parts = []
         if stream in ("stdout", "stderr"):
-            lines = [x for x in (_last_cr(line) for line in lines) if x]
+            lines = [_last_cr(line) for line in lines]  # empty lines stay, as in Packer 1.6.6
         if self.machine:
             kind = {"ui": "say", "ui-error": "error", "stdout": "message", "stderr": "error"}[stream]
             prefix = "    " if stream == "stdout" else "==> "

@@ -193,8 +193,9 @@ class Preparer:
                 if self.options.except_ and self._except_pp(ppdef):
                     break  # -except NAME drops this post-processor and the rest of its chain
                 ppp = self.prepare_post_processor(b, ppdef, data_keys)
-                if ppp is not None:
-                    ppp.selected = ppdef.applies_to(b.match_names)
+                # as Packer: a post-processor whose only/except leave this build out is not
+                # part of its chain at all (and a chain left empty is dropped)
+                if ppp is not None and ppdef.applies_to(b.match_names):
                     prepared_chain.append(ppp)
             if prepared_chain:
                 chains.append(prepared_chain)

@@ -52,7 +52,7 @@ __all__ = [
 
 MAX_BYTES = 16 * 1024 * 1024
 MAX_DEPTH = 256
-MAX_ALIAS_EXPANSION = 1_000_000  # extra values YAML aliases may create ("billion laughs" guard)
+MAX_ALIAS_EXPANSION = 100_000  # extra values YAML aliases may create ("billion laughs" guard)
 
 YAML_EXTENSIONS = (".yaml", ".yml")
 
@@ -213,10 +213,10 @@ def read_template_text(path: str) -> str:
             "the template refers to.",
         )
 
-    codec, body = "utf-8", data
+    codec, body, skip = "utf-8", data, 0
     for bom, name in _BOMS:
         if data.startswith(bom):
-            codec, body = name, data[len(bom) :]
+            codec, body, skip = name, data[len(bom) :], len(bom)
             break
 
     if codec == "utf-8":
@@ -234,10 +234,13 @@ def read_template_text(path: str) -> str:
             prefix = body[:nul].decode("utf-8", "replace")
             line, col = _line_col(prefix, len(prefix))
             if _mostly_binary(sample):
-                msg = f"this is not a text file: it contains binary data (NUL byte at offset {nul})"
+                msg = (
+                    "this is not a text file: it contains binary data "
+                    f"(NUL byte at byte offset {nul + skip})"
+                )
             else:
                 msg = (
-                    f"the file contains a NUL byte at byte offset {nul}; "
+                    f"the file contains a NUL byte at byte offset {nul + skip}; "
                     "a template must be UTF-8 text (is this a binary file?)"
                 )
             raise _file_problem(path, msg, line, col)
@@ -248,7 +251,7 @@ def read_template_text(path: str) -> str:
                 raise _file_problem(
                     path,
                     "this is not a text file: it contains binary data "
-                    f"(invalid UTF-8 at byte offset {e.start + len(data) - len(body)})",
+                    f"(invalid UTF-8 at byte offset {e.start + skip})",
                     *_decoded_line_col(body, e.start, codec),
                 ) from None
             line, col = _decoded_line_col(body, e.start, codec)
@@ -257,7 +260,7 @@ def read_template_text(path: str) -> str:
             raise _file_problem(
                 path,
                 f"invalid UTF-8 at line {line}, column {col} (byte offset "
-                f"{e.start + len(data) - len(body)}: {shown}); a template must be UTF-8 text",
+                f"{e.start + skip}: {shown}); a template must be UTF-8 text",
                 line,
                 col,
                 _Lines(body.decode("utf-8", "replace")).snippet(line, col),
@@ -279,7 +282,7 @@ def read_template_text(path: str) -> str:
         raise _file_problem(
             path,
             f"invalid {codec[:6].upper()} text at line {line}, column {col} "
-            f"(byte offset {e.start + len(data) - len(body)}): {e.reason}",
+            f"(byte offset {e.start + skip}): {e.reason}",
             line,
             col,
         ) from None
@@ -321,6 +324,7 @@ _SURROGATE = re.compile("[\ud800-\udfff]")
 _HEX4 = re.compile(r"[0-9a-fA-F]{4}")
 _ESCAPES = {'"': '"', "\\": "\\", "/": "/", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t"}
 _LITERALS = {"t": ("true", True), "f": ("false", False), "n": ("null", None)}
+_LITERAL_WORDS = ("true", "false", "null")
 _WORD_HINTS = {
     "true": "JSON booleans are lowercase: true, false",
     "false": "JSON booleans are lowercase: true, false",
@@ -359,12 +363,11 @@ class _JSONParser:
             Problem(loc, f"invalid JSON: {message}", snippet=self.lines.snippet(loc.line, loc.col))
         )
 
-    def fail_eof(self, what: str = "") -> NoReturn:
+    def fail_eof(self) -> NoReturn:
+        """Report a premature end, just after the last thing in the file."""
         end = len(self.text.rstrip(" \t\n\r"))
         msg = "unexpected end of file"
-        if what:
-            msg += f" {what}"
-        elif self.stack:
+        if self.stack:
             opened = self.stack[-1][0].loc
             bracket = "{" if self.stack[-1][1] else "["
             msg += f" ('{bracket}' at line {opened.line}, column {opened.col} is never closed)"
@@ -379,7 +382,7 @@ class _JSONParser:
         if m:
             word = m.group()
             shown = f"'{word[:20]}{'...' if len(word) > 20 else ''}'"
-            hint = _WORD_HINTS.get(word.lower())
+            hint = None if word in _LITERAL_WORDS else _WORD_HINTS.get(word.lower())
             return f"{shown} ({hint})" if hint else shown
         c = self.text[pos]
         if c == "'":
@@ -515,6 +518,8 @@ class _JSONParser:
         if bad:  # only possible for text that did not come from a file
             self.fail(bad.start(), f"invalid character {_describe_char(bad.group())} (not Unicode)")
         loc = self.loc
+        file, starts = self.file, self.starts
+        key_fast = _KEY_FAST.match
         pos = self.ws(0)
         path = ""
         while True:
@@ -525,7 +530,8 @@ class _JSONParser:
             if ch == '"':
                 m = _STR_FAST.match(text, pos)
                 if m:
-                    node = Node(m.group(1), loc(pos, path))
+                    i = bisect_right(starts, pos)
+                    node = Node(m.group(1), Loc(file, i, pos - starts[i - 1] + 1, path))
                     pos = m.end()
                 else:
                     node = Node(None, loc(pos, path))
@@ -571,7 +577,18 @@ class _JSONParser:
                 if frame[1]:
                     parent.value[frame[2]] = node
                     if sep == ",":
-                        pos, path = self.key(m.end(), frame, m.start(1))
+                        pos = m.end()
+                        km = key_fast(text, pos)
+                        key = km.group(1) if km else None
+                        if key is None or key in parent.key_locs:
+                            pos, path = self.key(pos, frame, m.start(1))
+                        else:  # fast path of self.key()
+                            ppath = parent.loc.path
+                            path = f"{ppath}.{key}" if ppath else key
+                            i = bisect_right(starts, pos)
+                            parent.key_locs[key] = Loc(file, i, pos - starts[i - 1] + 1, path)
+                            frame[2] = key
+                            pos = km.end()
                         break
                     if sep != "}":
                         self.expected(pos, "',' or '}' after object member")
@@ -650,14 +667,15 @@ def _short_tag(tag: str) -> str:
 
 
 class _Frame:
-    __slots__ = ("node", "is_map", "key", "merges", "height", "anchor")
+    __slots__ = ("node", "is_map", "key", "merges", "height", "size", "anchor")
 
     def __init__(self, node: Node, is_map: bool, anchor: str | None):
         self.node = node
         self.is_map = is_map
         self.key: Any = _NO_KEY
         self.merges: list[list[Node]] = []
-        self.height = 1
+        self.height = 1  # levels of nesting, this one included
+        self.size = 1  # values, aliases expanded
         self.anchor = anchor
 
 
@@ -666,7 +684,7 @@ class _YAMLComposer:
         self.text = text
         self.file = file
         self.stack: list[_Frame] = []
-        self.anchors: dict[str, tuple[Node, int]] = {}
+        self.anchors: dict[str, tuple[Node, int, int]] = {}  # name -> node, height, size
         self.problems: list[Problem] = []
         self.copied = 0
         self.root: Node | None = None
@@ -722,8 +740,8 @@ class _YAMLComposer:
                 if f.merges:
                     self.merge(f)
                 if f.anchor is not None:
-                    self.anchors[f.anchor] = (f.node, f.height)
-                self.attach(f.node, f.height)
+                    self.anchors[f.anchor] = (f.node, f.height, f.size)
+                self.attach(f.node, f.height, f.size)
             elif cls is AliasEvent:
                 self.alias(ev)
             elif cls is DocumentStartEvent:
@@ -759,8 +777,8 @@ class _YAMLComposer:
             self.problems.append(self.problem(loc, f"unsupported YAML tag {_short_tag(tag)}"))
         node = Node(value, loc)
         if ev.anchor is not None:
-            self.anchors[ev.anchor] = (node, 0)
-        self.attach(node, 0, merge_key)
+            self.anchors[ev.anchor] = (node, 0, 1)
+        self.attach(node, 0, 1, merge_key)
 
     def alias(self, ev: Any) -> None:
         loc = self.loc(ev.start_mark, self.child_path())
@@ -769,22 +787,25 @@ class _YAMLComposer:
             if any(f.anchor == name for f in self.stack):
                 self.fail(loc, f"invalid YAML: alias *{name} is used inside its own anchor")
             self.fail(loc, f"invalid YAML: undefined alias *{name}")
-        src, height = self.anchors[name]
+        src, height, size = self.anchors[name]
         if len(self.stack) + height > MAX_DEPTH:
             self.fail(
                 loc, f"invalid YAML: nesting is too deep (more than {MAX_DEPTH} levels) via *{name}"
             )
-        self.attach(self.repath(src, loc), height)
+        if self.copied + size > MAX_ALIAS_EXPANSION:
+            self.too_many_copies(loc)
+        self.attach(self.repath(src, loc), height, size)
 
     def repath(self, src: Node, loc: Loc) -> Node:
         """A copy of ``src`` placed at ``loc``; descendants keep their own line/col."""
         top = Node(None, loc)
         work = [(src, top)]
-        count = 0
         while work:
             s, d = work.pop()
             v = s.value
-            count += 1
+            self.copied += 1
+            if self.copied > MAX_ALIAS_EXPANSION:
+                self.too_many_copies(loc)
             if isinstance(v, dict):
                 d.value = out = {}
                 d.key_locs = kl = {}
@@ -802,21 +823,19 @@ class _YAMLComposer:
                     work.append((child, c))
             else:
                 d.value = v
-        self.copied += count
-        if self.copied > MAX_ALIAS_EXPANSION:
-            self.fail(
-                loc,
-                f"invalid YAML: aliases expand to more than {MAX_ALIAS_EXPANSION:,} values",
-            )
         return top
 
-    def attach(self, node: Node, height: int, merge_key: bool = False) -> None:
+    def too_many_copies(self, loc: Loc) -> NoReturn:
+        self.fail(loc, f"invalid YAML: aliases expand to more than {MAX_ALIAS_EXPANSION:,} values")
+
+    def attach(self, node: Node, height: int, size: int, merge_key: bool = False) -> None:
         if not self.stack:
             self.root = node
             return
         f = self.stack[-1]
         if height + 1 > f.height:
             f.height = height + 1
+        f.size += size
         parent = f.node
         if not f.is_map:
             parent.value.append(node)

@@ -192,6 +192,7 @@ def test_parse_json_value_allows_any_top_level():
         ('{"a": }', "invalid JSON: expected a value, found '}'", 1, 7),
         ("{'a': 1}", "JSON strings use double quotes", 1, 2),
         ("{a: 1}", "expected a string key in double quotes, found 'a'", 1, 2),
+        ("{true: 1}", "expected a string key in double quotes, found 'true'\n", 1, 2),
         ('{"a": True}', "found 'True' (JSON booleans are lowercase", 1, 7),
         ('{"a": NaN}', "JSON has no NaN", 1, 7),
         ('{"a": 1} // note', "trailing data after the JSON value", 1, 10),
@@ -223,7 +224,7 @@ def test_parse_json_value_allows_any_top_level():
 )
 def test_json_syntax_errors(text, message, line, col):
     p = one_problem(parse_json, text, "bad.json")
-    assert message in p.message
+    assert message in p.message + "\n"
     assert (p.loc.file, p.loc.line, p.loc.col) == ("bad.json", line, col)
     assert p.severity == "error"
     assert p.snippet.endswith("^")
@@ -651,10 +652,12 @@ def test_yaml_depth(yaml_loader):
 
 def test_yaml_depth_through_aliases(yaml_loader):
     deep = "[" * 200 + "]" * 200
-    text = f"a: &d {deep}\nb: [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[*d]]]]"
     text = f"a: &d {deep}\nb: " + "[" * 60 + "*d" + "]" * 60 + "\n"
     p = one_problem(parse_yaml, text, "t")
     assert "nesting is too deep" in p.message and "*d" in p.message
+    assert (p.loc.line, p.loc.col) == (2, 64)
+    ok = f"a: &d {deep}\nb: " + "[" * 50 + "*d" + "]" * 50 + "\n"
+    assert parse_yaml(ok, "t").get("b").is_list
 
 
 def test_yaml_billion_laughs(yaml_loader):
@@ -662,8 +665,18 @@ def test_yaml_billion_laughs(yaml_loader):
     for i in range(1, 9):
         prev = f"*a{i - 1}"
         lines.append(f"a{i}: &a{i} [{', '.join([prev] * 10)}]")
+    t0 = time.perf_counter()
     p = one_problem(parse_yaml, "\n".join(lines) + "\n", "t")
-    assert "aliases expand to more than" in p.message
+    assert time.perf_counter() - t0 < 5  # refused before copying, not after
+    assert "aliases expand to more than 100,000 values" in p.message
+    assert (p.loc.line, p.loc.path) == (5, "a4[7]")  # the alias that would go over
+
+
+def test_yaml_merge_expansion_is_bounded(yaml_loader, monkeypatch):
+    monkeypatch.setattr(parse, "MAX_ALIAS_EXPANSION", 50)
+    text = "a: &a {" + ", ".join(f"k{i}: {i}" for i in range(30)) + "}\nb: {<<: *a}\nc: {<<: *a}\n"
+    p = one_problem(parse_yaml, text, "t")
+    assert "aliases expand to more than 50 values" in p.message
 
 
 def test_yaml_file_syntax_error_via_load_node(tmp_path):
