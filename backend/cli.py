@@ -225,10 +225,15 @@ def _one_template(flags: Flags, help_text: str) -> str:
     return flags.args[0]
 
 
-def _print_problems(err, out=None) -> None:
+def _print_problems(err, out=None, mask=None) -> None:
     out = out or sys.stderr
     from backend.template.errors import TemplateError
 
+    if mask is not None and isinstance(err, TemplateError):
+        from backend.template.errors import Problem
+
+        err = TemplateError([Problem(p.loc, mask(p.message), p.severity, mask(p.snippet))
+                             for p in err.problems])
     if isinstance(err, TemplateError):
         errors = [p for p in err.problems if p.severity == "error"]
         n = len(errors)
@@ -255,6 +260,7 @@ def cmd_validate(argv: list[str], machine: bool) -> int:
     from backend.template.errors import TemplateError
 
     options = _options(flags)
+    template = None
     try:
         template = load_template(path, options, syntax_only=bool(flags.get("syntax-only")))
         if flags.get("syntax-only"):
@@ -268,7 +274,7 @@ def cmd_validate(argv: list[str], machine: bool) -> int:
         if prep.problems:
             raise TemplateError(prep.problems)
     except TemplateError as e:
-        _fail(machine, e)
+        _fail(machine, e, template.mask if template is not None else None)
         return 1
     except OSError as e:
         _fail(machine, f"cannot read {path}: {e.strerror or e}")
@@ -288,7 +294,7 @@ def _say(machine: bool, text: str) -> None:
         print(text)
 
 
-def _fail(machine: bool, err) -> None:
+def _fail(machine: bool, err, mask=None) -> None:
     if machine:
         import io
         import time
@@ -296,10 +302,10 @@ def _fail(machine: bool, err) -> None:
         from backend.engine.console import machine_escape
 
         buf = io.StringIO()
-        _print_problems(err, buf)
+        _print_problems(err, buf, mask)
         print(f"{int(time.time())},,ui,error,{machine_escape(buf.getvalue().rstrip())}")
     else:
-        _print_problems(err)
+        _print_problems(err, mask=mask)
 
 
 # -- inspect -----------------------------------------------------------------------------

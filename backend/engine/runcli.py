@@ -74,13 +74,14 @@ def run_build(path: str, options: Options, timings: bool = True) -> int:
     writer = Writer(sys.stderr if events_to_stdout else sys.stdout)
     console = ConsoleRenderer(writer, color=options.color, machine=machine,
                               timestamps=options.timestamp_ui, debug=options.debug)
+    template = None
     try:
         template = load_template(path, options)
         session = Session(template, options)
     except TemplateError as e:
         from backend.cli import _fail
 
-        _fail(machine, e)
+        _fail(machine, e, template.mask if template is not None else None)
         return 1
     except OSError as e:
         print(f"Error: cannot read {path}: {e.strerror or e}", file=sys.stderr)

@@ -430,10 +430,13 @@ def resolve_variables(
     loc: Loc,
 ) -> dict[str, str]:
     """Packer's recursive variable rendering: defaults < var files < -var."""
-    file_vars: dict[str, str] = {}
+    # Precedence, lowest first: default < PKR_VAR_<name> < -var-file (in order) < -var.
+    # (Packer reads PKR_VAR_ only for HCL2; Kiln reads it for every format, for declared
+    # variables, so one CI environment serves JSON and HCL2 templates alike.)
+    declared = {v.name for v in variables}
+    given = {k[8:]: v for k, v in os.environ.items() if k.startswith("PKR_VAR_") and k[8:] in declared}
     for vf in var_files:
-        file_vars.update(read_var_file(vf))
-    given = dict(file_vars)
+        given.update(read_var_file(vf))
     given.update(cli_vars)
     values: dict[str, str] = {v.name: v.default for v in variables if v.default is not None}
     values.update(given)

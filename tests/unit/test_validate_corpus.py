@@ -120,9 +120,13 @@ def test_variables_resolve_recursively_and_from_every_source(tmp_path, monkeypat
     vf = tmp_path / "vars.json"
     vf.write_text(json.dumps({"f": "from-file", "g": "from-file"}))
     monkeypatch.setenv("KILN_TEST_ENV", "env-value")
-    monkeypatch.setenv("PKR_VAR_a", "ignored-for-json")  # PKR_VAR_ is HCL2-only, as in Packer
+    monkeypatch.setenv("PKR_VAR_a", "from-env")
+    monkeypatch.setenv("PKR_VAR_f", "env-loses-to-file")
+    monkeypatch.setenv("PKR_VAR_undeclared", "ignored")
     t = load_template(str(tpl), Options(vars={"g": "from-cli"}, var_files=(str(vf),)))
-    assert t.user_vars["b"] == "x-y"
+    assert t.user_vars["a"] == "from-env"
+    assert t.user_vars["b"] == "from-env-y"
+    assert "undeclared" not in t.user_vars
     assert t.user_vars["c"] == "{{ .Foo }}"
     assert t.user_vars["e"] == "env-value"
     assert t.user_vars["f"] == "from-file"

@@ -1,0 +1,66 @@
+"""The docker-save post-processor: write the image to a tar file (``docker save``)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from backend.plugins.base import Artifact, PostProcessor, StepError
+from backend.plugins.builders.docker import IMPORT_BUILDER_ID, api_error, client, is_docker_error
+from backend.plugins.postprocessors.docker_tag import BUILDER_ID as TAG_BUILDER_ID
+from backend.plugins.postprocessors.docker_tag import check_input
+from backend.template.decode import ConfigProblems, opt
+
+ACCEPTS = (IMPORT_BUILDER_ID, TAG_BUILDER_ID)
+
+
+@dataclass
+class DockerSaveConfig:
+    path: str = opt("", doc="tar file to write (required)")
+    docker_path: str = opt("docker", doc="accepted for compatibility; Kiln uses the Engine API")
+
+    def check(self) -> None:
+        if not self.path:
+            raise ConfigProblems([("path", "path must be given: the tar file to save the image "
+                                   "to")])
+
+
+class DockerSavePostProcessor(PostProcessor):
+    type_name = "docker-save"
+    Config = DockerSaveConfig
+    default_keep = (True, False)
+
+    config: DockerSaveConfig
+
+    def post_process(self, ctx, ui, artifact: Artifact) -> Artifact | None:
+        check_input(artifact, ACCEPTS, "docker-save saves only images: a docker build with "
+                    '"commit": true, or the output of docker-import or docker-tag.')
+        path = self.config.path
+        image = artifact.id()
+        ui.say(f"Saving image: {image}")
+        done = False
+        dclient = client()
+        try:
+            parent = os.path.dirname(path)
+            if parent:
+                os.makedirs(parent, exist_ok=True)
+            written = 0
+            with open(path, "wb") as f:
+                for chunk in dclient.api.get_image(image, chunk_size=1 << 20):
+                    ctx.cancel.check()
+                    f.write(chunk)
+                    written += len(chunk)
+                    ui.progress(f"Saving image {image}", written, None)
+            done = True
+        except OSError as e:
+            raise StepError(f"Error saving image to {path}: {e.strerror or e}") from e
+        except Exception as e:
+            if is_docker_error(e):
+                raise StepError(f"Error saving image {image}: {api_error(e)}") from e
+            raise
+        finally:
+            dclient.close()
+            if not done and os.path.exists(path):
+                os.remove(path)
+        ui.say(f"Saved to: {path}")
+        return artifact
