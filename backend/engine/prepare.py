@@ -156,14 +156,8 @@ class Preparer:
 
     def prepare_build(self, b: BuildDef) -> PreparedBuild | None:
         before = len(self.problems)
-        try:
-            cls = registry.lookup("builder", b.type)
-        except PluginLoadError as e:
-            self.problems.append(Problem(b.loc, str(e)))
-            return None
+        cls = self._lookup("builder", b.type, b.loc)
         if cls is None:
-            self.problems.append(Problem(b.loc.at(f"builders[{b.index}].type") if b.loc.path == "" else b.loc,
-                                         registry.unknown_message("builder", b.type)))
             return None
         funcs = self._funcs(b, cls.template_funcs(), None)
         dec = self._decoder(funcs, None)
@@ -209,64 +203,54 @@ class Preparer:
             return any(fnmatch.fnmatchcase(ppdef.name, p) for p in self.options.except_)
         return ppdef.name in self.options.except_
 
-    def prepare_provisioner(self, b: BuildDef, p: ProvisionerDef, data_keys) -> PreparedProvisioner | None:
+    def _lookup(self, kind: str, type_name: str, loc: Loc) -> Any | None:
         try:
-            cls = registry.lookup("provisioner", p.type)
+            cls = registry.lookup(kind, type_name)
         except PluginLoadError as e:
-            self.problems.append(Problem(p.loc, str(e)))
+            self.problems.append(Problem(loc, str(e)))
             return None
         if cls is None:
-            self.problems.append(Problem(_type_loc(p.config, p.loc), registry.unknown_message("provisioner", p.type)))
+            self.problems.append(Problem(loc.at(_join(loc.path, "type")), registry.unknown_message(kind, type_name)))
+        return cls
+
+    def _prepare_plugin(self, kind: str, b: BuildDef, type_name: str, nodes: list[Node], loc: Loc,
+                        data_keys) -> tuple[Any, dict] | None:
+        """Decode a provisioner's or post-processor's config and run its checks."""
+        cls = self._lookup(kind, type_name, loc)
+        if cls is None:
             return None
         funcs = self._funcs(b, None, data_keys)
-        data = {k: "{{." + k + "}}" for k in data_keys}
-        dec = self._decoder(funcs, data)
-        nodes = [p.config]
-        for name in b.match_names:
-            if name in p.override:
-                nodes.append(p.override[name])
+        dec = self._decoder(funcs, {k: "{{." + k + "}}" for k in data_keys})
         before = len(self.problems)
-        config = dec.decode(cls.Config, nodes, p.loc)
+        config = dec.decode(cls.Config, nodes, loc)
         self.problems += dec.problems
-        retries = 0
-        if isinstance(p.max_retries, str):
+        if config is None or len(self.problems) != before:
+            return None
+        plugin = cls(config)
+        self.warnings += [f"{b.name}: {w}" for w in self._plugin_prepare(plugin, b, config, loc)]
+        if len(self.problems) != before:
+            return None
+        return plugin, funcs
+
+    def prepare_provisioner(self, b: BuildDef, p: ProvisionerDef, data_keys) -> PreparedProvisioner | None:
+        nodes = [p.config] + [p.override[n] for n in sorted(b.match_names) if n in p.override]
+        done = self._prepare_plugin("provisioner", b, p.type, nodes, p.loc, data_keys)
+        if done is None:
+            return None
+        plugin, funcs = done
+        retries = p.max_retries
+        if isinstance(retries, str):
             try:
-                retries = int(gotmpl.render(p.max_retries, funcs, None).strip())
+                retries = int(gotmpl.render(retries, funcs, None).strip())
             except (ValueError, gotmpl.TemplateSyntaxError, gotmpl.RenderError) as e:
                 self.problems.append(Problem(p.loc.at(p.loc.path + ".max_retries"),
                                              f"max_retries must be a whole number: {e}"))
-        else:
-            retries = p.max_retries
-        if config is None or len(self.problems) != before:
-            return None
-        plugin = cls(config)
-        self.warnings += [f"{b.name}: {w}" for w in self._plugin_prepare(plugin, b, config, p.loc)]
-        if len(self.problems) != before:
-            return None
+                return None
         return PreparedProvisioner(p, plugin, retries)
 
     def prepare_post_processor(self, b: BuildDef, p: PostProcessorDef, data_keys) -> PreparedPostProcessor | None:
-        try:
-            cls = registry.lookup("post-processor", p.type)
-        except PluginLoadError as e:
-            self.problems.append(Problem(p.loc, str(e)))
-            return None
-        if cls is None:
-            self.problems.append(Problem(_type_loc(p.config, p.loc), registry.unknown_message("post-processor", p.type)))
-            return None
-        funcs = self._funcs(b, None, data_keys)
-        data = {k: "{{." + k + "}}" for k in data_keys}
-        dec = self._decoder(funcs, data)
-        before = len(self.problems)
-        config = dec.decode(cls.Config, p.config, p.loc)
-        self.problems += dec.problems
-        if config is None or len(self.problems) != before:
-            return None
-        plugin = cls(config)
-        self.warnings += [f"{b.name}: {w}" for w in self._plugin_prepare(plugin, b, config, p.loc)]
-        if len(self.problems) != before:
-            return None
-        return PreparedPostProcessor(p, plugin)
+        done = self._prepare_plugin("post-processor", b, p.type, [p.config], p.loc, data_keys)
+        return None if done is None else PreparedPostProcessor(p, done[0])
 
     def _plugin_prepare(self, plugin: Any, b: BuildDef, config: Any, loc: Loc) -> list[str]:
         pctx = PrepareContext(self.template.directory, b.build_name, b.type, self.options)
@@ -281,10 +265,6 @@ class Preparer:
         except ValueError as e:
             self.problems.append(Problem(loc, str(e)))
         return []
-
-
-def _type_loc(config: Node, loc: Loc) -> Loc:
-    return loc.at(_join(loc.path, "type"))
 
 
 def _join(path: str, key: str) -> str:

@@ -16,6 +16,15 @@ from .source import Loc, Node
 EMPTY: Mapping = MappingProxyType({})
 
 
+def applies(only: tuple[str, ...], except_: tuple[str, ...], build_names: frozenset[str]) -> bool:
+    """A provisioner's or post-processor's only/except against a build's names."""
+    if only:
+        return any(n in build_names for n in only)
+    if except_:
+        return not any(n in build_names for n in except_)
+    return True
+
+
 @dataclass(frozen=True)
 class Variable:
     name: str
@@ -49,11 +58,7 @@ class ProvisionerDef:
         return self.name or self.type
 
     def applies_to(self, build_names: frozenset[str]) -> bool:
-        if self.only:
-            return any(n in build_names for n in self.only)
-        if self.except_:
-            return not any(n in build_names for n in self.except_)
-        return True
+        return applies(self.only, self.except_, build_names)
 
 
 @dataclass(frozen=True)
@@ -69,11 +74,7 @@ class PostProcessorDef:
     keep_input_artifact: bool | None = None
 
     def applies_to(self, build_names: frozenset[str]) -> bool:
-        if self.only:
-            return any(n in build_names for n in self.only)
-        if self.except_:
-            return not any(n in build_names for n in self.except_)
-        return True
+        return applies(self.only, self.except_, build_names)
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ EXPECTED = {
     "bad_unknown_root_key.json": [(3, 3, "provisioner", 'did you mean "provisioners"')],
     "bad_no_builders.json": [(1, 1, "builders", "at least one builder")],
     "bad_builder_missing_type.json": [(1, 15, "builders[0]", 'missing "type"')],
-    "bad_unknown_builder_type.json": [(1, 15, "builders[0]", 'did you mean "null"')],
+    "bad_unknown_builder_type.json": [(1, 15, "builders[0].type", 'did you mean "null"')],
     "bad_unknown_config_key.json": [(1, 32, "builders[0].comunicator", 'did you mean "communicator"')],
     "bad_wrong_types.json": [
         (2, 127, "builders[0].ssh_port", 'expected an integer, got "twenty-two"'),
