@@ -232,6 +232,10 @@ class Decoder:
                 if isinstance(v, dict):
                     self.problem(node.loc, f"expected a list, got {node.type_name()}")
                     return False, None
+                if isinstance(v, str) and item_tp in (str, Any):
+                    # as Packer: a string decodes into a list by splitting at commas
+                    text = self._render(v, node.loc, render)
+                    return True, [x for x in text.split(",")] if text else []
                 items = [node]  # weak typing: a single value becomes a one-item list
             out, ok_all = [], True
             for item in items:

@@ -415,6 +415,8 @@ def read_var_file(path: str) -> dict[str, str]:
     for k, v in node.items():
         if isinstance(v.value, str):
             out[k] = v.value
+        elif v.value is None:  # Packer reads null as the empty string
+            out[k] = ""
         else:
             problems.append(Problem(v.loc, f"variable values must be strings, got {v.type_name()}"))
     if problems:
