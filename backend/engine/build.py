@@ -22,6 +22,7 @@ from backend.plugins.communicators.base import CommunicatorError
 
 from .cancel import CancelToken
 from .context import BuildContext, StageUI
+from .ledger import BuildLedger
 from .prepare import PreparedBuild, PreparedProvisioner
 
 if TYPE_CHECKING:
@@ -90,7 +91,7 @@ class BuildRunner:
             build_name=prepared.definition.build_name,
             build_type=prepared.type,
             cancel=cancel,
-            ledger=session.ledger,
+            ledger=BuildLedger(session.ledger, prepared.name) if session.ledger is not None else None,
             options=self.options,
             template_path=session.template.path,
             user_vars=dict(session.template.user_vars),
@@ -275,7 +276,7 @@ class BuildRunner:
         kept = []
         if self.session.ledger is not None:
             kept = [e for e in self.session.ledger.entries(self.session.run_id)
-                    if e.build == self.ctx.build_name and e.kind not in ("tempfile", "tempdir")]
+                    if e.build == self.name and e.kind not in ("tempfile", "tempdir")]
         if not kept and not hint:
             ui.error("Build failed; cleanup skipped (on-error " + (self.options.on_error or "abort") + ").")
             return

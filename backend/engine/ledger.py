@@ -142,6 +142,24 @@ class Ledger:
             self._db.close()
 
 
+class BuildLedger:
+    """The ledger as one build sees it: every record is filed under that build.
+
+    Two builds may share a ``build_name`` (HCL2 builds of one source), so records
+    are keyed by the build's unique name whatever a plugin passes.
+    """
+
+    def __init__(self, ledger: Ledger, build: str):
+        self._ledger = ledger
+        self.build = build
+
+    def record(self, kind: str, ident: str, build: str = "", data: dict[str, Any] | None = None) -> int:
+        return self._ledger.record(kind, ident, build=self.build, data=data)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._ledger, name)
+
+
 def _connect(path: str) -> sqlite3.Connection:
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     db = sqlite3.connect(path, timeout=30, check_same_thread=False, isolation_level="DEFERRED")

@@ -213,7 +213,7 @@ class Session:
         from .ledger import reap
 
         for e in self.ledger.entries(self.run_id):
-            if e.build == runner.ctx.build_name and e.kind in ("tempfile", "tempdir") and not e.kept:
+            if e.build == runner.name and e.kind in ("tempfile", "tempdir") and not e.kept:
                 try:
                     reap(e)
                     self.ledger.release(e.id)

@@ -1,0 +1,7 @@
+source "null" "cone" {
+  communicator = "none"
+}
+
+source "null" "cup" {
+  communicator = "none"
+}
