@@ -267,6 +267,9 @@ def cmd_validate(argv: list[str], machine: bool) -> int:
             _say(machine, "Syntax-only check passed. Everything looks okay.")
             return 0
         builds = select_builds(template, options.only, options.except_)
+        if (options.only or options.except_) and not builds:
+            names = ", ".join(b.name for b in template.builds)
+            _say(machine, f"Warning: -only/-except selected no build; the builds are: {names}")
         prep = Preparer(template, options)
         prep.prepare(builds)
         for w in list(template.warnings) + prep.warnings:

@@ -51,8 +51,6 @@ def test_readme_example_builds_offline(tmp_path):
 
 
 def test_hcl2_example_builds_offline(tmp_path):
-    if not (TEMPLATES / "hcl2-null.pkr.hcl").exists():
-        pytest.skip("templates/hcl2-null.pkr.hcl is not bundled")
     shutil.copytree(TEMPLATES, tmp_path / "templates")
     proc = subprocess.run([*KILN, "build", "templates/hcl2-null.pkr.hcl"], cwd=tmp_path,
                           capture_output=True, text=True, timeout=120)
