@@ -256,8 +256,8 @@ def cmd_validate(argv: list[str], machine: bool) -> int:
         return 0
     path = _one_template(flags, VALIDATE_HELP)
     from backend.engine.prepare import Preparer, select_builds
-    from backend.engine.session import load_template
     from backend.template.errors import TemplateError
+    from backend.template.loader import load_template
 
     options = _options(flags)
     template = None
@@ -320,8 +320,8 @@ def cmd_inspect(argv: list[str], machine: bool) -> int:
         print(INSPECT_HELP)
         return 0
     path = _one_template(flags, INSPECT_HELP)
-    from backend.engine.session import load_template
     from backend.template.errors import TemplateError
+    from backend.template.loader import load_template
 
     options = _options(flags)
     try:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from backend.template.errors import TemplateError
+from backend.template.loader import load_template
 from backend.template.model import Template
 
 from .build import BuildResult, BuildRunner
@@ -23,17 +24,6 @@ from .cancel import CancelToken
 from .events import EventBus
 from .ledger import Ledger
 from .prepare import Options, PreparedBuild, PreparedProvisioner, Preparer, select_builds
-
-
-def load_template(path: str, options: Options, syntax_only: bool = False) -> Template:
-    """Load a JSON, YAML or HCL2 template (file or directory) with the run's variables."""
-    if os.path.isdir(path) or path.endswith((".pkr.hcl", ".pkr.json")):
-        from backend.template.hcl2 import load_hcl2
-
-        return load_hcl2(path, options.vars, options.var_files, syntax_only=syntax_only)
-    from backend.template.legacy import load_legacy
-
-    return load_legacy(path, options.vars, options.var_files, syntax_only=syntax_only)
 
 
 def default_state_dir(template_path: str) -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass
 from typing import Iterable
 
@@ -51,6 +50,8 @@ class TemplateError(Exception):
 
 def did_you_mean(name: str, candidates: Iterable[str]) -> str:
     """`` (did you mean "x"?)`` when a near name exists, else ``""``."""
+    import difflib  # only when there is a problem to explain
+
     best = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.75)
     return f' (did you mean "{best[0]}"?)' if best else ""
 

@@ -1,0 +1,19 @@
+"""Load any template (JSON, YAML, HCL2 file or directory) into the Template model."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from .model import Template
+
+
+def load_template(path: str, options: Any, syntax_only: bool = False) -> Template:
+    """Load a template with the run's variables (``options.vars``, ``options.var_files``)."""
+    if os.path.isdir(path) or path.endswith((".pkr.hcl", ".pkr.json")):
+        from .hcl2 import load_hcl2
+
+        return load_hcl2(path, options.vars, options.var_files, syntax_only=syntax_only)
+    from .legacy import load_legacy
+
+    return load_legacy(path, options.vars, options.var_files, syntax_only=syntax_only)

@@ -1,0 +1,367 @@
+"""The dashboard driving real builds: null/file builders, shell-local provisioners, the real engine."""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+
+import pytest
+from tui_helpers import (
+    SIZE,
+    null_builder,
+    only_build,
+    ready,
+    select_template,
+    shell,
+    view_text,
+    wait_for,
+    wait_status,
+    write_template,
+)
+
+pytestmark = pytest.mark.tui
+
+
+def _ledger_entries(run_id: str):
+    from backend.engine.ledger import Ledger
+
+    led = Ledger("test-reader")
+    try:
+        return led.entries(run_id)
+    finally:
+        led.close()
+
+
+def _alive(pid: int) -> bool:
+    """Running (a zombie nobody reaped yet counts as gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+async def test_build_runs_and_stages_succeed(proj, app_factory):
+    write_template(
+        proj / "web.json",
+        [null_builder("web")],
+        [shell("echo first provisioner"), shell("echo second provisioner")],
+    )
+    app = app_factory(proj)
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot, app)
+        await pilot.press("b")
+        (b,) = await wait_status(pilot, app, ("succeeded", "failed", "crashed"))
+        assert b.status == "succeeded"
+        assert [s.status for s in b.stages] == ["succeeded"] * 3
+        assert [s.kind for s in b.stages] == ["builder", "provisioner", "provisioner"]
+        text = "\n".join(view_text(app))
+        assert "first provisioner" in text and "second provisioner" in text
+        # the builds pane shows glyph + word, the stages pane every stage
+        assert app.builds_table.row_count == 1
+        assert app.stages_table.row_count == 3
+        cell = app.builds_table.get_row_at(0)[0]
+        assert cell.plain == "✓ succeeded"
+
+
+async def test_builder_node_builds_only_that_builder(proj, app_factory):
+    write_template(
+        proj / "two.json", [null_builder("one"), null_builder("two")], [shell("echo hi")]
+    )
+    app = app_factory(proj)
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot, app)
+        await select_template(pilot, app, "two.json", build="two")
+        await pilot.press("b")
+        (b,) = await wait_status(pilot, app, ("succeeded",))
+        assert b.name == "two"
+
+
+async def test_two_templates_build_at_once(proj, app_factory):
+    write_template(proj / "a.json", [null_builder("a")], [shell("sleep 0.5", "echo a done")])
+    write_template(proj / "b.json", [null_builder("b")], [shell("sleep 0.5", "echo b done")])
+    app = app_factory(proj)
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot, app)
+        await select_template(pilot, app, "a.json")
+        await pilot.press("b")
+        await select_template(pilot, app, "b.json")
+        await pilot.press("b")
+        await wait_for(pilot, lambda: len(app.builds) == 2, what="two builds")
+        await wait_for(
+            pilot,
+            lambda: (
+                sum(1 for b in app.builds.values() if b.live) == 2
+                or all(b.status == "succeeded" for b in app.builds.values())
+            ),
+        )
+        bs = await wait_status(pilot, app, ("succeeded",))
+        assert sorted(b.name for b in bs) == ["a", "b"]
+        assert app.builds_table.row_count == 2
+
+
+async def test_retry_reads_the_fixed_template_and_runs_only_that_provisioner(
+    proj, tmp_path, app_factory
+):
+    marker = tmp_path / "marker.txt"
+    tpl = write_template(
+        proj / "fix.json",
+        [null_builder("box")],
+        [
+            shell(f"echo one >> {marker}"),
+            shell(f"echo two-broken >> {marker}", "echo 'oh no, it broke' >&2", "exit 7"),
+            shell(f"echo three >> {marker}"),
+        ],
+    )
+    app = app_factory(proj)
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot, app)
+        await pilot.press("b")
+        await wait_for(pilot, lambda: app.builds and only_build(app).question, what="paused")
+        b = only_build(app)
+        # failure first: the failed stage is selected, the summary names the template line
+        assert app.selected_stage == 2
+        summary = str(app.output.query_one("#summary").render())
+        assert "exit code 7" in summary and "fix.json:" in summary and "oh no, it broke" in summary
+        assert "retry" in summary
+        # the footer offers retry/skip/clean up/keep now
+        assert app.check_action("retry", ()) and app.check_action("keep", ())
+        # fix the template on disk, then retry
+        data = json.loads(tpl.read_text())
+        data["provisioners"][1] = shell(f"echo two-fixed >> {marker}")
+        tpl.write_text(json.dumps(data, indent=2))
+        await pilot.press("r")
+        await wait_status(pilot, app, ("succeeded", "failed"))
+        assert b.status == "succeeded"
+        assert marker.read_text().splitlines() == ["one", "two-broken", "two-fixed", "three"]
+        assert b.stages[2].attempts == 2
+        assert not app.check_action("retry", ())
+
+
+async def test_skip_and_cleanup_answers(proj, tmp_path, app_factory):
+    marker = tmp_path / "m.txt"
+    write_template(
+        proj / "s.json",
+        [null_builder("a"), null_builder("b")],
+        [shell("exit 1"), shell(f"echo after-{{{{build_name}}}} >> {marker}")],
+    )
+    app = app_factory(proj)
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot, app)
+        await pilot.press("b")
+        await wait_for(
+            pilot,
+            lambda: len(app.builds) == 2 and all(b.question for b in app.builds.values()),
+            what="both paused",
+        )
+        a = next(b for b in app.builds.values() if b.name == "a")
+        bb = next(b for b in app.builds.values() if b.name == "b")
+        app.select_build(a.key, None)
+        await pilot.press("s")
+        await wait_for(pilot, lambda: a.status == "succeeded", what="a skipped and done")
+        assert a.stages[1].status == "skipped"
+        app.select_build(bb.key, None)
+        await pilot.press("c")
+        await wait_for(pilot, lambda: bb.status == "failed", what="b cleaned up")
+        assert marker.read_text().splitlines() == ["after-a"]
+        assert _ledger_entries(bb.run_id) == []
+
+
+async def test_keep_stops_and_shows_how_to_get_in(proj, app_factory):
+    write_template(
+        proj / "k.json", [null_builder("box", communicator="local")], [shell("echo broken; exit 2")]
+    )
+    app = app_factory(proj)
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot, app)
+        await pilot.press("b")
+        await wait_for(pilot, lambda: app.builds and only_build(app).question, what="paused")
+        await pilot.press("k")
+        (b,) = await wait_status(pilot, app, ("failed", "succeeded"))
+        assert b.kept
+        summary = str(app.output.query_one("#summary").render())
+        assert "kept" in summary and "Get into it with" in summary
+        assert "kept" in app.builds_table.get_row_at(0)[0].plain
+        assert any(line.startswith("✗ ") for line in view_text(app))  # the engine's own words
+        from backend.engine.ledger import Ledger
+
+        led = Ledger("cleanup-kept")  # what was kept on purpose is still listed; remove it
+        try:
+            for e in led.entries(b.run_id):
+                assert e.kept
+                led.release(e.id)
+        finally:
+            led.close()
+
+
+async def test_provisioners_on_null_builder_local_target(proj, tmp_path, app_factory):
+    marker = tmp_path / "on-target.txt"
+    # a file builder normally; `shell` needs a communicator, which p gives it (local)
+    write_template(
+        proj / "img.json",
+        [{"type": "file", "name": "img", "target": str(tmp_path / "x"), "content": "x"}],
+        [{"type": "shell", "inline": [f"echo ran-on-$(hostname) > {marker}"]}],
+    )
+    app = app_factory(proj)
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot, app)
+        await pilot.press("p")
+        await wait_for(pilot, lambda: type(app.screen).__name__ == "TargetPicker", what="picker")
+        await pilot.press("enter")  # the first target: this host
+        (b,) = await wait_status(pilot, app, ("succeeded", "failed", "crashed"))
+        assert b.status == "succeeded", b.error
+        assert b.mode == "null" and b.build_type == "null"
+        assert marker.read_text().startswith("ran-on-")
+        assert b.label == "img (on null)"
+        assert not (tmp_path / "x").exists()  # the file builder did not run
+
+
+async def test_post_processors_on_file_builder(proj, tmp_path, app_factory):
+    marker = tmp_path / "pp.txt"
+    write_template(
+        proj / "pp.json",
+        [null_builder("box")],
+        [shell("echo never runs here")],
+        [
+            [
+                {"type": "shell-local", "inline": [f"echo post-processed >> {marker}"]},
+                {"type": "manifest", "output": str(tmp_path / "manifest.json")},
+            ]
+        ],
+    )
+    app = app_factory(proj)
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot, app)
+        await pilot.press("o")
+        (b,) = await wait_status(pilot, app, ("succeeded", "failed", "crashed"))
+        assert b.status == "succeeded", b.error
+        assert b.mode == "file" and b.build_type == "file"
+        assert [s.kind for s in b.stages] == ["builder", "post-processor", "post-processor"]
+        assert marker.read_text() == "post-processed\n"
+        manifest = json.loads((tmp_path / "manifest.json").read_text())
+        assert manifest["builds"][0]["builder_type"] == "file"
+        assert glob.glob(str(proj / ".kiln" / "pp-debug" / "box.artifact"))
+        assert "never runs here" not in "\n".join(view_text(app))
+
+
+async def test_cancel_cleans_up_everything(proj, tmp_path, app_factory):
+    pidfile = tmp_path / "pid"
+    write_template(
+        proj / "slow.json",
+        [null_builder("slow")],
+        [shell(f"echo $$ > {pidfile}", "echo sleeping", "sleep 60")],
+    )
+    app = app_factory(proj)
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot, app)
+        await pilot.press("b")
+        await wait_for(
+            pilot,
+            lambda: (
+                pidfile.exists()
+                and pidfile.read_text().strip()
+                and app.builds
+                and "sleeping" in "\n".join(view_text(app))
+            ),
+            what="sleeping",
+        )
+        b = only_build(app)
+        scripts = [ident for ident, kind in b.resources.items() if kind == "tempfile"]
+        assert scripts and all(os.path.exists(p) for p in scripts)
+        await pilot.press("x")
+        (b,) = await wait_status(pilot, app, ("cancelled", "failed", "succeeded"), timeout=20)
+        assert b.status == "cancelled"
+        rec = app.sessions[b.session_id]
+        rec.session.wait(10)
+        assert _ledger_entries(b.run_id) == []
+        assert not any(os.path.exists(p) for p in scripts)
+        assert b.resources == {}
+        assert not _alive(int(pidfile.read_text()))
+
+
+async def test_quit_asks_then_cancels_and_waits(proj, tmp_path, app_factory):
+    started = tmp_path / "started"
+    write_template(
+        proj / "slow.json", [null_builder("slow")], [shell(f"touch {started}", "sleep 60")]
+    )
+    app = app_factory(proj)
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot, app)
+        await pilot.press("b")
+        await wait_for(pilot, lambda: started.exists(), what="provisioner started")
+        await pilot.press("q")
+        await wait_for(pilot, lambda: type(app.screen).__name__ == "ConfirmScreen", what="confirm")
+        await pilot.press("escape")  # keep running
+        await pilot.pause(0.2)
+        assert type(app.screen).__name__ == "Screen" or app.screen.id == "_default"
+        b = only_build(app)
+        assert b.live
+        await pilot.press("q")
+        await wait_for(pilot, lambda: type(app.screen).__name__ == "ConfirmScreen", what="confirm")
+        await pilot.press("y")
+        await wait_for(
+            pilot,
+            lambda: type(app.screen).__name__ == "WaitScreen" or not app.is_running,
+            what="wait screen",
+        )
+        await wait_for(pilot, lambda: not app.is_running, timeout=20, what="the app exits")
+    rec = next(iter(app.sessions.values()))
+    assert rec.session.done
+    assert rec.session.result.results["slow"].status == "cancelled"
+    assert _ledger_entries(rec.session.run_id) == []
+
+
+async def test_quit_without_builds_does_not_ask(proj, app_factory):
+    write_template(proj / "t.json", [null_builder()], [shell("true")])
+    app = app_factory(proj)
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot, app)
+        await pilot.press("q")
+        await wait_for(pilot, lambda: not app.is_running, what="exit")
+    assert app.return_value == 0
+
+
+async def test_invalid_template_problems_in_place(proj, app_factory):
+    (proj / "bad.json").write_text(
+        '{\n  "builders": [\n    {"type": "null", "nmae": "x"}\n  ]\n}\n'
+    )
+    (proj / "notes.json").write_text('{"not": "a template"}')
+    app = app_factory(proj)
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot, app)
+        assert [e.name for e in app.templates.entries] == ["bad.json"]
+        e = app.templates.entries[0]
+        assert e.status == "invalid"
+        assert any(p.text.startswith("bad.json:3:") and "nmae" in p.text for p in e.problems)
+        labels = [
+            app.templates.tree_widget.get_node_at_line(i).label.plain
+            for i in range(app.templates.tree_widget.last_line + 1)
+        ]
+        assert labels[0].startswith("✗ bad.json")
+        assert any("bad.json:3:" in label for label in labels)
+        # b on an invalid template: nothing starts, the problems show in the output pane
+        await pilot.press("b")
+        await pilot.pause(0.3)
+        assert app.builds == {}
+        assert any("nmae" in line for line in view_text(app))
+
+
+async def test_history_rows_from_earlier_runs(proj, app_factory):
+    write_template(proj / "h.json", [null_builder("hist")], [shell("echo from history")])
+    from backend.engine.prepare import Options
+    from backend.engine.session import Session, load_template
+
+    s = Session(load_template(str(proj / "h.json"), Options()), Options())
+    s.run()
+    app = app_factory(proj)
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot, app)
+        await wait_for(pilot, lambda: app.history, what="history")
+        h = app.history[0]
+        assert h.name == "hist" and h.status == "succeeded"
+        app.builds_table.focus()
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: h.output.total, what="log read")
+        assert any("from history" in line for line in view_text(app))
+        assert [st.status for st in h.stages] == ["succeeded", "succeeded"]

@@ -1,0 +1,109 @@
+"""Helpers for driving the real dashboard against the real engine (null/file builders,
+shell-local provisioners): templates written to tmp_path, polling waits, rendered rows."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from tui.app import KilnApp
+
+SIZE = (140, 40)
+
+
+def write_template(
+    path: Path,
+    builders: list[dict],
+    provisioners: list[dict] | None = None,
+    post_processors: list | None = None,
+) -> Path:
+    """A JSON template, one key per line (so file:line locations are predictable)."""
+    data: dict[str, Any] = {"builders": builders}
+    if provisioners is not None:
+        data["provisioners"] = provisioners
+    if post_processors is not None:
+        data["post-processors"] = post_processors
+    path.write_text(json.dumps(data, indent=2) + "\n")
+    return path
+
+
+def null_builder(name: str = "box", communicator: str = "none") -> dict:
+    return {"type": "null", "name": name, "communicator": communicator}
+
+
+def shell(*lines: str) -> dict:
+    return {"type": "shell-local", "inline": list(lines)}
+
+
+async def wait_for(pilot, cond: Callable[[], Any], timeout: float = 20.0, what: str = "") -> Any:
+    """Poll ``cond`` (letting the app run) until it is truthy."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = cond()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what or cond}")
+        await pilot.pause(0.05)
+
+
+async def ready(pilot, app: KilnApp) -> None:
+    """Templates found and validated."""
+    await wait_for(
+        pilot,
+        lambda: (
+            app.templates.entries and all(e.status != "validating" for e in app.templates.entries)
+        ),
+        what="templates validated",
+    )
+    await pilot.pause()
+
+
+async def select_template(pilot, app: KilnApp, name: str, build: str | None = None) -> None:
+    """Put the Templates cursor on a template (or one of its builders)."""
+    tree = app.templates.tree_widget
+    tree.focus()
+    for line in range(tree.last_line + 1):
+        node = tree.get_node_at_line(line)
+        ref = node.data if node is not None else None
+        if ref is None:
+            continue
+        entry = app.templates.entry(ref.path)
+        if entry is None or entry.name != name:
+            continue
+        if (build is None and ref.kind == "template") or (build is not None and ref.build == build):
+            tree.cursor_line = line
+            await pilot.pause()
+            return
+    raise AssertionError(f"{name}/{build} is not in the templates tree")
+
+
+def only_build(app: KilnApp):
+    assert len(app.builds) == 1, list(app.builds)
+    return next(iter(app.builds.values()))
+
+
+async def wait_status(pilot, app: KilnApp, statuses: tuple[str, ...], timeout: float = 30.0):
+    await wait_for(
+        pilot,
+        lambda: app.builds and all(b.status in statuses for b in app.builds.values()),
+        timeout,
+        what=f"builds {statuses}: {[(b.name, b.status) for b in app.builds.values()]}",
+    )
+    await pilot.pause(0.1)
+    return list(app.builds.values())
+
+
+def view_text(app: KilnApp) -> list[str]:
+    """What the output view shows, row by row, as rendered (gutter included)."""
+    view = app.view
+    out = []
+    for row in range(view.row_count):
+        a = view.abs_at(row)
+        if a < 0:
+            out.append("┄")
+            continue
+        out.append(view._render_abs(a, view.rich_style).text)
+    return out
