@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import codecs
+import importlib
 import json
 import random
 import time
@@ -461,15 +462,18 @@ def test_load_node_crlf_file(tmp_path):
 # YAML
 
 
+parse_yaml_mod = importlib.import_module("backend.template.parse_yaml")
+
+
 @pytest.fixture(params=["c", "pure"])
 def yaml_loader(request, monkeypatch):
     """Run YAML tests with libyaml (when available) and with the pure-Python loader."""
     if request.param == "c":
         if not getattr(yaml, "__with_libyaml__", False):
             pytest.skip("libyaml not available")
-        monkeypatch.setattr(parse, "_YAML_LOADER", yaml.CSafeLoader)
+        monkeypatch.setattr(parse_yaml_mod, "_YAML_LOADER", yaml.CSafeLoader)
     else:
-        monkeypatch.setattr(parse, "_YAML_LOADER", yaml.SafeLoader)
+        monkeypatch.setattr(parse_yaml_mod, "_YAML_LOADER", yaml.SafeLoader)
     return request.param
 
 
@@ -673,7 +677,7 @@ def test_yaml_billion_laughs(yaml_loader):
 
 
 def test_yaml_merge_expansion_is_bounded(yaml_loader, monkeypatch):
-    monkeypatch.setattr(parse, "MAX_ALIAS_EXPANSION", 50)
+    monkeypatch.setattr(parse_yaml_mod, "MAX_ALIAS_EXPANSION", 50)
     text = "a: &a {" + ", ".join(f"k{i}: {i}" for i in range(30)) + "}\nb: {<<: *a}\nc: {<<: *a}\n"
     p = one_problem(parse_yaml, text, "t")
     assert "aliases expand to more than 50 values" in p.message
