@@ -51,6 +51,8 @@ class TerminalAsker:
                     line = sys.stdin.readline()
                 except (OSError, ValueError):
                     line = ""
+                if not sys.stdin.isatty():  # a typed answer ends the line on a terminal
+                    w.write("\n")
                 if not line:  # no terminal, or end of input: Packer treats that as clean up
                     runner.answer(default)
                     return
