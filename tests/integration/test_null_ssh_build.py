@@ -73,6 +73,7 @@ def test_example_template_shell_file_ansible(sshd: Sshd, tmp_path: Path) -> None
             f"python={TARGET_PYTHON}",
             "-var",
             f"target_dir={target}",
+            f"-state-dir={tmp_path / 'state'}",  # not templates/.kiln in the repository
             str(EXAMPLE),
         ],
         cwd=tmp_path,

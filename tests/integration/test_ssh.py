@@ -773,3 +773,55 @@ def test_socks_proxy(sshd: Sshd) -> None:
             )
     finally:
         stop.set()
+
+
+def test_local_and_remote_tunnels(sshd: Sshd) -> None:
+    # a local echo server for the remote tunnel to reach
+    echo = socket.socket()
+    echo.bind(("127.0.0.1", 0))
+    echo.listen(4)
+
+    def serve_echo() -> None:
+        conn, _ = echo.accept()
+        with conn:
+            while data := conn.recv(1024):
+                conn.sendall(data)
+
+    threading.Thread(target=serve_echo, daemon=True).start()
+    lport, rport = free_port(), free_port()
+    c = connect(
+        sshd,
+        ssh_local_tunnels=[f"{lport}:127.0.0.1:{sshd.port}"],
+        ssh_remote_tunnels=[f"{rport}:127.0.0.1:{echo.getsockname()[1]}"],
+    )
+    try:
+        # -L: our port reaches the machine's sshd (through the machine)
+        with socket.create_connection(("127.0.0.1", lport), timeout=10) as s:
+            assert s.recv(4) == b"SSH-"
+        # -R: the machine's port reaches our echo server (through us)
+        with socket.create_connection(("127.0.0.1", rport), timeout=10) as s:
+            s.sendall(b"ping through the tunnel")
+            got = b""
+            while len(got) < 23:
+                got += s.recv(64)
+            assert got == b"ping through the tunnel"
+    finally:
+        c.close()
+        echo.close()
+    with pytest.raises(StepError, match="ssh_local_tunnels item 'nonsense'"):
+        connect(sshd, ssh_local_tunnels=["nonsense"])
+
+
+def test_ciphers_and_key_exchange(sshd: Sshd) -> None:
+    c = connect(
+        sshd,
+        ssh_ciphers=["aes256-ctr"],
+        ssh_key_exchange_algorithms=["no-such-kex", "curve25519-sha256@libssh.org"],
+    )
+    try:
+        assert c._transport.local_cipher == "aes256-ctr"
+        assert run(c, "true")[0] == 0
+    finally:
+        c.close()
+    with pytest.raises(StepError, match="none of ssh_ciphers is supported"):
+        connect(sshd, ssh_ciphers=["chacha20-poly1305@openssh.com"])

@@ -13,7 +13,6 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from backend.template import parse
 from backend.template.errors import TemplateError
 from backend.template.parse import (
     MAX_BYTES,

@@ -107,25 +107,37 @@ class Communicator(ABC):
         return ""
 
 
+class NoMachineError(CommunicatorError):
+    """The build has no machine to talk to; retrying cannot help."""
+
+    retryable = False
+
+
 class NoneCommunicator(Communicator):
-    """``communicator: none``: commands 'succeed' without running; files fail (as Packer)."""
+    """``communicator: none``: commands 'succeed' without running; files fail.
+
+    Packer's shell provisioner retries its upload here for five minutes; Kiln
+    fails at once and says why.
+    """
 
     type_name = "none"
+    _HINT = ("the build has no machine (communicator \"none\"); use shell-local, or set "
+             "\"communicator\": \"local\" to run on this host")
 
     def run(self, command, output, cancel, *, stdin=None, timeout=None) -> int:
         return 0
 
     def upload(self, dst, src, mode=None) -> None:
-        raise CommunicatorError("uploading files is not implemented when communicator = 'none'")
+        raise NoMachineError(f"cannot upload to {dst}: {self._HINT}")
 
     def upload_dir(self, dst, src, exclude=()) -> None:
-        raise CommunicatorError("uploading directories is not implemented when communicator = 'none'")
+        raise NoMachineError(f"cannot upload to {dst}: {self._HINT}")
 
     def download(self, src, dst) -> None:
-        raise CommunicatorError("downloading files is not implemented when communicator = 'none'")
+        raise NoMachineError(f"cannot download {src}: {self._HINT}")
 
     def download_dir(self, src, dst, exclude=()) -> None:
-        raise CommunicatorError("downloading directories is not implemented when communicator = 'none'")
+        raise NoMachineError(f"cannot download {src}: {self._HINT}")
 
     def connection_data(self) -> dict[str, str]:
         return {}

@@ -13,9 +13,18 @@ Behaviour follows Packer's SSH communicator where it is observable:
   when the remote command was killed by signal N;
 * ``scp`` is the default file transfer method, ``sftp`` the alternative.
 
-Kiln additions: cancelling a command stops it on the machine (^C on a PTY,
-otherwise SIGTERM then SIGKILL to the command's process group), and a dead
-connection is re-opened once before the next command or transfer.
+Also supported: key (ed25519, ECDSA, RSA; certificates), password (with a
+keyboard-interactive fallback) and agent logins; a bastion (the target is
+reached through a direct-tcpip channel of the bastion's connection) or a SOCKS5
+proxy; ``ssh_local_tunnels``/``ssh_remote_tunnels``; ``ssh_ciphers`` and
+``ssh_key_exchange_algorithms``; keep-alives that the server answers, so
+``ssh_read_write_timeout`` can declare a silent connection dead.
+
+Kiln additions: cancelling a command stops it on the machine (on a PTY sshd
+hangs up the terminal; otherwise the command's process group, learnt from a
+first ``echo $$`` line that is taken out of the output, gets SIGTERM, then
+SIGKILL), and a dead connection is re-opened once before the next command or
+transfer, so provisioners carry on after a reboot.
 """
 
 from __future__ import annotations
@@ -119,6 +128,9 @@ class SSHSettings:
     kex: list[str] = field(default_factory=list)
     timeout: float = 300.0
     handshake_attempts: int = 10
+    #: (bind address, port, host, host port), as ssh -L / -R
+    local_tunnels: list[tuple[str, int, str, int]] = field(default_factory=list)
+    remote_tunnels: list[tuple[str, int, str, int]] = field(default_factory=list)
 
     @classmethod
     def from_config(
@@ -201,6 +213,14 @@ class SSHSettings:
             kex=list(config.ssh_key_exchange_algorithms or []),
             timeout=config.effective_ssh_timeout(),
             handshake_attempts=config.effective_handshake_attempts(),
+            local_tunnels=[
+                _parse_tunnel(t, "ssh_local_tunnels")
+                for t in getattr(config, "ssh_local_tunnels", None) or []
+            ],
+            remote_tunnels=[
+                _parse_tunnel(t, "ssh_remote_tunnels")
+                for t in getattr(config, "ssh_remote_tunnels", None) or []
+            ],
         )
 
     def secrets(self) -> list[str]:
@@ -214,6 +234,21 @@ class SSHSettings:
         if self.proxy and self.proxy[3]:
             out.append(self.proxy[3])
         return out
+
+
+def _parse_tunnel(spec: str, key: str) -> tuple[str, int, str, int]:
+    """``[bind_address:]port:host:hostport`` (ssh -L / -R syntax)."""
+    parts = spec.rsplit(":", 3) if spec.count(":") >= 3 else spec.split(":")
+    if len(parts) == 3:
+        parts = ["127.0.0.1", *parts]
+    try:
+        bind, port, host, hport = parts
+        out = (bind or "127.0.0.1", int(port), host, int(hport))
+    except ValueError:
+        raise StepError(f"{key} item {spec!r} is not [bind_address:]port:host:hostport") from None
+    if not (0 < out[1] < 65536 and 0 < out[3] < 65536) or not host:
+        raise StepError(f"{key} item {spec!r} is not [bind_address:]port:host:hostport")
+    return out
 
 
 def key_secrets(text: str) -> list[str]:
@@ -616,6 +651,7 @@ class SSHCommunicator(Communicator):
         self._dead_reason = ""
         self._pid_tag = f"kiln-pid-{uuid.uuid4().hex[:12]}:"
         self._closed = False
+        self._listeners: list[socket.socket] = []
 
     # -- connecting ------------------------------------------------------------
     def wait_for_connection(self, ui: Any, cancel: CancelToken | None = None) -> None:
@@ -689,6 +725,7 @@ class SSHCommunicator(Communicator):
             self._dead_reason = ""
             self._closed = False
             self._start_keepalive(t, sock)
+            self._start_tunnels(t)
 
     def reconnect(self, timeout: float | None = None) -> None:
         """Open a fresh connection: one attempt, or wait up to ``timeout`` seconds.
@@ -783,6 +820,68 @@ class SSHCommunicator(Communicator):
         with self._lock:
             self._closed = True
             self._drop_connection()
+            for lst in self._listeners:
+                _close_quietly(lst)
+            self._listeners = []
+
+    # -- tunnels ---------------------------------------------------------------
+    def _start_tunnels(self, t: Any) -> None:
+        """ssh_local_tunnels listen here for the whole build (and use whichever connection is
+        current); ssh_remote_tunnels are asked of every new connection."""
+        for bind, port, host, hport in self.settings.remote_tunnels:
+
+            def handler(
+                chan: Any, _origin: Any, _server: Any, host: str = host, hport: int = hport
+            ) -> None:
+                try:
+                    sock = socket.create_connection((host, hport), timeout=30)
+                except OSError:
+                    chan.close()
+                    return
+                _splice(chan, sock)
+
+            try:
+                t.request_port_forward(bind, port, handler)
+            except Exception as e:  # noqa: BLE001
+                raise StepError(
+                    f"ssh_remote_tunnels: the server would not listen on "
+                    f"{bind}:{port}: {_describe(e)}"
+                ) from e
+        if self._listeners or not self.settings.local_tunnels:
+            return
+        for bind, port, host, hport in self.settings.local_tunnels:
+            lst = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            lst.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                lst.bind((bind, port))
+            except OSError as e:
+                lst.close()
+                raise StepError(
+                    f"ssh_local_tunnels: cannot listen on {bind}:{port}: {e.strerror or e}"
+                ) from e
+            lst.listen(16)
+            self._listeners.append(lst)
+            threading.Thread(
+                target=self._serve_tunnel,
+                args=(lst, host, hport),
+                name="kiln-ssh-tunnel",
+                daemon=True,
+            ).start()
+
+    def _serve_tunnel(self, lst: socket.socket, host: str, hport: int) -> None:
+        while True:
+            try:
+                client, peer = lst.accept()
+            except OSError:
+                return  # closed
+            try:
+                chan = self._live_transport().open_channel(
+                    "direct-tcpip", (host, hport), peer[:2], timeout=30
+                )
+            except Exception:  # noqa: BLE001 - the far side refused; drop this client
+                client.close()
+                continue
+            _splice(chan, client)
 
     def _live_transport(self) -> Any:
         """The transport, re-opened once if the connection died (Packer does the same)."""
@@ -930,10 +1029,10 @@ class SSHCommunicator(Communicator):
         """Stop the remote command.
 
         On a PTY, closing the channel makes sshd hang up the terminal: the
-        command's process group gets SIGHUP (a ^C cannot be typed any more, as
+        command's process group gets SIGHUP (a ^C cannot be typed any more:
         stdin was closed when the command started, as Packer does). Without a
-        PTY, closing the channel does not stop anything, so the process group
-        learnt from the first stdout line gets SIGTERM, then SIGKILL.
+        PTY, closing the channel stops nothing, so the process group learnt
+        from the first stdout line gets SIGTERM, then SIGKILL.
         """
         if pty:
             _send_signal(chan, "INT")  # sshd honours it for non-root users
@@ -1256,6 +1355,26 @@ class SSHCommunicator(Communicator):
 
 
 # --------------------------------------------------------------------------- command plumbing
+
+
+def _splice(a: Any, b: Any) -> None:
+    """Copy bytes both ways between two socket-likes until either side ends."""
+
+    def pump(src: Any, dst: Any) -> None:
+        try:
+            while True:
+                data = src.recv(CHUNK)
+                if not data:
+                    break
+                dst.sendall(data)
+        except Exception:  # noqa: BLE001 - either side went away
+            pass
+        finally:
+            _close_quietly(src)
+            _close_quietly(dst)
+
+    for src, dst in ((a, b), (b, a)):
+        threading.Thread(target=pump, args=(src, dst), name="kiln-ssh-splice", daemon=True).start()
 
 
 def _send_signal(chan: Any, name: str) -> None:
