@@ -58,6 +58,12 @@ class NullBuilder(Builder):
     builder_id = "fnoeding.null"
     Config = NullConfig
 
+    def prepare(self, ctx) -> list[str]:
+        problems = self.config.file_problems()
+        if problems:
+            raise ConfigProblems(problems)
+        return []
+
     def steps(self, ctx) -> list:
         ctx.instance_id = "Null"
         return [ConnectStep(self.config), PROVISION]

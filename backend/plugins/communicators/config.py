@@ -125,6 +125,26 @@ class CommunicatorConfig:
                         "ssh_agent_auth may be given"))
         return out
 
+    def file_problems(self) -> list[tuple[str, str]]:
+        """Key files named in the config must exist and look like private keys (prepare time)."""
+        import os
+
+        out = []
+        for key in ("ssh_private_key_file", "ssh_bastion_private_key_file", "ssh_certificate_file"):
+            path = getattr(self, key)
+            if not path:
+                continue
+            full = os.path.expanduser(path)
+            try:
+                with open(full, "rb") as f:
+                    head = f.read(4096)
+            except OSError as e:
+                out.append((key, f"{path} cannot be read: {e.strerror or e}"))
+                continue
+            if key != "ssh_certificate_file" and b"PRIVATE KEY" not in head:
+                out.append((key, f"{path} is not a private key file (no PRIVATE KEY block)"))
+        return out
+
     def check(self) -> None:
         problems = self.communicator_problems()
         if problems:
