@@ -442,9 +442,10 @@ def cmd_tui(argv: list[str], machine: bool) -> int:
         print(TUI_HELP)
         return 0
     target = flags.args[0] if flags.args else "."
+    vars_ = dict(kv.split("=", 1) for kv in flags.get("var", []) if "=" in kv)
     from tui.app import run_app
 
-    return run_app(target)
+    return run_app(target, vars=vars_, var_files=tuple(flags.get("var-file", [])))
 
 
 def cmd_fmt(argv: list[str], machine: bool) -> int:

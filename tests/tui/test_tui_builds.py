@@ -365,3 +365,23 @@ async def test_history_rows_from_earlier_runs(proj, app_factory):
         await wait_for(pilot, lambda: h.output.total, what="log read")
         assert any("from history" in line for line in view_text(app))
         assert [st.status for st in h.stages] == ["succeeded", "succeeded"]
+
+
+async def test_closing_the_app_any_way_cancels_running_builds(proj, tmp_path, app_factory):
+    """An error (here: a test failing) ends the app with a build running: it is cancelled and
+    cleaned up on the way out, so no script keeps running and nothing stays in the ledger."""
+    pidfile = tmp_path / "pid"
+    write_template(
+        proj / "s.json", [null_builder("s")], [shell(f"echo $$ > {pidfile}", "sleep 60")]
+    )
+    app = app_factory(proj)
+    with pytest.raises(RuntimeError):
+        async with app.run_test(size=SIZE) as pilot:
+            await ready(pilot, app)
+            await pilot.press("b")
+            await wait_for(pilot, lambda: pidfile.exists() and pidfile.read_text().strip())
+            raise RuntimeError("something went wrong")
+    rec = next(iter(app.sessions.values()))
+    assert rec.session.done and rec.session.result.results["s"].status == "cancelled"
+    assert not _alive(int(pidfile.read_text()))
+    assert _ledger_entries(rec.session.run_id) == []

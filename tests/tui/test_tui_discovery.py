@@ -75,3 +75,42 @@ async def test_templates_filter_and_live_revalidation(proj, app_factory):
         beta = lambda: app.templates.entry(str(tpl))  # noqa: E731
         await wait_for(pilot, lambda: beta().status == "invalid", timeout=15, what="re-validated")
         assert any("inlin" in p.text for p in beta().problems)
+
+
+def test_startup_paints_without_heavy_imports(proj):
+    """`kiln tui DIR` paints its first frame (and exits, with the benchmark hook) without
+    importing boto3, docker or paramiko; validating null/file templates does not need them."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    write_template(proj / "t.json", [null_builder("t")], [shell("true")])
+    root = Path(__file__).resolve().parents[2]
+    code = (
+        "import asyncio, sys\n"
+        "from tui.app import make_app\n"
+        "async def main():\n"
+        f"    app = make_app({str(proj)!r}, config_dir={str(proj)!r})\n"
+        "    async with app.run_test(size=(140, 40)) as pilot:\n"
+        "        while not app.templates.entries or app.templates.entries[0].status == 'validating':\n"
+        "            await pilot.pause(0.05)\n"
+        "    print(app.templates.entries[0].status)\n"
+        "asyncio.run(main())\n"
+        "print(sorted(m for m in ('boto3', 'botocore', 'docker', 'paramiko') if m in sys.modules))\n"
+    )
+    env = dict(os.environ, PYTHONPATH=str(root))
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=root, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert out.stdout.split() == ["valid", "[]"], out.stderr[-2000:]
+    env.update(KILN_TUI_EXIT_ON_READY="1", KILN_TUI_HEADLESS="1")
+    out = subprocess.run(
+        [sys.executable, "-m", "backend.cli", "tui", str(proj)],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0 and "KILN_READY" in out.stdout, out.stderr[-2000:]

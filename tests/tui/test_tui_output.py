@@ -238,3 +238,69 @@ def test_bridge_caps_lines_per_tick_and_keeps_order():
     assert [e.type for _, e in second] == ["output", "stage.finished"]
     assert second[0][1].data["lines"][0] == "250" and len(second[0][1].data["lines"]) == 150
     assert br.drain() == []
+
+
+async def test_view_survives_lines_dropped_between_repaints(proj, app_factory):
+    """In a flood the view repaints 10 times a second while the buffer keeps dropping its
+    oldest lines: rows it has not synced yet render blank, never an IndexError."""
+    write_template(proj / "t.json", [null_builder("t")], [shell("true")])
+    app = app_factory(proj)
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot, app)
+        buf = OutputBuffer(max_lines=1000)
+        buf.append(0, 0, [f"line {i}" for i in range(1000)])
+        view = app.view
+        for stage in (None, 0):
+            view.show(buf, stage)
+            view.set_filter("line 9")
+            view.set_filter("")
+            view.focus()
+            await pilot.press("home")
+            buf.append(0, 0, [f"more {i}" for i in range(5000)])  # pruned, not synced
+            for y in range(view.size.height):
+                view.render_line(y)
+            view.sync()
+            await pilot.pause()
+            expected = len(buf.rows_of(stage)) if stage is not None else len(buf.lines)
+            assert view.row_count == expected
+            for y in range(view.size.height):
+                view.render_line(y)
+
+
+def test_progress_bar_uses_the_expected_length_from_history():
+    from tui.model import StageModel
+    from tui.widgets.tables import progress_cell
+
+    st = StageModel(
+        2, "shell-local", "provisioner", status="running", started=1000.0, expected=60.0
+    )
+    assert progress_cell({}, st, 1042.0).plain.endswith("about 18 s left")
+    assert "longer than usual" in progress_cell({}, st, 1075.0).plain
+    st.expected = None
+    assert progress_cell({}, st, 1042.0).plain == "no estimate yet"
+    st.status, st.expected = "pending", 200.0
+    assert progress_cell({}, st, 1042.0).plain == "usually 3m20s"
+
+
+async def test_scope_toggle_between_stage_and_whole_build(proj, app_factory):
+    write_template(proj / "v.json", [null_builder("v")], [shell("echo one"), shell("echo two")])
+    app = app_factory(proj)
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot, app)
+        await pilot.press("b")
+        (b,) = await wait_status(pilot, app, ("succeeded",))
+        text = "\n".join(view_text(app))
+        assert "one" in text and "two" in text  # the whole build
+        app.stages_table.focus()
+        app.stages_table.move_cursor(row=0)
+        await pilot.pause()
+        await pilot.press("down")  # stage 2: the first provisioner
+        await pilot.pause()
+        assert app.selected_stage == 1
+        rows = "\n".join(view_text(app))
+        assert "one" in rows and "two" not in rows
+        app.view.focus()
+        await pilot.press("v")
+        assert app.selected_stage is None and "two" in "\n".join(view_text(app))
+        await pilot.press("v")
+        assert app.selected_stage is not None
