@@ -387,6 +387,9 @@ def cmd_history(argv: list[str], machine: bool) -> int:
             bd = f"{b['duration']:.1f}s" if b["duration"] is not None else "-"
             err = f"  {b['error']}" if b["error"] else ""
             print(f"    {b['name']:<24} {b['status']:<10} {bd:>8}{err}")
+            if b.get("kept"):
+                hint = f": {b['access_hint']}" if b.get("access_hint") else ""
+                print(f"    {'':<24} machine kept{hint}")
             if b["log"]:
                 print(f"    {'':<24} log: {b['log']}")
     return 0

@@ -346,7 +346,11 @@ class BuildRunner:
                     ui.error(f"Provisioner failed with \"{msg}\", but continue_on_error is set; continuing.")
                     self._finish(stage, "failed", msg)
                     return
-                choice = self._on_failure(stage, msg)
+                try:
+                    choice = self._on_failure(stage, msg)
+                except Cancelled:  # cancelled while waiting for an answer
+                    self._finish(stage, "cancelled", msg)
+                    raise
                 if choice == "retry":
                     new = self.session.reload_provisioner(self.prepared, prov)
                     if new is not None:
@@ -473,6 +477,8 @@ class BuildRunner:
                 self.pending_question = None
         finally:
             unregister()
+        if self.cancel.cancelled:
+            raise Cancelled(self.cancel.reason or "cancelled")
         if st is not None:
             st.status = prev
             self.bus.publish("stage.status", build=self.name, stage=st.index, status=prev)

@@ -46,6 +46,14 @@ def connect(path: str) -> sqlite3.Connection:
     db.execute("PRAGMA journal_mode=WAL")
     db.execute("PRAGMA busy_timeout=30000")
     db.executescript(SCHEMA)
+    cols = {r[1] for r in db.execute("PRAGMA table_info(builds)")}
+    if "kept" not in cols:  # databases from before machines could be kept
+        try:
+            db.execute("ALTER TABLE builds ADD COLUMN kept INTEGER NOT NULL DEFAULT 0")
+            db.execute("ALTER TABLE builds ADD COLUMN access_hint TEXT NOT NULL DEFAULT ''")
+            db.commit()
+        except sqlite3.OperationalError:
+            pass  # another process added them first
     return db
 
 
@@ -98,8 +106,10 @@ class History:
             self._exec("UPDATE stages SET status=?, duration=?, error=? WHERE run_id=? AND build=? AND idx=?",
                        (d["status"], d["duration"], d.get("error", ""), ev.run, d["build"], d["stage"]))
         elif t == "build.finished":
-            self._exec("UPDATE builds SET status=?, duration=?, error=? WHERE run_id=? AND name=?",
-                       (d["status"], d["duration"], d.get("error", ""), ev.run, d["build"]))
+            self._exec("UPDATE builds SET status=?, duration=?, error=?, kept=?, access_hint=? "
+                       "WHERE run_id=? AND name=?",
+                       (d["status"], d["duration"], d.get("error", ""), int(bool(d.get("kept"))),
+                        d.get("access_hint", ""), ev.run, d["build"]))
         elif t == "artifact":
             self._exec("INSERT INTO artifacts VALUES (?,?,?,?,?,?)",
                        (ev.run, d["build"], d["builder_id"], d["id"], json.dumps(d["files"]), d["string"]))
@@ -126,13 +136,13 @@ def recent_runs(path: str, limit: int = 20) -> list[dict[str, Any]]:
                           "ORDER BY started DESC LIMIT ?", (limit,)).fetchall()
         out = []
         for r in runs:
-            builds = db.execute("SELECT name, type, status, duration, error, log FROM builds WHERE run_id=? "
-                                "ORDER BY started", (r[0],)).fetchall()
+            builds = db.execute("SELECT name, type, status, duration, error, log, kept, access_hint "
+                                "FROM builds WHERE run_id=? ORDER BY started", (r[0],)).fetchall()
             out.append({
                 "id": r[0], "template": r[1], "started": r[2], "finished": r[3], "status": r[4],
                 "exit_code": r[5],
                 "builds": [{"name": b[0], "type": b[1], "status": b[2], "duration": b[3], "error": b[4],
-                            "log": b[5]} for b in builds],
+                            "log": b[5], "kept": bool(b[6]), "access_hint": b[7]} for b in builds],
             })
         return out
     finally:

@@ -355,3 +355,26 @@ def test_invalid_answers_are_refused(tmp_path, choice):
     assert not s.answer("null", choice)
     assert s.answer("null", "cleanup")
     s.wait(20)
+
+
+def test_cancel_while_paused_is_cancelled_not_failed(tmp_path):
+    path = marker_template(tmp_path, "exit 1")
+    s, events = start_session(path, on_error="ask")
+    wait_for(lambda: s.pending_questions())
+    s.cancel("interrupt", build="null")
+    result = s.wait(20)
+    assert result.results["null"].status == "cancelled"
+    finished = [e.data["status"] for e in events if e.type == "stage.finished" and e.data["kind"] == "provisioner"]
+    assert finished[:2] == ["succeeded", "cancelled"]
+
+
+def test_history_records_a_kept_machine(tmp_path):
+    from backend.engine.history import recent_runs
+
+    path = marker_template(tmp_path, "exit 1")
+    s, _ = start_session(path, on_error="ask")
+    wait_for(lambda: s.pending_questions())
+    s.answer("null", "abort")
+    s.wait(20)
+    build = recent_runs(str(tmp_path / ".kiln" / "history.db"))[0]["builds"][0]
+    assert build["status"] == "failed" and build["kept"] is True
