@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -67,6 +68,19 @@ def runtime_funcs(ctx: BuildContext, data: dict[str, Any] | None = None) -> dict
         build_name=ctx.build_name, build_type=ctx.build_type,
         build_data_keys=data if data is not None else {},
     ))
+
+
+def unusable_paths(
+    paths: list[str], key: str, noun: str, probe: Callable[[str], Any] = os.stat
+) -> list[tuple[str, str]]:
+    """Config problems (under ``key``) for the local ``paths`` that ``probe`` fails on."""
+    problems = []
+    for path in paths:
+        try:
+            probe(path)
+        except OSError as e:
+            problems.append((key, f"{noun} {path!r} cannot be used: {e.strerror or e}"))
+    return problems
 
 
 def render_runtime(ctx: BuildContext, text: str, data: dict[str, Any] | None, what: str) -> str:
@@ -182,13 +196,8 @@ class ShellLocalConfig:
 
     def check_scripts_exist(self) -> None:
         """Prepare-time check: every script must exist."""
-        out = []
-        for path in self.script_paths():
-            try:
-                os.stat(path)
-            except OSError as e:
-                out.append(("scripts" if self.scripts else "script",
-                            f"script {path!r} cannot be used: {e.strerror or e}"))
+        out = unusable_paths(self.script_paths(), "scripts" if self.scripts else "script",
+                             "script")
         if out:
             raise ConfigProblems(out)
 

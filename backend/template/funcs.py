@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from . import golang
-from .gotmpl import RenderError, format_value
+from .gotmpl import RenderError, format_value, go_type
 
 __all__ = [
     "START_TIME",
@@ -69,28 +69,10 @@ class FuncContext:
     build_data_keys: Collection[str] | None = None
 
 
-def _go_type(v: Any) -> str:
-    if isinstance(v, str):
-        return "string"
-    if isinstance(v, bool):
-        return "bool"
-    if isinstance(v, int):
-        return "int"
-    if isinstance(v, float):
-        return "float64"
-    if isinstance(v, Mapping):
-        return "map[string]interface {}"
-    if isinstance(v, (list, tuple)):
-        return "[]interface {}"
-    if v is None:
-        return "<nil>"
-    return type(v).__name__
-
-
 def _str(v: Any) -> str:
     if isinstance(v, str):
         return v
-    raise RenderError(f"wrong type for value; expected string; got {_go_type(v)}")
+    raise RenderError(f"wrong type for value; expected string; got {go_type(v)}")
 
 
 def _int(v: Any) -> int:
@@ -98,7 +80,7 @@ def _int(v: Any) -> int:
         return v
     if isinstance(v, float) and v.is_integer():
         return int(v)
-    raise RenderError(f"wrong type for value; expected int; got {_go_type(v)}")
+    raise RenderError(f"wrong type for value; expected int; got {go_type(v)}")
 
 
 def _go_upper(s: str) -> str:

@@ -44,26 +44,27 @@ _UNITS = {
 }
 
 
-def go_quote(s: str) -> str:
-    """Double-quote ``s`` roughly like Go's ``strconv.Quote``."""
+_SHORT_ESCAPES = {'"': '\\"', "\\": "\\\\", "\n": "\\n", "\t": "\\t", "\r": "\\r"}
+
+
+def quote_escaped(s: str, control_format: str) -> str:
+    """Double-quote ``s`` with backslash escapes; other control characters (and DEL) are
+    written with ``control_format`` applied to their code point."""
     out = ['"']
     for ch in s:
-        if ch == '"':
-            out.append('\\"')
-        elif ch == "\\":
-            out.append("\\\\")
-        elif ch == "\n":
-            out.append("\\n")
-        elif ch == "\t":
-            out.append("\\t")
-        elif ch == "\r":
-            out.append("\\r")
+        if ch in _SHORT_ESCAPES:
+            out.append(_SHORT_ESCAPES[ch])
         elif ord(ch) < 0x20 or ord(ch) == 0x7F:
-            out.append(f"\\x{ord(ch):02x}")
+            out.append(control_format.format(ord(ch)))
         else:
             out.append(ch)
     out.append('"')
     return "".join(out)
+
+
+def go_quote(s: str) -> str:
+    """Double-quote ``s`` roughly like Go's ``strconv.Quote``."""
+    return quote_escaped(s, "\\x{:02x}")
 
 
 # --------------------------------------------------------------------------- durations

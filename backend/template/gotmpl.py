@@ -42,6 +42,7 @@ __all__ = [
     "check",
     "protect_fields",
     "format_value",
+    "go_type",
     "truth",
 ]
 
@@ -159,7 +160,7 @@ def truth(v: Any) -> bool:
     return True
 
 
-def _go_type(v: Any) -> str:
+def go_type(v: Any) -> str:
     if isinstance(v, str):
         return "string"
     if isinstance(v, bool):
@@ -1016,10 +1017,10 @@ class _Exec:
         if name.startswith("_") or isinstance(
             recv, (str, bytes, int, float, bool, list, tuple, set, frozenset)
         ):
-            raise RenderError(f"can't evaluate field {name} in type {_go_type(recv)}", offset=pos)
+            raise RenderError(f"can't evaluate field {name} in type {go_type(recv)}", offset=pos)
         attr = getattr(recv, name, _MISSING)
         if attr is _MISSING:
-            raise RenderError(f"can't evaluate field {name} in type {_go_type(recv)}", offset=pos)
+            raise RenderError(f"can't evaluate field {name} in type {go_type(recv)}", offset=pos)
         if inspect.ismethod(attr) or inspect.isbuiltin(attr):
             return _invoke(attr, name, args or [], pos)
         if args is not None:
@@ -1097,7 +1098,7 @@ def _b_len(x: Any) -> int:
         return len(x.encode("utf-8"))
     if isinstance(x, (list, tuple, Mapping, set, frozenset, bytes)):
         return len(x)
-    raise RenderError(f"len of type {_go_type(x)}")
+    raise RenderError(f"len of type {go_type(x)}")
 
 
 def _b_index(item: Any, *indices: Any) -> Any:
@@ -1110,10 +1111,10 @@ def _b_index(item: Any, *indices: Any) -> Any:
             except KeyError:
                 item = NO_VALUE
             except TypeError:
-                raise RenderError(f"value has type {_go_type(idx)}; should be string") from None
+                raise RenderError(f"value has type {go_type(idx)}; should be string") from None
         elif isinstance(item, (str, list, tuple)):
             if not isinstance(idx, int) or isinstance(idx, bool):
-                raise RenderError(f"cannot index slice/array with type {_go_type(idx)}")
+                raise RenderError(f"cannot index slice/array with type {go_type(idx)}")
             seq = item.encode("utf-8") if isinstance(item, str) else item
             if not 0 <= idx < len(seq):
                 raise RenderError(f"index out of range: {idx}")
@@ -1121,18 +1122,18 @@ def _b_index(item: Any, *indices: Any) -> Any:
         elif item is NO_VALUE or item is None:
             raise RenderError("index of untyped nil")
         else:
-            raise RenderError(f"can't index item of type {_go_type(item)}")
+            raise RenderError(f"can't index item of type {go_type(item)}")
     return item
 
 
 def _b_slice(item: Any, *indices: Any) -> Any:
     if not isinstance(item, (str, list, tuple)):
-        raise RenderError(f"can't slice item of type {_go_type(item)}")
+        raise RenderError(f"can't slice item of type {go_type(item)}")
     if len(indices) > 3 or (len(indices) == 3 and isinstance(item, str)):
         raise RenderError("too many slice indexes")
     for i in indices:
         if not isinstance(i, int) or isinstance(i, bool):
-            raise RenderError(f"cannot index slice/array with type {_go_type(i)}")
+            raise RenderError(f"cannot index slice/array with type {go_type(i)}")
     seq = item.encode("utf-8") if isinstance(item, str) else item
     idx = list(indices[:2])
     lo = idx[0] if idx else 0
@@ -1230,12 +1231,12 @@ _PRINTF_RE = re.compile(r"%([-+# 0]*)(\d*)(?:\.(\d*))?(.?)", re.S)
 
 
 def _bad_verb(verb: str, a: Any) -> str:
-    return f"%!{verb}({_go_type(a)}={format_value(a)})"
+    return f"%!{verb}({go_type(a)}={format_value(a)})"
 
 
 def _sprintf(fmt: Any, *args: Any) -> str:
     if not isinstance(fmt, str):
-        raise RenderError(f"wrong type for value; expected string; got {_go_type(fmt)}")
+        raise RenderError(f"wrong type for value; expected string; got {go_type(fmt)}")
     out: list[str] = []
     argi = 0
     pos = 0
@@ -1283,13 +1284,13 @@ def _sprintf(fmt: Any, *args: Any) -> str:
         elif verb == "t" and isinstance(a, bool):
             s = "true" if a else "false"
         elif verb == "T":
-            s = _go_type(a)
+            s = go_type(a)
         else:
             s = _bad_verb(verb, a)
         out.append(s)
     out.append(fmt[pos:])
     if argi < len(args):
-        extra = ", ".join(f"{_go_type(a)}={format_value(a)}" for a in args[argi:])
+        extra = ", ".join(f"{go_type(a)}={format_value(a)}" for a in args[argi:])
         out.append(f"%!(EXTRA {extra})")
     return "".join(out)
 
@@ -1333,7 +1334,7 @@ def _b_urlquery(*args: Any) -> str:
 
 def _b_call(fn: Any, *args: Any) -> Any:
     if not callable(fn):
-        raise RenderError(f"non-function of type {_go_type(fn)}")
+        raise RenderError(f"non-function of type {go_type(fn)}")
     return _invoke(fn, "call", list(args), 0)
 
 

@@ -34,6 +34,7 @@ from .hcl2_expr import (
     EvalError,
     Namespace,
     Scope,
+    collect_secret_texts,
     convert,
     evaluate,
     parse_type,
@@ -270,7 +271,7 @@ class _Loader:
                      if d.value is not UNKNOWN}
         for d in self.vars.values():
             if d.sensitive and d.value is not UNKNOWN:
-                _leaves(d.value, self.sensitive)
+                collect_secret_texts(d.value, self.sensitive)
         return Template(
             path=self.abspath,
             format="hcl2",
@@ -605,7 +606,7 @@ class _Loader:
         self.local_state[name] = "done"
         self.local_values[name] = value
         if sensitive and value is not UNKNOWN:
-            _leaves(value, self.sensitive)
+            collect_secret_texts(value, self.sensitive)
         return value
 
     def report(self, e: EvalError, file: str) -> None:
@@ -1204,6 +1205,15 @@ class _Loader:
         self._usage_cache = out
         return out
 
+    def only_except(self, body: S.Body, scope: Scope, file: str, what: str) -> tuple:
+        """The ``only`` and ``except`` names of a provisioner or post-processor block."""
+        only = self.meta_names(body.attr("only"), scope, file, what)
+        except_ = self.meta_names(body.attr("except"), scope, file, what)
+        if only and except_:
+            a = body.attr("except")
+            self.p.add(file, a.line, a.col, "only one of only and except may be set")
+        return only, except_
+
     def provisioner(self, blk: S.Block, scope: Scope, file: str, index: int, path: str,
                     u: _Usage, cleanup: bool = False) -> ProvisionerDef | None:
         if len(blk.labels) != 1:
@@ -1212,11 +1222,7 @@ class _Loader:
         ptype = blk.labels[0]
         body = blk.body
         what = f'provisioner "{ptype}"'
-        only = self.meta_names(body.attr("only"), scope, file, what)
-        except_ = self.meta_names(body.attr("except"), scope, file, what)
-        if only and except_:
-            a = body.attr("except")
-            self.p.add(file, a.line, a.col, "only one of only and except may be set")
+        only, except_ = self.only_except(body, scope, file, what)
         override: dict[str, Node] = {}
         a = body.attr("override")
         if a is not None:
@@ -1311,11 +1317,7 @@ class _Loader:
         ptype = blk.labels[0]
         body = blk.body
         what = f'post-processor "{ptype}"'
-        only = self.meta_names(body.attr("only"), scope, file, what)
-        except_ = self.meta_names(body.attr("except"), scope, file, what)
-        if only and except_:
-            a = body.attr("except")
-            self.p.add(file, a.line, a.col, "only one of only and except may be set")
+        only, except_ = self.only_except(body, scope, file, what)
         name = ptype
         a = body.attr("name")
         if a is not None:
@@ -1396,21 +1398,6 @@ def _located(v: Any, loc: Loc) -> Node:
     if isinstance(v, list):
         return Node([_located(x, loc.child(i)) for i, x in enumerate(v)], loc)
     return Node(v, loc)
-
-
-def _leaves(v: Any, into: set[str]) -> None:
-    """The text of every leaf of a sensitive value (3 characters or more: masking every "1"
-    or "on" in the output would garble it, as the engine's own secrets rule says)."""
-    if isinstance(v, list):
-        for x in v:
-            _leaves(x, into)
-    elif isinstance(v, dict):
-        for x in v.values():
-            _leaves(x, into)
-    elif isinstance(v, (str, int, float)) and not isinstance(v, bool):
-        text = render_value(v)
-        if len(text) >= 3:
-            into.add(text)
 
 
 def _infer_type(default: Any) -> Any:

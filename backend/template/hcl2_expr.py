@@ -24,7 +24,7 @@ from .errors import did_you_mean
 __all__ = [
     "EvalError", "FuncError", "UNKNOWN", "Namespace", "Scope", "evaluate", "parse_type",
     "type_str", "convert", "ConvError", "format_number", "to_str", "type_of", "hcl_equal",
-    "render_value",
+    "dedupe", "render_value", "collect_secret_texts",
 ]
 
 
@@ -279,7 +279,7 @@ def convert(v: Any, t: Any, path: str = "") -> Any:
             raise ConvError(f"a {kind} is required, got {type_of(v)}{where}")
         out = [convert(x, t[1], f"{path}[{i}]") for i, x in enumerate(v)]
         if kind == "set":
-            out = _dedupe(out)
+            out = dedupe(out)
         return out
     if kind == "map":
         if not isinstance(v, dict):
@@ -307,7 +307,8 @@ def convert(v: Any, t: Any, path: str = "") -> Any:
     raise ConvError(f"unsupported type {type_str(t)}")
 
 
-def _dedupe(items: list) -> list:
+def dedupe(items: list) -> list:
+    """``items`` without the later ones HCL counts as equal to an earlier one."""
     out: list = []
     for x in items:
         if not any(hcl_equal(x, y) for y in out):
@@ -327,6 +328,20 @@ def hcl_equal(a: Any, b: Any) -> bool:
     if type(a) is not type(b):
         return False
     return a == b
+
+
+def collect_secret_texts(v: Any, into: set[str]) -> None:
+    """Add the texts of the scalars in ``v`` (sensitive values) to ``into``."""
+    if isinstance(v, list):
+        for x in v:
+            collect_secret_texts(x, into)
+    elif isinstance(v, dict):
+        for x in v.values():
+            collect_secret_texts(x, into)
+    elif isinstance(v, (str, int, float)) and not isinstance(v, bool):
+        text = v if isinstance(v, str) else format_number(v)
+        if len(text) >= 3:  # as the engine's secrets: masking "1" would garble the output
+            into.add(text)
 
 
 def render_value(v: Any) -> str:

@@ -26,7 +26,9 @@ from .hcl2_expr import (
     UNKNOWN,
     ConvError,
     FuncError,
+    collect_secret_texts,
     convert,
+    dedupe,
     format_number,
     hcl_equal,
     norm_number,
@@ -69,14 +71,6 @@ def _int(v: Any, what: str = "argument") -> int:
     if isinstance(n, float) and not n.is_integer():
         raise FuncError(f"the {what} must be a whole number, got {format_number(n)}")
     return int(n)
-
-
-def _dedupe(items: list) -> list:
-    out: list = []
-    for x in items:
-        if not any(hcl_equal(x, y) for y in out):
-            out.append(x)
-    return out
 
 
 def rfc3339(dt: datetime) -> str:
@@ -570,7 +564,7 @@ def make_funcs(*, start_time: datetime = START_TIME, sensitive: set[str] | None 
     def contains(lst, value):
         return any(hcl_equal(x, value) for x in _list(lst))
 
-    fn("distinct")(lambda lst: _dedupe(_list(lst)))
+    fn("distinct")(lambda lst: dedupe(_list(lst)))
 
     @fn()
     def element(lst, idx):
@@ -694,11 +688,11 @@ def make_funcs(*, start_time: datetime = START_TIME, sensitive: set[str] | None 
 
     @fn()
     def setunion(*sets):
-        return _dedupe([x for s in sets for x in _list(s)])
+        return dedupe([x for s in sets for x in _list(s)])
 
     @fn()
     def setintersection(first, *rest):
-        out = _dedupe(_list(first))
+        out = dedupe(_list(first))
         for s in rest:
             other = _list(s)
             out = [x for x in out if any(hcl_equal(x, y) for y in other)]
@@ -707,13 +701,13 @@ def make_funcs(*, start_time: datetime = START_TIME, sensitive: set[str] | None 
     @fn()
     def setsubtract(a, b):
         other = _list(b)
-        return [x for x in _dedupe(_list(a)) if not any(hcl_equal(x, y) for y in other)]
+        return [x for x in dedupe(_list(a)) if not any(hcl_equal(x, y) for y in other)]
 
     @fn()
     def setproduct(*sets):
         out: list[list] = [[]]
         for s in sets:
-            out = [p + [x] for p in out for x in _dedupe(_list(s))]
+            out = [p + [x] for p in out for x in dedupe(_list(s))]
         return out if sets else []
 
     @fn()
@@ -976,7 +970,7 @@ def make_funcs(*, start_time: datetime = START_TIME, sensitive: set[str] | None 
     def toset(v):
         if v is None:
             return None
-        return _dedupe(_list(v))
+        return dedupe(_list(v))
 
     @fn()
     def tomap(v):
@@ -986,7 +980,7 @@ def make_funcs(*, start_time: datetime = START_TIME, sensitive: set[str] | None 
 
     @fn()
     def sensitive(v):
-        _collect(v, sens)
+        collect_secret_texts(v, sens)
         return v
 
     fn("nonsensitive")(lambda v: v)
@@ -1024,19 +1018,6 @@ def _parse_base62(text: str, base: int) -> int:
             raise ValueError(text)
         n = n * base + d
     return sign * n
-
-
-def _collect(v: Any, into: set[str]) -> None:
-    if isinstance(v, list):
-        for x in v:
-            _collect(x, into)
-    elif isinstance(v, dict):
-        for x in v.values():
-            _collect(x, into)
-    elif isinstance(v, (str, int, float)) and not isinstance(v, bool):
-        text = v if isinstance(v, str) else format_number(v)
-        if len(text) >= 3:  # as the engine's secrets: masking "1" would garble the output
-            into.add(text)
 
 
 #: every function name Kiln's HCL2 library has (for "did you mean" and docs)

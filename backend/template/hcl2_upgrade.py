@@ -33,6 +33,7 @@ import re
 import sys
 from dataclasses import dataclass, field
 
+from .golang import quote_escaped
 from .source import Node
 
 __all__ = ["upgrade", "main", "UpgradeResult"]
@@ -108,24 +109,7 @@ def _go_string(tok: tuple[str, str]) -> str:
 
 def hcl_quote(s: str) -> str:
     """``s`` as an HCL quoted string literal (template sequences escaped)."""
-    out = ['"']
-    for c in s:
-        if c == "\\":
-            out.append("\\\\")
-        elif c == '"':
-            out.append('\\"')
-        elif c == "\n":
-            out.append("\\n")
-        elif c == "\r":
-            out.append("\\r")
-        elif c == "\t":
-            out.append("\\t")
-        elif ord(c) < 0x20 or ord(c) == 0x7F:
-            out.append(f"\\u{ord(c):04x}")
-        else:
-            out.append(c)
-    out.append('"')
-    return "".join(out).replace("${", "$${").replace("%{", "%%{")
+    return quote_escaped(s, "\\u{:04x}").replace("${", "$${").replace("%{", "%%{")
 
 
 def _escape_lit(s: str) -> str:

@@ -15,11 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kiln_services import Sshd
+from build_context import masking_context
+from kiln_services import Sshd, forward_tcp
 
-from backend.engine.cancel import CancelToken
 from backend.engine.context import BuildContext
-from backend.engine.events import EventBus
 from backend.plugins.base import PrepareContext, StepError
 from backend.plugins.communicators.config import CommunicatorConfig
 from backend.plugins.communicators.local import LocalCommunicator
@@ -49,27 +48,7 @@ def ansible_installed() -> None:
 
 
 def make_ctx() -> BuildContext:
-    holder: dict[str, BuildContext] = {}
-
-    def mask(text: str) -> str:
-        for s in sorted(holder["ctx"].secrets, key=len, reverse=True):
-            text = text.replace(s, "<sensitive>")
-        return text
-
-    ctx = BuildContext(
-        bus=EventBus(),
-        build_name="ans",
-        build_type="null",
-        cancel=CancelToken(),
-        ledger=None,
-        options=None,
-        template_path="",
-        user_vars={},
-        mask=mask,
-        run_id="test",
-    )
-    holder["ctx"] = ctx
-    return ctx
+    return masking_context("ans")
 
 
 def output(ctx: BuildContext) -> list[str]:
@@ -406,34 +385,8 @@ def _forwarder(target: tuple[str, int]):
     lst = socket.socket()
     lst.bind(("127.0.0.1", 0))
     lst.listen(8)
-    lst.settimeout(0.2)
     stop = threading.Event()
-
-    def pipe(a: socket.socket, b: socket.socket) -> None:
-        try:
-            while data := a.recv(65536):
-                b.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for s in (a, b):
-                try:
-                    s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-
-    def serve() -> None:
-        while not stop.is_set():
-            try:
-                client, _ = lst.accept()
-            except OSError:
-                continue
-            upstream = socket.create_connection(target)
-            for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=pipe, args=(a, b), daemon=True).start()
-        lst.close()
-
-    threading.Thread(target=serve, daemon=True).start()
+    threading.Thread(target=forward_tcp, args=(lst, target, stop), daemon=True).start()
     return lst.getsockname()[1], stop
 
 

@@ -17,11 +17,11 @@ from contextlib import ExitStack
 from types import SimpleNamespace
 from typing import Any
 
+import build_context
 import pytest
+from build_context import decode, problems_of
 
 from backend.engine.cancel import CancelToken
-from backend.engine.context import BuildContext
-from backend.engine.events import EventBus
 from backend.engine.ledger import Ledger, reap
 from backend.plugins.base import PROVISION, Artifact, Cancelled, StepError
 from backend.plugins.builders.docker import (
@@ -37,24 +37,8 @@ from backend.plugins.postprocessors.docker_save import DockerSavePostProcessor
 from backend.plugins.postprocessors.docker_tag import DockerTagPostProcessor
 from backend.plugins.provisioners.file import FileProvisioner
 from backend.plugins.provisioners.shell import ShellProvisioner
-from backend.template.decode import ConfigProblems, Decoder
-from backend.template.source import Loc, from_plain
 
 docker_mark = pytest.mark.docker
-
-
-def decode(cls, config: dict):
-    d = Decoder()
-    obj = d.decode(cls.Config, from_plain(config, Loc("t.json")))
-    if d.problems:
-        raise ConfigProblems([(p.loc.path, p.message) for p in d.problems])
-    return obj
-
-
-def problems_of(cls, config: dict) -> str:
-    with pytest.raises(ConfigProblems) as exc:
-        decode(cls, config)
-    return str(exc.value)
 
 
 # =========================================================================== no engine needed
@@ -371,26 +355,17 @@ def test_access_hint(comm, container):
 # =========================================================================== builder
 
 
-class Harness:
+class Harness(build_context.Run):
     """Runs a docker build in-process the way the engine does: steps with cleanups
     registered first, provisioners at the PROVISION marker."""
 
     def __init__(self, tmp_path):
         self.run_id = "t" + uuid.uuid4().hex[:11]
-        self.bus = EventBus(self.run_id)
-        self.events: list = []
-        self.bus.subscribe(self.events.append)
-        self.ledger = Ledger(self.run_id)
-        self.ctx = BuildContext(
-            bus=self.bus, build_name="docker", build_type="docker", cancel=CancelToken(),
-            ledger=self.ledger, options=SimpleNamespace(force=False, on_error="cleanup"),
-            template_path=str(tmp_path / "t.json"), user_vars={}, mask=lambda s: s,
-            run_id=self.run_id,
-        )
+        super().__init__("docker", "docker", self.run_id, ledger=Ledger(self.run_id),
+                         template_path=str(tmp_path / "t.json"))
 
     def lines(self, stream: str = "ui") -> list[str]:
-        return [x for e in self.events if e.type == "output" and e.data["stream"] == stream
-                for x in e.data["lines"]]
+        return super().lines(stream)
 
     def build(self, config: dict, provisioners: list[tuple[type, dict]] = ()) -> Artifact | None:
         builder = DockerBuilder(decode(DockerBuilder, config))

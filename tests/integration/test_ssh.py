@@ -13,11 +13,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kiln_services import Sshd, free_port
+from build_context import masking_context
+from kiln_services import Sshd, forward_tcp, free_port
 
 from backend.engine.cancel import CancelToken
 from backend.engine.context import BuildContext
-from backend.engine.events import EventBus
 from backend.plugins.base import Cancelled, StepError
 from backend.plugins.communicators.base import DISCONNECTED, CommunicatorError
 from backend.plugins.communicators.config import CommunicatorConfig
@@ -31,28 +31,7 @@ pytestmark = pytest.mark.ssh
 
 
 def make_ctx(cancel: CancelToken | None = None) -> BuildContext:
-    """A real BuildContext whose mask hides what was registered with add_secret."""
-    holder: dict[str, BuildContext] = {}
-
-    def mask(text: str) -> str:
-        for s in sorted(holder["ctx"].secrets, key=len, reverse=True):
-            text = text.replace(s, "<sensitive>")
-        return text
-
-    ctx = BuildContext(
-        bus=EventBus(),
-        build_name="ssh-test",
-        build_type="null",
-        cancel=cancel or CancelToken(),
-        ledger=None,
-        options=None,
-        template_path="",
-        user_vars={},
-        mask=mask,
-        run_id="test",
-    )
-    holder["ctx"] = ctx
-    return ctx
+    return masking_context("ssh-test", cancel)
 
 
 def ui_lines(ctx: BuildContext, kinds: tuple[str, ...] = ("output",)) -> list[str]:
@@ -279,34 +258,6 @@ def test_nothing_listening_times_out_with_last_error() -> None:
     assert "last error: connection refused" in str(exc.value)
 
 
-def _forward(listener: socket.socket, target: tuple[str, int], stop: threading.Event) -> None:
-    """Accept on ``listener`` and splice each connection to ``target``."""
-
-    def pipe(a: socket.socket, b: socket.socket) -> None:
-        try:
-            while data := a.recv(65536):
-                b.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for s in (a, b):
-                try:
-                    s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-
-    listener.settimeout(0.2)
-    while not stop.is_set():
-        try:
-            client, _ = listener.accept()
-        except OSError:
-            continue
-        upstream = socket.create_connection(target)
-        for a, b in ((client, upstream), (upstream, client)):
-            threading.Thread(target=pipe, args=(a, b), daemon=True).start()
-    listener.close()
-
-
 def test_waits_for_an_sshd_that_comes_up_later(sshd: Sshd) -> None:
     """Nothing listens on the port for 3 s (connection refused), then sshd answers there."""
     port = free_port()
@@ -318,7 +269,7 @@ def test_waits_for_an_sshd_that_comes_up_later(sshd: Sshd) -> None:
         lst.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         lst.bind(("127.0.0.1", port))
         lst.listen(8)
-        _forward(lst, (sshd.host, sshd.port), stop)
+        forward_tcp(lst, (sshd.host, sshd.port), stop)
 
     threading.Thread(target=come_up_later, daemon=True).start()
     ctx = make_ctx()

@@ -34,6 +34,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -67,6 +68,34 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((LOOPBACK, 0))
         return s.getsockname()[1]
+
+
+def forward_tcp(listener: socket.socket, target: tuple[str, int], stop: threading.Event) -> None:
+    """Accept on ``listener`` and splice each connection to ``target``."""
+
+    def pipe(a: socket.socket, b: socket.socket) -> None:
+        try:
+            while data := a.recv(65536):
+                b.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (a, b):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    listener.settimeout(0.2)
+    while not stop.is_set():
+        try:
+            client, _ = listener.accept()
+        except OSError:
+            continue
+        upstream = socket.create_connection(target)
+        for a, b in ((client, upstream), (upstream, client)):
+            threading.Thread(target=pipe, args=(a, b), daemon=True).start()
+    listener.close()
 
 
 def unique_name(prefix: str = "kiln-test") -> str:

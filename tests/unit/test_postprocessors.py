@@ -14,13 +14,11 @@ import sys
 import tarfile
 import threading
 import zipfile
-from types import SimpleNamespace
 
+import build_context
 import pytest
+from build_context import decode, plugin
 
-from backend.engine.cancel import CancelToken
-from backend.engine.context import BuildContext
-from backend.engine.events import EventBus
 from backend.plugins.base import Artifact, StepError
 from backend.plugins.postprocessors.artifice import ArtificePostProcessor, go_glob
 from backend.plugins.postprocessors.checksum import ChecksumPostProcessor
@@ -30,44 +28,21 @@ from backend.plugins.postprocessors.compress import (
     detect_format,
 )
 from backend.plugins.postprocessors.manifest import ManifestPostProcessor, go_json
-from backend.template.decode import ConfigProblems, Decoder
-from backend.template.source import Loc, from_plain
+from backend.template.decode import ConfigProblems
 
 # --------------------------------------------------------------------------- factory
 
 
-class Run:
-    """A BuildContext wired to an event list."""
-
+class Run(build_context.Run):
     def __init__(self, build_name="null", build_type="null", run_id="run-1", force=False):
-        self.bus = EventBus(run_id)
-        self.events: list = []
-        self.bus.subscribe(self.events.append)
-        self.ctx = BuildContext(
-            bus=self.bus, build_name=build_name, build_type=build_type, cancel=CancelToken(),
-            ledger=None, options=SimpleNamespace(force=force, on_error="cleanup"),
-            template_path="/tmp/t.json", user_vars={"uv": "user-value"}, mask=lambda s: s,
-            run_id=run_id,
-        )
+        super().__init__(build_name, build_type, run_id, force=force,
+                         user_vars={"uv": "user-value"})
 
     def say(self) -> list[str]:
-        return [x for e in self.events if e.type == "output" and e.data["stream"] == "ui"
-                for x in e.data["lines"]]
+        return self.lines("ui")
 
     def pp(self, cls, config: dict, artifact: Artifact) -> Artifact:
         return plugin(cls, config).post_process(self.ctx, self.ctx.ui, artifact)
-
-
-def decode(cls, config: dict):
-    d = Decoder()
-    obj = d.decode(cls.Config, from_plain(config, Loc("t.json")))
-    if d.problems:
-        raise ConfigProblems([(p.loc.path, p.message) for p in d.problems])
-    return obj
-
-
-def plugin(cls, config: dict):
-    return cls(decode(cls, config))
 
 
 @pytest.fixture

@@ -5,62 +5,34 @@ from __future__ import annotations
 import os
 import threading
 import time
-from types import SimpleNamespace
 
+import build_context
 import pytest
+from build_context import decode, problems_of
 
-from backend.engine.cancel import CancelToken
-from backend.engine.context import BuildContext
-from backend.engine.events import EventBus
 from backend.engine.ledger import Ledger
 from backend.plugins.base import Cancelled, PrepareContext, StepError
 from backend.plugins.communicators.base import DISCONNECTED, CommunicatorError
 from backend.plugins.communicators.local import LocalCommunicator
 from backend.plugins.provisioners.file import FileProvisioner
 from backend.plugins.provisioners.shell import ShellProvisioner, flatten_env_vars
-from backend.template.decode import ConfigProblems, Decoder
-from backend.template.source import Loc, from_plain
+from backend.template.decode import ConfigProblems
 
 # --------------------------------------------------------------------------- helpers
 
 
-class Run:
-    """A BuildContext wired to an event list, with a local communicator."""
+class Run(build_context.Run):
+    """With a local communicator."""
 
     def __init__(self, build_name: str = "box", build_type: str = "null"):
-        self.bus = EventBus("run-1")
-        self.events: list = []
-        self.bus.subscribe(self.events.append)
-        self.ctx = BuildContext(
-            bus=self.bus, build_name=build_name, build_type=build_type, cancel=CancelToken(),
-            ledger=Ledger("run-1"), options=SimpleNamespace(force=False, on_error="cleanup"),
-            template_path="/tmp/t.json", user_vars={}, mask=lambda s: s, run_id="run-1",
-        )
+        super().__init__(build_name, build_type, "run-1", ledger=Ledger("run-1"))
         self.comm = LocalCommunicator()
-
-    def lines(self, stream: str) -> list[str]:
-        return [line for e in self.events if e.type == "output" and e.data["stream"] == stream
-                for line in e.data["lines"]]
 
     def provision(self, cls, config: dict, data: dict | None = None, comm=None):
         p = cls(decode(cls, config))
         p.prepare(PrepareContext(".", self.ctx.build_name, self.ctx.build_type))
         p.provision(self.ctx, self.ctx.ui, comm or self.comm, dict(data or {}))
         return p
-
-
-def decode(cls, config: dict):
-    d = Decoder()
-    obj = d.decode(cls.Config, from_plain(config, Loc("t.json")))
-    if d.problems:
-        raise ConfigProblems([(p.loc.path, p.message) for p in d.problems])
-    return obj
-
-
-def problems_of(cls, config: dict) -> str:
-    with pytest.raises(ConfigProblems) as exc:
-        decode(cls, config)
-    return str(exc.value)
 
 
 @pytest.fixture

@@ -6,63 +6,31 @@ import os
 import stat
 import threading
 import time
-from types import SimpleNamespace
 
+import build_context
 import pytest
+from build_context import decode, plugin
 
-from backend.engine.cancel import CancelToken
-from backend.engine.context import BuildContext
-from backend.engine.events import EventBus
 from backend.engine.ledger import Ledger
 from backend.plugins.base import Artifact, Cancelled, PrepareContext, StepError
 from backend.plugins.postprocessors.shell_local import ShellLocalPostProcessor
 from backend.plugins.provisioners.shell_local import ShellLocalProvisioner
 from backend.plugins.shell_local_common import runtime_os, windows_to_wsl_path
-from backend.template.decode import ConfigProblems, Decoder
-from backend.template.source import Loc, from_plain
+from backend.template.decode import ConfigProblems
 
 # --------------------------------------------------------------------------- factory
 
 
-class Run:
-    """A BuildContext wired to an event list, plus helpers to read what it printed."""
-
+class Run(build_context.Run):
     def __init__(self, build_name: str = "null", build_type: str = "null", run_id: str = "run-1"):
-        self.bus = EventBus(run_id)
-        self.events: list = []
-        self.bus.subscribe(self.events.append)
-        self.ledger = Ledger(run_id)
-        self.ctx = BuildContext(
-            bus=self.bus, build_name=build_name, build_type=build_type, cancel=CancelToken(),
-            ledger=self.ledger, options=SimpleNamespace(force=False, on_error="cleanup"),
-            template_path="/tmp/t.json", user_vars={"uv": "user-value"}, mask=lambda s: s,
-            run_id=run_id,
-        )
-
-    def lines(self, stream: str) -> list[str]:
-        out: list[str] = []
-        for e in self.events:
-            if e.type == "output" and e.data["stream"] == stream:
-                out.extend(e.data["lines"])
-        return out
+        super().__init__(build_name, build_type, run_id, ledger=Ledger(run_id),
+                         user_vars={"uv": "user-value"})
 
     def provision(self, config: dict, data: dict | None = None) -> ShellLocalProvisioner:
         p = plugin(ShellLocalProvisioner, config)
         p.prepare(PrepareContext(".", self.ctx.build_name, self.ctx.build_type))
         p.provision(self.ctx, self.ctx.ui, None, {} if data is None else data)
         return p
-
-
-def decode(cls, config: dict):
-    d = Decoder()
-    obj = d.decode(cls.Config, from_plain(config, Loc("t.json")))
-    if d.problems:
-        raise ConfigProblems([(p.loc.path, p.message) for p in d.problems])
-    return obj
-
-
-def plugin(cls, config: dict):
-    return cls(decode(cls, config))
 
 
 @pytest.fixture

@@ -24,6 +24,7 @@ from typing import Any
 
 from backend.plugins.base import PROVISION, Artifact, Builder, Cancelled, Step, StepError
 from backend.plugins.communicators.config import CommunicatorConfig
+from backend.plugins.shell_local_common import render_runtime
 from backend.template.decode import ConfigProblems, Deferred, opt
 
 BUILDER_ID = "packer.docker"
@@ -567,6 +568,36 @@ class DockerImageArtifact(Artifact):
             dclient.close()
 
 
+def carried_state(artifact: Artifact, **state: Any) -> dict[str, Any]:
+    """``state`` plus a copy of ``artifact``'s generated data, when it has any."""
+    data = artifact.state("generated_data")
+    if isinstance(data, dict):
+        state["generated_data"] = dict(data)
+    return state
+
+
+def write_chunks(ctx: Any, ui: Any, path: str, open_chunks, label: str) -> None:
+    """Write the byte chunks ``open_chunks()`` returns to ``path``, reporting progress as
+    ``label``; on failure no partial file is left."""
+    done = False
+    try:
+        parent = os.path.dirname(path)
+        if parent:
+            os.makedirs(parent, exist_ok=True)
+        chunks = open_chunks()
+        written = 0
+        with open(path, "wb") as f:
+            for chunk in chunks:
+                ctx.cancel.check()
+                f.write(chunk)
+                written += len(chunk)
+                ui.progress(label, written, None)
+        done = True
+    finally:
+        if not done and os.path.exists(path):
+            os.remove(path)
+
+
 def export_artifact(path: str, state: dict[str, Any]) -> Artifact:
     return Artifact(BUILDER_ID, id="Container", files=[path],
                     string=f"Exported Docker file: {path}", state=state)
@@ -674,7 +705,7 @@ class RunContainerStep(Step):
         cfg = self.shared.config
         dclient = self.shared.client
         ctx.ui.say("Starting docker container...")
-        rendered = [_render(ctx, part, {"Image": cfg.image}, "run_command")
+        rendered = [render_runtime(ctx, str(part), {"Image": cfg.image}, "run_command")
                     for part in cfg.run_command]
         args = docker_run_args(cfg, self.shared.temp_dir, rendered)
         ctx.ui.say("Run command: docker run " + " ".join(shlex.quote(a) for a in args))
@@ -840,44 +871,24 @@ class ExportStep(Step):
     def run(self, ctx) -> None:
         cfg = self.shared.config
         path = cfg.export_path
-        parent = os.path.dirname(path)
         ctx.ui.say("Exporting the container")
-        done = False
+        api = self.shared.client.api
         try:
-            if parent:
-                os.makedirs(parent, exist_ok=True)
-            api = self.shared.client.api
-            stream = api.export(self.shared.container_id, chunk_size=1 << 20)
-            written = 0
-            with open(path, "wb") as f:
-                for chunk in stream:
-                    ctx.cancel.check()
-                    f.write(chunk)
-                    written += len(chunk)
-                    ctx.ui.progress("Exporting the container", written, None)
-            done = True
+            write_chunks(ctx, ctx.ui, path,
+                         lambda: api.export(self.shared.container_id, chunk_size=1 << 20),
+                         "Exporting the container")
         except OSError as e:
             raise StepError(f"Error exporting the container to {path}: {e.strerror or e}") from e
         except Exception as e:
             if is_docker_error(e):
                 raise StepError(f"Error exporting the container: {api_error(e)}") from e
             raise
-        finally:
-            if not done and os.path.exists(path):
-                os.remove(path)
 
 
 def _container_name(ctx) -> str:
     run = re.sub(r"[^a-zA-Z0-9]", "", str(ctx.run_id))[:12] or "run"
     return f"kiln-{run}-{os.getpid()}-{next(_counter)}"
 
-
-def _render(ctx, text: str, data: dict[str, Any], what: str) -> str:
-    if "{{" not in text:
-        return str(text)
-    from backend.plugins.shell_local_common import render_runtime
-
-    return render_runtime(ctx, str(text), data, what)
 
 
 # -- the builder -----------------------------------------------------------------------

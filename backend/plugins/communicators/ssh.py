@@ -115,6 +115,14 @@ class Endpoint:
         return "no credentials"
 
 
+def _load_certificate(pkey: Any, cert_file: str, setting: str) -> None:
+    cert = os.path.expanduser(cert_file)
+    try:
+        pkey.load_certificate(cert)
+    except (OSError, ValueError) as e:
+        raise StepError(f"{setting} is invalid: {cert}: {e}") from e
+
+
 @dataclass
 class SSHSettings:
     target: Endpoint
@@ -152,11 +160,7 @@ class SSHSettings:
         elif key_file:
             pkey, key_text = load_private_key_file(key_file, "ssh_private_key_file")
         if pkey is not None and config.ssh_certificate_file:
-            cert = os.path.expanduser(config.ssh_certificate_file)
-            try:
-                pkey.load_certificate(cert)
-            except (OSError, ValueError) as e:
-                raise StepError(f"ssh_certificate_file is invalid: {cert}: {e}") from e
+            _load_certificate(pkey, config.ssh_certificate_file, "ssh_certificate_file")
         target = Endpoint(
             host=host,
             port=int(config.ssh_port or 22),
@@ -177,11 +181,9 @@ class SSHSettings:
             elif not config.ssh_bastion_password and not config.ssh_bastion_agent_auth:
                 bpkey, btext, bkey_file = pkey, key_text, key_file  # Packer's default
             if bpkey is not None and config.ssh_bastion_certificate_file:
-                cert = os.path.expanduser(config.ssh_bastion_certificate_file)
-                try:
-                    bpkey.load_certificate(cert)
-                except (OSError, ValueError) as e:
-                    raise StepError(f"ssh_bastion_certificate_file is invalid: {cert}: {e}") from e
+                _load_certificate(
+                    bpkey, config.ssh_bastion_certificate_file, "ssh_bastion_certificate_file"
+                )
             bastion = Endpoint(
                 host=config.ssh_bastion_host,
                 port=int(config.ssh_bastion_port or 22),

@@ -14,6 +14,7 @@ from backend.plugins.builders.docker import (
     IMPORT_BUILDER_ID,
     DockerImageArtifact,
     api_error,
+    carried_state,
     client,
     is_docker_error,
 )
@@ -80,11 +81,7 @@ class DockerImportPostProcessor(PostProcessor):
         finally:
             dclient.close()
         ui.say(f"Imported ID: {image_id}")
-        state: dict[str, Any] = {}
-        data = artifact.state("generated_data")
-        if isinstance(data, dict):
-            state["generated_data"] = dict(data)
-        return DockerImageArtifact(IMPORT_BUILDER_ID, name, state)
+        return DockerImageArtifact(IMPORT_BUILDER_ID, name, carried_state(artifact))
 
 
 def _last_status(text: str) -> str:

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
 from backend.plugins.base import Artifact, PostProcessor, StepError
-from backend.plugins.builders.docker import IMPORT_BUILDER_ID, api_error, client, is_docker_error
+from backend.plugins.builders.docker import (
+    IMPORT_BUILDER_ID,
+    api_error,
+    client,
+    is_docker_error,
+    write_chunks,
+)
 from backend.plugins.postprocessors.docker_tag import BUILDER_ID as TAG_BUILDER_ID
 from backend.plugins.postprocessors.docker_tag import check_input
 from backend.template.decode import ConfigProblems, opt
@@ -38,20 +43,11 @@ class DockerSavePostProcessor(PostProcessor):
         path = self.config.path
         image = artifact.id()
         ui.say(f"Saving image: {image}")
-        done = False
         dclient = client()
         try:
-            parent = os.path.dirname(path)
-            if parent:
-                os.makedirs(parent, exist_ok=True)
-            written = 0
-            with open(path, "wb") as f:
-                for chunk in dclient.api.get_image(image, chunk_size=1 << 20):
-                    ctx.cancel.check()
-                    f.write(chunk)
-                    written += len(chunk)
-                    ui.progress(f"Saving image {image}", written, None)
-            done = True
+            write_chunks(ctx, ui, path,
+                         lambda: dclient.api.get_image(image, chunk_size=1 << 20),
+                         f"Saving image {image}")
         except OSError as e:
             raise StepError(f"Error saving image to {path}: {e.strerror or e}") from e
         except Exception as e:
@@ -60,7 +56,5 @@ class DockerSavePostProcessor(PostProcessor):
             raise
         finally:
             dclient.close()
-            if not done and os.path.exists(path):
-                os.remove(path)
         ui.say(f"Saved to: {path}")
         return artifact

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from backend.plugins.base import Artifact, PostProcessor, StepError
 from backend.plugins.builders.docker import (
     IMPORT_BUILDER_ID,
     DockerImageArtifact,
     api_error,
+    carried_state,
     client,
     is_docker_error,
 )
@@ -79,10 +79,7 @@ class DockerTagPostProcessor(PostProcessor):
         finally:
             dclient.close()
         tagged = [f"{cfg.repository}:{t}" for t in cfg.all_tags()]
-        state: dict[str, Any] = {"docker_tags": tagged}
-        data = artifact.state("generated_data")
-        if isinstance(data, dict):
-            state["generated_data"] = dict(data)
+        state = carried_state(artifact, docker_tags=tagged)
         return DockerImageArtifact(BUILDER_ID, names[-1], state)
 
 

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from backend.plugins.base import PrepareContext, Provisioner, StepError
 from backend.plugins.communicators.base import CommunicatorError
+from backend.plugins.shell_local_common import render_runtime
 from backend.template.decode import ConfigProblems, Deferred, opt
 
 if TYPE_CHECKING:
@@ -374,7 +375,7 @@ class AnsibleProvisioner(Provisioner):
                 os.path.expanduser(c.collections_path)
             )
         for kv in c.ansible_env_vars:
-            key, _, value = _render(ctx, kv, data, "ansible_env_vars").partition("=")
+            key, _, value = render_runtime(ctx, kv, data, "ansible_env_vars").partition("=")
             env[key] = value
         user_keys = {kv.partition("=")[0] for kv in c.ansible_env_vars}
         no_color = getattr(ctx.options, "color", True) is False
@@ -420,7 +421,7 @@ class AnsibleProvisioner(Provisioner):
             HostAlias=c.host_alias, Host=conn["host"], Port=conn["port"], User=conn["user"]
         )
         if c.inventory_file_template:
-            line = _render(ctx, str(c.inventory_file_template), values, "inventory_file_template")
+            line = render_runtime(ctx, str(c.inventory_file_template), values, "inventory_file_template")
         else:
             parts = [c.host_alias]
             if conn["type"] == "ssh":
@@ -489,7 +490,7 @@ class AnsibleProvisioner(Provisioner):
                 # Ansible splits this value shell-style; Packer wraps it in '...', which
                 # turns several options into one broken word
                 argv += ["--ssh-extra-args", ssh_args]
-        argv += [_render(ctx, a, data, "extra_arguments") for a in c.extra_arguments]
+        argv += [render_runtime(ctx, a, data, "extra_arguments") for a in c.extra_arguments]
         for ev in conn["extra_vars"]:
             argv += ["-e", ev]
         if conn.get("key"):
@@ -521,13 +522,6 @@ class AnsibleProvisioner(Provisioner):
 
 # --------------------------------------------------------------------------- helpers
 
-
-def _render(ctx: BuildContext, text: str, data: dict[str, Any], what: str) -> str:
-    if "{{" not in text:
-        return text
-    from backend.plugins.shell_local_common import render_runtime
-
-    return render_runtime(ctx, text, data, what)
 
 
 def _inventory_value(v: Any) -> str:

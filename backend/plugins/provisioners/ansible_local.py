@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from backend.plugins.base import PrepareContext, Provisioner, StepError
 from backend.plugins.communicators.base import CommunicatorError
+from backend.plugins.shell_local_common import render_runtime
 from backend.template.decode import ConfigProblems, opt
 
 if TYPE_CHECKING:
@@ -261,8 +262,8 @@ class AnsibleLocalProvisioner(Provisioner):
         http = data.get("PackerHTTPAddr")
         if http and http != _HTTP_UNSET:
             extra_vars += f" packer_http_addr={http}"
-        extra = " ".join(_render(ctx, a, data, "extra_arguments") for a in c.extra_arguments)
-        command = _render(ctx, c.command, data, "command")
+        extra = " ".join(render_runtime(ctx, a, data, "extra_arguments") for a in c.extra_arguments)
+        command = render_runtime(ctx, c.command, data, "command")
         parts = [
             f"cd {shlex.quote(staging)} &&",
             *env,
@@ -304,9 +305,3 @@ def _abs(path: str) -> str:
     return os.path.abspath(os.path.expanduser(path))
 
 
-def _render(ctx: BuildContext, text: str, data: dict[str, Any], what: str) -> str:
-    if "{{" not in text:
-        return text
-    from backend.plugins.shell_local_common import render_runtime
-
-    return render_runtime(ctx, text, data, what)

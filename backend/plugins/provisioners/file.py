@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from backend.plugins.base import PrepareContext, Provisioner, StepError
 from backend.plugins.communicators.base import CommunicatorError
+from backend.plugins.shell_local_common import render_runtime, unusable_paths
 from backend.template.decode import ConfigProblems, opt
 
 if TYPE_CHECKING:
@@ -61,13 +62,6 @@ class FileConfig:
             raise ConfigProblems(problems)
 
 
-def _render(ctx: BuildContext, text: str, data: dict[str, Any], what: str) -> str:
-    if "{{" not in text:
-        return text
-    from backend.plugins.shell_local_common import render_runtime
-
-    return render_runtime(ctx, text, data, what)
-
 
 class FileProvisioner(Provisioner):
     type_name = "file"
@@ -79,15 +73,8 @@ class FileProvisioner(Provisioner):
         cfg = self.config
         if (cfg.direction or "upload") != "upload" or cfg.generated:
             return []
-        problems = []
-        for src in cfg.all_sources():
-            if "{{" in src:
-                continue  # known only at run time
-            try:
-                os.stat(src)
-            except OSError as e:
-                problems.append(("sources" if cfg.sources else "source",
-                                 f"source {src!r} cannot be used: {e.strerror or e}"))
+        known = [src for src in cfg.all_sources() if "{{" not in src]  # others: at run time
+        problems = unusable_paths(known, "sources" if cfg.sources else "source", "source")
         if problems:
             raise ConfigProblems(problems)
         return []
@@ -115,7 +102,7 @@ class FileProvisioner(Provisioner):
     # -- upload -----------------------------------------------------------------------
     def _upload(self, ctx: BuildContext, ui: StageUI, comm: Any, data: dict[str, Any]) -> None:
         cfg = self.config
-        dst_template = _render(ctx, cfg.destination, data, "destination")
+        dst_template = render_runtime(ctx, cfg.destination, data, "destination")
         temps: list[str] = []
         try:
             sources = cfg.all_sources()
@@ -126,7 +113,7 @@ class FileProvisioner(Provisioner):
                 sources = list(temps)
             for raw in sources:
                 ctx.cancel.check()
-                src = raw if raw in temps else _render(ctx, raw, data, "source")
+                src = raw if raw in temps else render_runtime(ctx, raw, data, "source")
                 dst = dst_template
                 ui.say(f"Uploading {src} => {dst}")
                 try:
@@ -148,10 +135,10 @@ class FileProvisioner(Provisioner):
     # -- download ---------------------------------------------------------------------
     def _download(self, ctx: BuildContext, ui: StageUI, comm: Any, data: dict[str, Any]) -> None:
         cfg = self.config
-        dst_template = _render(ctx, cfg.destination, data, "destination")
+        dst_template = render_runtime(ctx, cfg.destination, data, "destination")
         for raw in cfg.all_sources():
             ctx.cancel.check()
-            src = _render(ctx, raw, data, "source")
+            src = render_runtime(ctx, raw, data, "source")
             dst = dst_template
             ui.say(f"Downloading {src} => {dst}")
             is_dir = src.endswith("/") or any(c in src for c in "*?[")

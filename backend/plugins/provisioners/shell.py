@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from backend.plugins.base import Cancelled, PrepareContext, Provisioner, StepError
 from backend.plugins.communicators.base import DISCONNECTED, CommunicatorError
+from backend.plugins.shell_local_common import render_runtime, unusable_paths
 from backend.template.decode import ConfigProblems, Deferred, Duration, opt
 
 if TYPE_CHECKING:
@@ -127,14 +128,8 @@ class ShellConfig:
             raise ConfigProblems(problems)
 
     def check_scripts_exist(self) -> None:
-        out = []
-        for path in self.script_paths():
-            try:
-                with open(path, "rb"):
-                    pass
-            except OSError as e:
-                out.append(("scripts" if self.scripts else "script",
-                            f"script {path!r} cannot be used: {e.strerror or e}"))
+        out = unusable_paths(self.script_paths(), "scripts" if self.scripts else "script",
+                             "script", probe=_open_for_reading)
         if out:
             raise ConfigProblems(out)
 
@@ -152,13 +147,6 @@ class ShellConfig:
 
 # -- helpers ---------------------------------------------------------------------------
 
-
-def _render(ctx: BuildContext, text: str, data: dict[str, Any], what: str) -> str:
-    if "{{" not in text:
-        return text
-    from backend.plugins.shell_local_common import render_runtime
-
-    return render_runtime(ctx, text, data, what)
 
 
 def _sprintf(fmt: str, key: str, value: str) -> str:
@@ -258,7 +246,7 @@ class ShellProvisioner(Provisioner):
 
     def _inline_script(self, ctx: BuildContext, data: dict[str, Any]) -> str:
         cfg = self.config
-        lines = [_render(ctx, line, data, "inline command") for line in cfg.inline_lines()]
+        lines = [render_runtime(ctx, line, data, "inline command") for line in cfg.inline_lines()]
         text = "\n".join(lines) + "\n"
         if cfg.inline_shebang or not text.startswith("#!"):
             text = f"#!{cfg.shebang()}\n" + text
@@ -279,7 +267,7 @@ class ShellProvisioner(Provisioner):
             body = body.replace(b"\r\n", b"\n")
         values = dict(data)
         values.update(Path=remote, Vars=env_vars, EnvVarFile=env_file)
-        command = _render(ctx, cfg.command_template(), values, "execute_command")
+        command = render_runtime(ctx, cfg.command_template(), values, "execute_command")
         sets_mode = bool(getattr(comm, "upload_sets_mode", False))
 
         def attempt() -> int:
@@ -324,3 +312,8 @@ class ShellProvisioner(Provisioner):
                       f"Error removing temporary script at {path}", attempt)
         if code != 0:
             raise StepError(f"Error removing temporary script at {path}!")
+
+
+def _open_for_reading(path: str) -> None:
+    with open(path, "rb"):
+        pass
