@@ -29,7 +29,7 @@ class Writer:
         stream = stream or sys.stdout
         self._buf = getattr(stream, "buffer", None)
         self._text = stream
-        self.lock = threading.Lock()
+        self.lock = threading.RLock()
 
     def write(self, text: str) -> None:
         with self.lock:

@@ -102,22 +102,32 @@ def run_build(path: str, options: Options, timings: bool = True) -> int:
     session.bus.subscribe(console)
     session.on_question = TerminalAsker(session, console, machine)
 
-    interrupts = {"n": 0}
+    # The handler only records the signal: printing or cancelling inside it could
+    # deadlock on a lock the interrupted main thread already holds.
+    received: list[int] = []
 
     def on_signal(signum, frame):
-        interrupts["n"] += 1
-        word = "interrupt" if signum == signal.SIGINT else "terminated"
-        if interrupts["n"] == 1:
-            console.say_plain(f"Cancelling build after receiving {word}", error=True)
-            session.cancel(word)
-        else:
-            console.say_plain("Cleanup is running and will finish; Kiln exits when it is done.", error=True)
+        received.append(signum)
+
+    def handle_signals(done: int) -> int:
+        for signum in received[done:]:
+            word = "interrupt" if signum == signal.SIGINT else "terminated"
+            if done == 0:
+                console.say_plain(f"Cancelling build after receiving {word}", error=True)
+                threading.Thread(target=session.cancel, args=(word,), daemon=True).start()
+            else:
+                console.say_plain("Cleanup is running and will finish; Kiln exits when it is done.",
+                                  error=True)
+            done += 1
+        return done
 
     old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    handled = 0
     try:
         session.start()
         while not session.wait(0.2):
-            pass
+            handled = handle_signals(handled)
+        handle_signals(handled)
     finally:
         for s, h in old.items():
             signal.signal(s, h)

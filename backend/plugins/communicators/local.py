@@ -103,21 +103,29 @@ def _pump(proc: subprocess.Popen, output: OutputFn, timeout: float | None, kill)
 
 
 def _kill_group(proc: subprocess.Popen) -> None:
+    """SIGTERM the process group now, SIGKILL whatever is left after a grace period.
+
+    Returns at once (the SIGKILL comes from a timer), so cancelling many commands
+    takes one grace period, not one per command.
+    """
     if proc.poll() is not None:
         return
     try:
         os.killpg(proc.pid, signal.SIGTERM)
     except (ProcessLookupError, PermissionError):
         return
-    deadline = time.monotonic() + KILL_GRACE
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            break
-        time.sleep(0.05)
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)  # anything left in the group
-    except (ProcessLookupError, PermissionError):
-        pass
+
+    def finish() -> None:
+        try:
+            proc.wait(KILL_GRACE)
+        except subprocess.TimeoutExpired:
+            pass
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)  # anything left in the group
+        except (ProcessLookupError, PermissionError):
+            pass
+
+    threading.Thread(target=finish, name="kiln-kill", daemon=True).start()
 
 
 class LocalCommunicator(Communicator):
