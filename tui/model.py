@@ -253,6 +253,7 @@ def apply(b: BuildModel, ev, now: float) -> str | None:
         if st is None:
             st = StageModel(d["stage"], d.get("name", ""), d.get("kind", ""))
             b.stages.append(st)
+        st.name = d.get("name") or st.name  # a retried provisioner shows its edited command
         st.status = "running"
         st.started = now
         st.ended = None

@@ -356,6 +356,7 @@ class BuildRunner:
                     if new is not None:
                         prov = new
                         stage.ref = new
+                        stage.name = self.mask(new.label)  # the edited command, as it now reads
                     continue
                 if choice == "skip":
                     self._finish(stage, "skipped", msg)

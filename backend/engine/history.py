@@ -100,8 +100,9 @@ class History:
             self._exec("INSERT OR REPLACE INTO stages(run_id, build, idx, name, kind, status) VALUES (?,?,?,?,?,?)",
                        (ev.run, d["build"], d["index"], d["name"], d["kind"], "pending"))
         elif t == "stage.started":
-            self._exec("UPDATE stages SET status='running', started=? WHERE run_id=? AND build=? AND idx=?",
-                       (ev.ts, ev.run, d["build"], d["stage"]))
+            self._exec("UPDATE stages SET status='running', started=?, name=? "
+                       "WHERE run_id=? AND build=? AND idx=?",
+                       (ev.ts, d["name"], ev.run, d["build"], d["stage"]))
         elif t == "stage.finished":
             self._exec("UPDATE stages SET status=?, duration=?, error=? WHERE run_id=? AND build=? AND idx=?",
                        (d["status"], d["duration"], d.get("error", ""), ev.run, d["build"], d["stage"]))

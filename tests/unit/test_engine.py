@@ -176,6 +176,7 @@ def test_retry_runs_only_the_failed_provisioner_with_the_edited_template(tmp_pat
     assert sum("echo one" in n for n in started) == 1  # the first provisioner did not run again
     paused = [e for e in events if e.type == "paused"]
     assert len(paused) == 1
+    assert started[-2].startswith("shell-local: echo fixed")  # the retried stage shows the edit
 
 
 def test_skip_carries_on_with_the_next_provisioner(tmp_path):
