@@ -86,6 +86,8 @@ class BuildRunner:
         self.pending_question: dict[str, Any] | None = None
         secrets = list(session.template.sensitive_values) + list(prepared.secrets)
         self._secrets = sorted({s for s in secrets if s}, key=len, reverse=True)
+        self._all_secrets = self._secrets
+        self._extra_seen = 0
         self.ctx = BuildContext(
             bus=self.bus,
             build_name=prepared.definition.build_name,
@@ -99,15 +101,16 @@ class BuildRunner:
             run_id=session.run_id,
             ask=self.ask,
         )
-        self.ctx.display_name = self.name  # type: ignore[attr-defined]
 
     # -- secrets --------------------------------------------------------------------
     def mask(self, text: str) -> str:
-        secrets = self._secrets
+        # Plugins may add secrets while the build runs (ctx.add_secret); the merged list is
+        # rebuilt only when that happens, not for every line masked.
         extra = self.ctx.secrets if hasattr(self, "ctx") else ()
-        if extra:
-            secrets = sorted(set(secrets) | set(extra), key=len, reverse=True)
-        for s in secrets:
+        if len(extra) != self._extra_seen:
+            self._extra_seen = len(extra)
+            self._all_secrets = sorted(set(self._secrets) | set(extra), key=len, reverse=True)
+        for s in self._all_secrets:
             if s in text:
                 text = text.replace(s, "<sensitive>")
         return text
@@ -133,7 +136,7 @@ class BuildRunner:
                                          source=f"{os.path.basename(d.loc.file)}:{d.loc.line}"))
                 idx += 1
 
-    def _stage_ui(self, stage: Stage, target: str | None = None) -> StageUI:
+    def _stage_ui(self, stage: Stage) -> StageUI:
         ui = StageUI(self.bus, self.name, stage.index, self.mask)
         self.ctx.ui = ui
         return ui
@@ -518,10 +521,6 @@ class BuildRunner:
                 stage = stages[id(pp)]
                 if abandoned:
                     continue
-                if not pp.selected:
-                    self._start(stage)
-                    self._finish(stage, "skipped")
-                    continue
                 if self.cancel.cancelled:
                     errors.append("context canceled")
                     abandoned = True
@@ -583,8 +582,6 @@ class BuildRunner:
         self.result.artifacts = artifacts
         self.ctx.ui = build_ui
 
-    def answer_pending(self) -> dict[str, Any] | None:
-        return self.pending_question
 
 
 def _artifact_dict(a: Artifact, mask: Callable[[str], str]) -> dict[str, Any]:

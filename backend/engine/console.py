@@ -234,7 +234,6 @@ class JsonEventWriter:
         self.stream = stream
         self._close = close
         self.lock = threading.Lock()
-        self._wrote_header = False
 
     def __call__(self, ev: Event) -> None:
         d = ev.to_dict()

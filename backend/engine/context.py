@@ -28,15 +28,11 @@ class StageUI:
         self.build = build
         self.stage = stage
         self.mask = mask
-        self.lines_out = 0
-        self.tail: list[str] = []  # last lines, for failure summaries
 
     def _emit(self, stream: str, lines: list[str]) -> None:
         if not lines:
             return
         lines = [self.mask(x) for x in lines]
-        self.lines_out += len(lines)
-        self.tail = (self.tail + lines[-20:])[-20:]
         self.bus.publish("output", build=self.build, stage=self.stage, stream=stream, lines=lines)
 
     def say(self, text: str) -> None:

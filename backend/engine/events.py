@@ -88,7 +88,6 @@ class EventBus:
         self._output_lines: dict[str, int] = {}
         self._replay_cap = replay_output_lines
         self.errors: list[BaseException] = []
-        self.mask: Callable[[str], str] | None = None
 
     def subscribe(self, sub: Subscriber, replay: bool = True) -> Callable[[], None]:
         with self._lock:

@@ -69,7 +69,6 @@ class PreparedProvisioner:
 class PreparedPostProcessor:
     definition: PostProcessorDef
     plugin: Any
-    selected: bool = True  # False when the post-processor's only/except skip it for this build
 
 
 @dataclass

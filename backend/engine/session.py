@@ -63,7 +63,6 @@ class Session:
         self.on_question: Callable[[BuildRunner, dict], None] | None = None
         self._thread: threading.Thread | None = None
         self._done = threading.Event()
-        self._crash_lock = threading.Lock()
         self.warnings: list[str] = []
         if builds is None:
             builds = self.prepare()

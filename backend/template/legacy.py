@@ -166,8 +166,6 @@ def build_template(
                 if chain:
                     chains.append(chain)
 
-    if problems and not syntax_only:
-        raise TemplateError(problems)
     if problems:
         raise TemplateError(problems)
 
@@ -208,9 +206,7 @@ def build_template(
                 loc=loc,
                 provisioners=tuple(p for p in provisioners if p.applies_to(match)),
                 error_cleanup=error_cleanup,
-                post_processors=tuple(
-                    c for c in (tuple(pp for pp in chain) for chain in chains) if c
-                ),
+                post_processors=tuple(chains),
                 match_names=match,
                 raw_name=raw_name,
             )
