@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 from build_context import masking_context
-from kiln_services import Sshd, forward_tcp, free_port
+from kiln_services import Sshd, forward_tcp, free_port, splice
 
 from backend.engine.cancel import CancelToken
 from backend.engine.context import BuildContext
@@ -639,19 +639,6 @@ def _socks5_server(user: str, password: str):
             data += chunk
         return data
 
-    def pipe(a: socket.socket, b: socket.socket) -> None:
-        try:
-            while data := a.recv(65536):
-                b.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for s in (a, b):
-                try:
-                    s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-
     def handle(c: socket.socket) -> None:
         try:
             _ver, n = exact(c, 2)
@@ -677,7 +664,7 @@ def _socks5_server(user: str, password: str):
             up = socket.create_connection((host, port))
             c.sendall(b"\x05\x00\x00\x01" + bytes(6))
             for a, b in ((c, up), (up, c)):
-                threading.Thread(target=pipe, args=(a, b), daemon=True).start()
+                threading.Thread(target=splice, args=(a, b), daemon=True).start()
         except OSError:
             c.close()
 

@@ -70,21 +70,23 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def splice(a: socket.socket, b: socket.socket) -> None:
+    """Copy bytes from ``a`` to ``b`` until ``a`` closes, then shut both down."""
+    try:
+        while data := a.recv(65536):
+            b.sendall(data)
+    except OSError:
+        pass
+    finally:
+        for s in (a, b):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+
 def forward_tcp(listener: socket.socket, target: tuple[str, int], stop: threading.Event) -> None:
     """Accept on ``listener`` and splice each connection to ``target``."""
-
-    def pipe(a: socket.socket, b: socket.socket) -> None:
-        try:
-            while data := a.recv(65536):
-                b.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for s in (a, b):
-                try:
-                    s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
 
     listener.settimeout(0.2)
     while not stop.is_set():
@@ -94,7 +96,7 @@ def forward_tcp(listener: socket.socket, target: tuple[str, int], stop: threadin
             continue
         upstream = socket.create_connection(target)
         for a, b in ((client, upstream), (upstream, client)):
-            threading.Thread(target=pipe, args=(a, b), daemon=True).start()
+            threading.Thread(target=splice, args=(a, b), daemon=True).start()
     listener.close()
 
 
