@@ -12,6 +12,7 @@ import json
 import sys
 import threading
 import time
+from datetime import datetime
 from typing import IO, Any
 
 from backend.template.golang import durafmt
@@ -75,7 +76,9 @@ class ConsoleRenderer:
     def _ts(self) -> str:
         if not self.timestamps:
             return ""
-        return time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime()) .replace("+0000", "Z") + ": "
+        # local time in RFC 3339, as Go prints it (an offset of zero is written "Z")
+        stamp = datetime.now().astimezone().isoformat(timespec="seconds")
+        return stamp.removesuffix("+00:00") + ("Z" if stamp.endswith("+00:00") else "") + ": "
 
     def _mline(self, target: str, kind: str, *data: str) -> str:
         return ",".join([str(int(time.time())), target, kind, *(machine_escape(d) for d in data)]) + "\n"
