@@ -73,6 +73,8 @@ Usage: kiln validate [options] TEMPLATE
 
 Options:
   -syntax-only           Only check the syntax.
+  -evaluate-datasources  Run HCL2 data sources (amazon-ami: AWS calls); without it
+                         their outputs are unknown and checked as far as possible.
   -only=foo,bar / -except=foo,bar   Validate only (or all but) these builds.
   -var 'key=value' / -var-file=path
   -machine-readable
@@ -262,7 +264,8 @@ def cmd_validate(argv: list[str], machine: bool) -> int:
     options = _options(flags)
     template = None
     try:
-        template = load_template(path, options, syntax_only=bool(flags.get("syntax-only")))
+        template = load_template(path, options, syntax_only=bool(flags.get("syntax-only")),
+                                 evaluate_data=bool(flags.get("evaluate-datasources")))
         if flags.get("syntax-only"):
             _say(machine, "Syntax-only check passed. Everything looks okay.")
             return 0

@@ -474,7 +474,7 @@ class KilnApp(App[int]):
             "file": "cannot run the post-processors",
         }[mode]
         try:
-            tpl = load_template(path, opts)
+            tpl = load_template(path, opts, evaluate_data=True)
             if mode == "null":
                 from backend.engine.debugruns import provisioners_on_null
 

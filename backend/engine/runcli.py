@@ -78,7 +78,7 @@ def run_build(path: str, options: Options, timings: bool = True) -> int:
                               timestamps=options.timestamp_ui, debug=options.debug)
     template = None
     try:
-        template = load_template(path, options)
+        template = load_template(path, options, evaluate_data=True)
         session = Session(template, options)
     except TemplateError as e:
         from backend.cli import _fail

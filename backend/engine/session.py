@@ -98,7 +98,7 @@ class Session:
         runner = self.runners.get(prepared.name)
         ui = runner.ctx.ui if runner else None
         try:
-            fresh = load_template(self.template.path, self.options)
+            fresh = load_template(self.template.path, self.options, evaluate_data=True)
             build = fresh.build(prepared.definition.name)
             idx = prov.definition.index
             match = [p for p in build.provisioners if p.index == idx]

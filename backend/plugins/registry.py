@@ -32,6 +32,10 @@ PLUGINS: dict[str, dict[str, str]] = {
         "docker-import": "backend.plugins.postprocessors.docker_import:DockerImportPostProcessor",
         "docker-push": "backend.plugins.postprocessors.docker_push:DockerPushPostProcessor",
     },
+    "data source": {
+        "amazon-ami": "backend.plugins.datasources.amazon_ami:AmazonAmiDataSource",
+        "null": "backend.plugins.datasources.null:NullDataSource",
+    },
 }
 
 # Packer plugins Kiln knows by name but does not implement: a clear message
@@ -50,6 +54,10 @@ KNOWN_ELSEWHERE = {
     "post-processor": (
         "vagrant vagrant-cloud atlas amazon-import googlecompute-export vsphere vsphere-template "
         "ucloud-import digitalocean-import"
+    ).split(),
+    "data source": (
+        "amazon-parameterstore amazon-secretsmanager hcp-packer-iteration hcp-packer-image "
+        "hcp-packer-version hcp-packer-artifact http git-commit git-repository git-tree sshkey"
     ).split(),
 }
 

@@ -19,7 +19,7 @@ from dataclasses import MISSING, dataclass, field
 from typing import Any, Callable, Union, get_args, get_origin, get_type_hints
 
 from .errors import Problem, did_you_mean
-from .source import Loc, Node
+from .source import Loc, Node, UnknownText
 
 __all__ = [
     "Duration",
@@ -156,6 +156,10 @@ class Decoder:
                 if spec is None:
                     hint = did_you_mean(key, _visible_keys(specs))
                     self.problem(kloc, f'unknown configuration key "{key}"{hint}')
+                    continue
+                if isinstance(child.value, UnknownText) and not _holds_text(spec.type):
+                    # known only at build time (a data source's output): a zero value here
+                    values[spec.name] = _zero(spec.type)
                     continue
                 ok, value = self._convert(spec.type, child, spec.render)
                 if ok:
@@ -303,6 +307,25 @@ class Decoder:
         except ValueError as e:
             self.problem(node.loc, str(e))
             return False, None
+
+
+def _holds_text(tp: Any) -> bool:
+    """A string-valued field (Optional or not), where an unknown value can stand as text."""
+    if get_origin(tp) in (Union, types.UnionType):
+        args = [a for a in get_args(tp) if a is not type(None)]
+        return len(args) == 1 and _holds_text(args[0])
+    return tp in (str, Deferred, Any)
+
+
+def _zero(tp: Any) -> Any:
+    origin = get_origin(tp) or tp
+    if origin in (list, tuple):
+        return []
+    if origin is dict:
+        return {}
+    if tp in (bool, int, float, Duration):
+        return tp(0)
+    return None
 
 
 def _weak(tp: type, v: Any) -> Any:

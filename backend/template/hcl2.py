@@ -46,7 +46,7 @@ from .hcl2_expr import (
 )
 from .hcl2_schema import BlockNode, check_version_constraint, plugin_note, shape
 from .model import BuildDef, PostProcessorDef, ProvisionerDef, Template, Variable
-from .source import Loc, Node
+from .source import Loc, Node, UnknownText
 
 __all__ = ["load_hcl2", "HCL2_COMPAT_VERSION", "template_files", "is_hcl2_path",
            "check_version_constraint"]
@@ -207,8 +207,10 @@ class _Usage:
 
 class _Loader:
     def __init__(self, path: str, cli_vars: Mapping[str, str], var_files: tuple[str, ...],
-                 syntax_only: bool):
+                 syntax_only: bool, evaluate_data: bool = False):
         self.path = path
+        #: run data sources (a build); otherwise their outputs are unknown (validate)
+        self.evaluate_data = evaluate_data and not syntax_only
         self.abspath = os.path.abspath(path)
         self.cli_vars = dict(cli_vars)
         self.var_files = tuple(var_files)
@@ -223,6 +225,9 @@ class _Loader:
         self.local_state: dict[str, str] = {}
         self.sources: dict[str, tuple[S.Block, str]] = {}
         self.data_blocks: dict[str, tuple[S.Block, str]] = {}
+        self.data_values: dict[str, dict[str, Any]] = {}
+        self.data_state: dict[str, str] = {}
+        self.bad_data_types: set[str] = set()
         self.builds: list[tuple[S.Block, str]] = []
         self.required_version = ""
         self.description = ""
@@ -262,6 +267,11 @@ class _Loader:
         for name in list(self.locals):
             try:
                 self.local(name)
+            except EvalError:
+                pass
+        for key in list(self.data_blocks):  # the ones nothing refers to are checked (and run) too
+            try:
+                self.data(*key.split(".", 1))
             except EvalError:
                 pass
         builds, provisioners = self.make_builds()
@@ -508,12 +518,26 @@ class _Loader:
         self.sources[key] = (b, f.path)
 
     def top_data(self, f: _File, b: S.Block) -> None:
+        from backend.plugins import registry
+
+        for label, (line, col) in zip(b.labels, b.label_locs, strict=False):
+            if not _IDENT.match(label):
+                self.p.add(f.path, line, col, f'"{label}" is not a valid data source label '
+                           "(letters, digits, _ and -, starting with a letter)")
+                return
         key = f"{b.labels[0]}.{b.labels[1]}"
+        if key in self.data_blocks:
+            old, ofile = self.data_blocks[key]
+            self.p.add(f.path, b.line, b.col, f'data "{b.labels[0]}" "{b.labels[1]}" is defined '
+                       f"twice (first in {ofile}:{old.line})")
+            return
+        if b.labels[0] not in registry.PLUGINS["data source"]:
+            self.bad_data_types.add(b.labels[0])  # references to it say nothing more
+            line, col = b.label_locs[0]
+            self.p.add(f.path, line, col, registry.unknown_message("data source", b.labels[0])
+                       + "; look the value up once and pass it in with -var or a var file")
+            return
         self.data_blocks[key] = (b, f.path)
-        self.p.add(f.path, b.line, b.col,
-                   f'data sources are not supported by Kiln: data "{b.labels[0]}" '
-                   f'"{b.labels[1]}" would be looked up at load time; look the value up once '
-                   "and pass it in with -var or a var file")
 
     def top_build(self, f: _File, b: S.Block) -> None:
         self.builds.append((b, f.path))
@@ -548,7 +572,6 @@ class _Loader:
                       "provisioner and post-processor blocks",
             "build": "build.* values are only available inside provisioner and post-processor "
                      "blocks",
-            "data": "data sources are not supported by Kiln",
             "self": "self is not available in Packer templates",
             "count": "count is not supported in Packer templates; use a dynamic block",
             "each": "each is not supported in Packer templates; use a dynamic block",
@@ -558,15 +581,95 @@ class _Loader:
                                                "known")
         if build is not None:
             names["build"] = _build_namespace(build)
-        if self.data_blocks:
-            names["data"] = Namespace("data", self._data_get, lambda: [], lambda n: "")
+        names["data"] = Namespace("data", self._data_type, self._data_types, self._data_missing)
         if extra:
             names.update(extra)
         return Scope(names, self.funcs, forbidden,
                      {"env": "env() can only be used in the default of a variable"})
 
-    def _data_get(self, name: str) -> Any:
-        raise _Poisoned("data source (reported above)")
+    # -- data sources -------------------------------------------------------------------
+    def _data_types(self) -> list[str]:
+        return sorted({k.split(".", 1)[0] for k in self.data_blocks})
+
+    def _data_missing(self, type_name: str) -> str:
+        return (f'there is no data source of type "{type_name}"'
+                f"{did_you_mean(type_name, self._data_types())}; declare one with "
+                f'data "{type_name}" "NAME" {{ ... }}')
+
+    def _data_type(self, type_name: str) -> Namespace:
+        names = sorted(k.split(".", 1)[1] for k in self.data_blocks
+                       if k.split(".", 1)[0] == type_name)
+        if type_name in self.bad_data_types:
+            raise _Poisoned(f"data source type {type_name} (reported above)")
+        if not names:
+            raise KeyError(type_name)
+
+        def missing(name: str) -> str:
+            return (f'there is no data "{type_name}" "{name}"{did_you_mean(name, names)} '
+                    f"(declared: {', '.join(names)})")
+
+        def get(name: str) -> Any:
+            if name not in names:
+                raise KeyError(name)
+            return self.data(type_name, name)
+
+        return Namespace(f"data.{type_name}", get, lambda: names, missing)
+
+    def data(self, type_name: str, name: str) -> dict[str, Any]:
+        """A data source's outputs: looked up once (for a build), else unknown."""
+        from backend.plugins import registry
+        from backend.plugins.base import StepError
+
+        from .decode import Decoder, secret_values
+
+        key = f"{type_name}.{name}"
+        if key in self.data_values:
+            return self.data_values[key]
+        b, file = self.data_blocks[key]
+        state = self.data_state.get(key)
+        if state == "failed":
+            raise _Poisoned(f"data.{key} has an error (reported above)")
+        if state == "busy":
+            self.data_state[key] = "failed"
+            self.p.add(file, b.line, b.col, f"data.{key} refers to itself (directly or through "
+                       "locals)")
+            raise _Poisoned("cycle")
+        self.data_state[key] = "busy"
+        path = f"data.{key}"
+        try:
+            cls = registry.lookup("data source", type_name)
+        except registry.PluginLoadError as e:
+            cls = None
+            self.p.add(file, b.line, b.col, str(e), path)
+        before = len(self.p.items)
+        node = self.body_node(b.body, self.scope(), file, path, what=f'data "{type_name}"')
+        if cls is None or len(self.p.items) != before:
+            self.data_state[key] = "failed"
+            raise _Poisoned(f"{path} has an error (reported above)")
+        unknown = dict.fromkeys(cls.outputs, UNKNOWN)
+        if self.syntax_only:
+            self.data_state[key] = "done"
+            self.data_values[key] = unknown
+            return unknown
+        dec = Decoder()
+        config = dec.decode(cls.Config, shape("data source", type_name, node))
+        for prob in dec.problems:
+            self.p.add(prob.loc.file, prob.loc.line, prob.loc.col, prob.message, prob.loc.path)
+        if config is None or dec.problems:
+            self.data_state[key] = "failed"
+            raise _Poisoned(f"{path} has an error (reported above)")
+        self.sensitive.update(x for x in secret_values(config) if x)
+        outputs = unknown
+        if self.evaluate_data and not _has_unknown(node):
+            try:
+                outputs = cls(config).execute(self.sensitive.add)
+            except StepError as e:
+                self.p.add(file, b.line, b.col, str(e), path)
+                self.data_state[key] = "failed"
+                raise _Poisoned(f"{path} has an error (reported above)") from None
+        self.data_state[key] = "done"
+        self.data_values[key] = outputs
+        return outputs
 
     def _var_get(self, name: str) -> Any:
         d = self.vars.get(name)
@@ -593,7 +696,7 @@ class _Loader:
         if state == "busy":
             self.local_state[name] = "failed"
             self.p.add(file, expr.line, expr.col, f"local.{name} refers to itself (directly or "
-                       "through other locals)")
+                       "through other locals or data sources)")
             raise _Poisoned("cycle")
         self.local_state[name] = "busy"
         try:
@@ -870,7 +973,7 @@ class _Loader:
                 and not isinstance(expr.parts[0], (S.TemplateIf, S.TemplateFor))):
             expr = expr.expr if isinstance(expr, S.Paren) else expr.parts[0]
         if v is UNKNOWN or v is _FAILED:
-            return Node("<unknown>", loc)
+            return Node(UnknownText(), loc)
         if isinstance(v, list):
             items = expr.items if isinstance(expr, S.TupleCons) and len(expr.items) == len(v) \
                 else None
@@ -1392,12 +1495,21 @@ def _or(names: tuple[str, ...]) -> str:
 
 def _located(v: Any, loc: Loc) -> Node:
     if v is UNKNOWN or v is _FAILED:
-        return Node("<unknown>", loc)
+        return Node(UnknownText(), loc)
     if isinstance(v, dict):
         return Node({str(k): _located(x, loc.child(str(k))) for k, x in v.items()}, loc)
     if isinstance(v, list):
         return Node([_located(x, loc.child(i)) for i, x in enumerate(v)], loc)
     return Node(v, loc)
+
+
+def _has_unknown(node: Node) -> bool:
+    v = node.value
+    if isinstance(v, dict):
+        return any(_has_unknown(c) for c in v.values())
+    if isinstance(v, list):
+        return any(_has_unknown(c) for c in v)
+    return isinstance(v, UnknownText)
 
 
 def _infer_type(default: Any) -> Any:
@@ -1432,11 +1544,15 @@ def _all_exprs(body: S.Body, in_type: bool = False):
 
 
 def load_hcl2(path: str, cli_vars: Mapping[str, str] | None = None,
-              var_files: tuple[str, ...] | list[str] = (), syntax_only: bool = False) -> Template:
-    """Load an HCL2 template file or directory. Raises TemplateError with every problem."""
+              var_files: tuple[str, ...] | list[str] = (), syntax_only: bool = False,
+              evaluate_data: bool = False) -> Template:
+    """Load an HCL2 template file or directory. Raises TemplateError with every problem.
+
+    ``evaluate_data`` runs the data sources (what a build does); without it their outputs
+    are unknown, and whatever depends on them is checked only as far as it can be."""
     if not os.path.exists(path):
         raise TemplateError(Problem(Loc(path), "cannot read template: no such file or directory"))
-    loader = _Loader(path, cli_vars or {}, tuple(var_files), syntax_only)
+    loader = _Loader(path, cli_vars or {}, tuple(var_files), syntax_only, evaluate_data)
     try:
         return loader.load()
     except RecursionError:

@@ -8,12 +8,16 @@ from typing import Any
 from .model import Template
 
 
-def load_template(path: str, options: Any, syntax_only: bool = False) -> Template:
-    """Load a template with the run's variables (``options.vars``, ``options.var_files``)."""
+def load_template(path: str, options: Any, syntax_only: bool = False,
+                  evaluate_data: bool = False) -> Template:
+    """Load a template with the run's variables (``options.vars``, ``options.var_files``).
+
+    ``evaluate_data``: run HCL2 data sources (a build does; validating does not)."""
     if os.path.isdir(path) or path.endswith((".pkr.hcl", ".pkr.json")):
         from .hcl2 import load_hcl2
 
-        return load_hcl2(path, options.vars, options.var_files, syntax_only=syntax_only)
+        return load_hcl2(path, options.vars, options.var_files, syntax_only=syntax_only,
+                         evaluate_data=evaluate_data)
     from .legacy import load_legacy
 
     return load_legacy(path, options.vars, options.var_files, syntax_only=syntax_only)

@@ -43,6 +43,16 @@ def join_path(path: str, key: str | int) -> str:
     return f"{path}.{key}" if path else key
 
 
+class UnknownText(str):
+    """A value known only when the template is built, such as a data source's output while
+    validating: it reads as ``<unknown>`` and the decoder accepts it for any field."""
+
+    __slots__ = ()
+
+    def __new__(cls) -> UnknownText:
+        return super().__new__(cls, "<unknown>")
+
+
 class Node:
     """A template value with its location.
 

@@ -471,7 +471,17 @@ ERRORS = [
     ('packer {\n  required_version = ">= 99.0"\n}\n', (2, 22), "excludes " + HCL2_COMPAT_VERSION),
     ('build {\n  sources = ["nope"]\n}\n', (2, 14), "is not a source reference"),
     ('build {\n}\n', (1, 1), "the build block has no sources"),
-    ('data "amazon-ami" "x" {\n}\n', (1, 1), "data sources are not supported by Kiln"),
+    ('data "http" "x" {\n}\n', (1, 6), 'the data source type "http" is a Packer plugin'),
+    ('data "amazon-amy" "x" {\n}\n', (1, 6), 'did you mean "amazon-ami"'),
+    ('data "null" "x" {\n  input = "a"\n  inptu = "b"\n}\n', (3, 3),
+     'unknown configuration key "inptu"'),
+    ('data "null" "x" {\n  input = local.a\n}\nlocals {\n  a = data.null.x.output\n}\n',
+     (5, 7), "local.a refers to itself (directly or through other locals or data sources)"),
+    ('data "null" "x" {\n  input = "a"\n}\nlocals {\n  a = data.null.y.output\n}\n',
+     (5, 7), 'there is no data "null" "y"'),
+    ('data "null" "x" {\n  input = "a"\n}\nlocals {\n  a = data.null.x.outptu\n}\n',
+     (5, 7), 'has no attribute "outptu" (did you mean "output"?)'),
+    ('locals {\n  a = data.null.x.output\n}\n', (2, 7), 'there is no data source of type "null"'),
 ]
 
 
@@ -610,13 +620,47 @@ def test_real_world_templates_load_or_fail_cleanly(path):
 
 
 @pytest.mark.skipif(not REAL, reason="the shared real-world corpus is not on this machine")
-def test_real_world_data_sources_are_reported_clearly():
+def test_real_world_amazon_ami_data_source_validates_without_aws(monkeypatch):
+    # no credentials and no endpoint: validating must not try AWS, the id is unknown
+    for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_PROFILE"):
+        monkeypatch.delenv(var, raising=False)
     path = REAL_WORLD / "gruntwork-io__terratest__examples__packer-docker-example__build.pkr.hcl"
-    with pytest.raises(TemplateError) as e:
-        load_hcl2(str(path))
-    (p,) = e.value.problems
-    assert p.message.startswith('data sources are not supported by Kiln: data "amazon-ami" "aws"')
-    assert (p.loc.line, p.loc.col) == (25, 1)
+    t = load_hcl2(str(path))
+    ami = t.build("amazon-ebs.ubuntu-ami")
+    assert ami.config.get("source_ami").value == "<unknown>"
+    prep = Preparer(t, Options())
+    prepared = prep.prepare(list(t.builds))
+    assert not prep.problems, [p.format() for p in prep.problems]
+    assert [b.name for b in prepared] == ["amazon-ebs.ubuntu-ami", "docker.ubuntu-docker"]
+
+
+def test_data_source_outputs_flow_into_locals_and_builds(tmp_path):
+    text = ('variable "v" {\n  default = "x"\n}\n'
+            'data "null" "d" {\n  input = "from-${var.v}"\n}\n'
+            'locals {\n  l = upper(data.null.d.output)\n}\n' + NULL
+            + 'build {\n  sources = ["null.a"]\n  provisioner "shell-local" {\n'
+            '    inline = [local.l, data.null.d.output]\n  }\n}\n')
+    for run_data, want in ((True, ["FROM-X", "from-x"]), (False, ["<unknown>", "<unknown>"])):
+        t = load(tmp_path, text, evaluate_data=run_data)
+        (prov,) = t.build("null.a").provisioners
+        assert [n.value for n in prov.config.get("inline").value] == want
+
+
+def test_unknown_values_pass_for_fields_of_any_type(tmp_path):
+    # a data source's map output feeding a map field, its string output a string field
+    text = ('data "amazon-ami" "base" {\n  filters = { name = "base-*" }\n'
+            '  owners = ["self"]\n  most_recent = true\n  region = "us-east-1"\n}\n'
+            'source "amazon-ebs" "a" {\n  region = "us-east-1"\n  instance_type = "t3.micro"\n'
+            '  ssh_username = "admin"\n  ami_name = "x-{{timestamp}}"\n'
+            '  source_ami = data.amazon-ami.base.id\n  tags = data.amazon-ami.base.tags\n'
+            '  associate_public_ip_address = data.amazon-ami.base.name\n}\n'
+            'build {\n  sources = ["source.amazon-ebs.a"]\n}\n')
+    t = load(tmp_path, text)
+    prep = Preparer(t, Options())
+    (b,) = prep.prepare(list(t.builds))
+    assert not prep.problems, [p.format() for p in prep.problems]
+    assert b.builder.config.source_ami == "<unknown>"
+    assert b.builder.config.tags == {}
 
 
 @pytest.mark.skipif(not REAL, reason="the shared real-world corpus is not on this machine")

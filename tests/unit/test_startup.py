@@ -53,3 +53,15 @@ def test_validate_imports_nothing_heavy_even_for_docker_and_amazon_templates(tmp
     code, mods = loaded("validate", str(tpl))
     assert code == 0
     assert not mods & set(HEAVY), mods & set(HEAVY)
+
+
+def test_validate_of_an_hcl2_amazon_ami_data_source_imports_nothing_heavy(tmp_path):
+    tpl = tmp_path / "t.pkr.hcl"
+    tpl.write_text('data "amazon-ami" "base" {\n  filters = { name = "base-*" }\n'
+                   '  owners = ["self"]\n  most_recent = true\n}\n'
+                   'source "null" "a" {\n  communicator = "none"\n}\n'
+                   'build {\n  sources = ["source.null.a"]\n  provisioner "shell-local" {\n'
+                   '    inline = ["echo ${data.amazon-ami.base.id}"]\n  }\n}\n')
+    code, mods = loaded("validate", str(tpl))
+    assert code == 0
+    assert not mods & set(HEAVY), mods & set(HEAVY)

@@ -120,9 +120,14 @@ class AwsAccess:
                 kwargs = {"aws_access_key_id": s.access_key or None,
                           "aws_secret_access_key": s.secret_key or None,
                           "aws_session_token": s.token or None}
-            session = boto3.session.Session(region_name=s.region, botocore_session=core, **kwargs)
+            session = boto3.session.Session(region_name=s.region or None, botocore_session=core,
+                                            **kwargs)
         except botocore.exceptions.ProfileNotFound as e:
             raise StepError(f"AWS profile {s.profile!r} was not found: {e}") from e
+        if not self.region:  # from AWS_REGION, AWS_DEFAULT_REGION or the profile
+            self.region = session.region_name or ""
+            if not self.region:
+                raise StepError("no AWS region: set region, or AWS_REGION in the environment")
         role = getattr(s, "assume_role", None)
         if role is not None and role.role_arn:
             session = self._assume(session, role)
@@ -160,6 +165,12 @@ class AwsAccess:
             aws_access_key_id=creds["AccessKeyId"], aws_secret_access_key=creds["SecretAccessKey"],
             aws_session_token=creds["SessionToken"], region_name=self.region)
 
+    def default_region(self) -> str:
+        """The template's region, else the one the environment or profile gives."""
+        if not self.region:
+            _ = self.session  # making the session resolves it (or fails clearly)
+        return self.region
+
     def check_credentials(self) -> None:
         """Fail early when no credentials can be found (no network call)."""
         import botocore.exceptions
@@ -188,7 +199,7 @@ class AwsAccess:
         )
 
     def ec2(self, region: str | None = None) -> Any:
-        region = region or self.region
+        region = region or self.default_region()
         key = ("ec2", region)
         client = self._clients.get(key)
         if client is None:
@@ -200,7 +211,7 @@ class AwsAccess:
         return client
 
     def client(self, service: str, region: str | None = None) -> Any:
-        region = region or self.region
+        region = region or self.default_region()
         key = (service, region)
         c = self._clients.get(key)
         if c is None:

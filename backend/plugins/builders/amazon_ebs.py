@@ -213,14 +213,15 @@ class DeregistrationProtection:
 
 
 @dataclass
-class AmazonEBSConfig(CommunicatorConfig):
-    # -- access --------------------------------------------------------------------
+class AwsAccessConfig:
+    """How to reach AWS: shared by the amazon-ebs builder and the amazon-ami data source."""
+
     access_key: str = opt("", secret=True, doc="AWS access key id (else the credential chain)")
     secret_key: str = opt("", secret=True, doc="AWS secret access key")
     token: str = opt("", secret=True, doc="AWS session token")
     profile: str = opt("", doc="profile from the shared credentials/config files")
     shared_credentials_file: str = opt("")
-    region: str = opt("", required=True, doc="region to build in")
+    region: str = opt("", doc="region (else AWS_REGION or the profile's)")
     custom_endpoint_ec2: str = opt("", doc="EC2 endpoint URL (a private endpoint, or moto)")
     insecure_skip_tls_verify: bool = opt(False)
     skip_region_validation: bool = opt(False)
@@ -231,6 +232,10 @@ class AmazonEBSConfig(CommunicatorConfig):
     mfa_code: str = opt("", secret=True)
     assume_role: AssumeRole | None = opt(None)
     vault_aws_engine: VaultEngine | None = opt(None)
+
+
+@dataclass
+class AmazonEBSConfig(CommunicatorConfig, AwsAccessConfig):
     aws_polling: Polling | None = opt(None)
 
     # -- the AMI -------------------------------------------------------------------
@@ -664,6 +669,9 @@ class PreValidateStep(AwsStep):
             raise StepError("fast_launch (Windows fast launch) is not supported by Kiln")
         self.b.access = aws.AwsAccess(c, secret=ctx.add_secret)
         access = self.b.access
+        if not c.region:  # as Packer: AWS_REGION, AWS_DEFAULT_REGION or the profile's
+            c.region = access.default_region()
+            ctx.ui.say(f"Using region {c.region} (from the environment)")
         if not c.skip_credential_validation:
             access.check_credentials()
         ec2 = access.ec2()

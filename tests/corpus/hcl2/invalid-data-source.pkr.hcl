@@ -1,12 +1,9 @@
-# kiln: invalid: data sources are not supported by Kiln
+# kiln: invalid: the data source type "hcp-packer-image" is a Packer plugin that Kiln does not implement
 # packer-1.6.6: reject
 
-data "amazon-ami" "ubuntu" {
-  filters = {
-    name = "ubuntu/images/*"
-  }
-  owners      = ["099720109477"]
-  most_recent = true
+data "hcp-packer-image" "base" {
+  bucket_name = "golden"
+  channel     = "production"
 }
 
 source "null" "data" {
@@ -17,6 +14,6 @@ build {
   sources = ["source.null.data"]
 
   provisioner "shell-local" {
-    inline = ["echo ${data.amazon-ami.ubuntu.id}"]
+    inline = ["echo ${data.hcp-packer-image.base.id}"]
   }
 }
