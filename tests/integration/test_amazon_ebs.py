@@ -29,7 +29,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 REGION = "us-east-1"
 COPY_REGION = "us-west-2"
-CORPUS = Path("/work/shared/corpus/real-world")
+CORPUS = REPO / "tests" / "corpus" / "real-world"
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -287,7 +287,6 @@ def test_validate_accepts_modern_keys_and_does_not_import_boto3(tmp_path: Path) 
         assert "import 'boto3'" not in r.stderr and "import 'botocore'" not in r.stderr
 
 
-@pytest.mark.skipif(not CORPUS.is_dir(), reason="the shared corpus is not on this machine")
 def test_real_world_amazon_templates_decode() -> None:
     """Every amazon-ebs builder of the corpus prepares without a problem of its own.
 

@@ -15,7 +15,7 @@ from backend.engine.session import load_template
 from backend.template.errors import TemplateError
 
 CORPUS = Path(__file__).resolve().parents[1] / "corpus" / "validate"
-REAL_WORLD = Path(__file__).resolve().parents[2].parent / "shared" / "corpus" / "real-world"
+REAL_WORLD = Path(__file__).resolve().parents[1] / "corpus" / "real-world"  # SOURCES.md there
 
 # file -> problems the user must see: (line, col, key path, text in the message)
 EXPECTED = {
@@ -184,8 +184,7 @@ def test_inspect_lists_components():
     assert out.stdout.count("shell-local") == 3
 
 
-@pytest.mark.skipif(not REAL_WORLD.is_dir(), reason="shared/corpus/real-world is not beside the repository")
-@pytest.mark.parametrize("name", sorted(p.name for p in REAL_WORLD.glob("*.json")) if REAL_WORLD.is_dir() else [])
+@pytest.mark.parametrize("name", sorted(p.name for p in REAL_WORLD.glob("*.json")))
 def test_real_world_templates_load_without_tracebacks(name):
     """Every real-world template loads, or fails with located errors; never a traceback."""
     proc = subprocess.run([sys.executable, "-m", "backend.cli", "validate", str(REAL_WORLD / name)],
