@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from types import MappingProxyType
 from typing import Mapping
 
@@ -183,6 +184,11 @@ def build_template(
     seen: dict[str, Loc] = {}
     name_ctx = F.FuncContext(user_vars=user_vars, template_path=path)
     name_funcs = F.packer_funcs(name_ctx)
+    if not syntax_only and pnode is not None and pnode.is_list:
+        provisioners = [_late_durations(p, pnode.value[p.index], name_funcs, bad)
+                        for p in provisioners]
+    if not syntax_only and error_cleanup is not None:
+        error_cleanup = _late_durations(error_cleanup, enode, name_funcs, bad)
     for i, raw_name, btype, config, loc in raw_builders:
         name = raw_name
         if not syntax_only and "{{" in raw_name:
@@ -338,11 +344,35 @@ def _duration(node: Node | None, bad) -> float:
         return 0.0
     if isinstance(v, (int, float)):
         return v / 1e9
+    if "{{" in v:
+        return 0.0  # rendered once the user variables are known (_late_durations)
     try:
         return parse_duration(v)
     except ValueError as e:
-        bad(node.loc, f'{e}; expected a duration such as "30s" or "5m" (template functions are not rendered here)')
+        bad(node.loc, f'{e}; expected a duration such as "30s" or "5m"')
         return 0.0
+
+
+def _late_durations(prov: ProvisionerDef, pnode: Node, funcs, bad) -> ProvisionerDef:
+    """``pause_before``/``timeout`` written with template functions, such as
+    ``{{user `pause`}}``, rendered with the user variables and parsed (Packer 1.6.6 rejects
+    these at parse time; real templates use them)."""
+    changes = {}
+    for key in ("pause_before", "timeout"):
+        node = pnode.get(key)
+        if node is None or not isinstance(node.value, str) or "{{" not in node.value:
+            continue
+        try:
+            text = gotmpl.render_until_stable(node.value, funcs, None)
+        except (gotmpl.TemplateSyntaxError, gotmpl.RenderError) as e:
+            bad(node.loc, f"cannot render {key}: {e}")
+            continue
+        try:
+            changes[key] = parse_duration(text) if text.strip() else 0.0
+        except ValueError as e:
+            bad(node.loc, f'{e} (rendered from "{node.value}"); expected a duration such as '
+                '"30s" or "5m"')
+    return replace(prov, **changes) if changes else prov
 
 
 def _chain(ci: int, item: Node, raw_names: set[str], bad) -> tuple[PostProcessorDef, ...]:

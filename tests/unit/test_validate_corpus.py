@@ -197,3 +197,27 @@ def test_real_world_templates_load_without_tracebacks(name):
     syntax = subprocess.run([sys.executable, "-m", "backend.cli", "inspect", str(REAL_WORLD / name)],
                             capture_output=True, text=True, cwd=REAL_WORLD, timeout=60)
     assert "Traceback" not in syntax.stdout + syntax.stderr
+
+
+def test_durations_written_with_user_variables_are_rendered(tmp_path):
+    """``"pause_before": "{{user `pause`}}"`` (as in Spinnaker's template) works; Packer 1.6.6
+    rejects it at parse time."""
+    tpl = tmp_path / "t.json"
+    tpl.write_text(json.dumps({
+        "variables": {"pause": "300ms", "limit": "1m"},
+        "builders": [{"type": "null", "communicator": "none"}],
+        "provisioners": [{"type": "shell-local", "inline": ["echo after-the-pause"],
+                          "pause_before": "{{user `pause`}}", "timeout": "{{ user `limit` }}"}],
+    }, indent=2))
+    r = subprocess.run([sys.executable, "-m", "backend.cli", "build", "-color=false", str(tpl)],
+                       capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "Pausing 300ms before the next provisioner..." in r.stdout
+    assert "after-the-pause" in r.stdout
+
+    with pytest.raises(TemplateError) as e:
+        load_template(str(tpl), Options(vars={"pause": "soon"}))
+    (p,) = e.value.problems
+    line = next(n for n, text in enumerate(tpl.read_text().splitlines(), 1) if "pause_before" in text)
+    assert (p.loc.line, p.loc.path) == (line, "provisioners[0].pause_before")
+    assert 'invalid duration "soon" (rendered from "{{user `pause`}}")' in p.message
