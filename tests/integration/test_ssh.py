@@ -611,6 +611,17 @@ def test_agent_auth(sshd: Sshd, tmp_path: Path, monkeypatch) -> None:
         try:
             assert run(c, "echo via-agent")[1].lines["stdout"] == ["via-agent"]
             assert c.connection_data()["SSHAgentAuth"] is True
+            # the agent is forwarded (Packer's default): the machine can use our key
+            fingerprint = subprocess.run(["ssh-keygen", "-lf", sshd.private_key_path],
+                                         capture_output=True, text=True).stdout.split()[1]
+            status, out = run(c, "ssh-add -l")
+            assert status == 0 and fingerprint in out.lines["stdout"][0], out.lines
+        finally:
+            c.close()
+        c = connect(sshd, ssh_disable_agent_forwarding=True)
+        try:
+            status, out = run(c, "ssh-add -l")
+            assert status == 2, out.lines  # no agent to talk to
         finally:
             c.close()
         monkeypatch.setenv("SSH_AUTH_SOCK", str(tmp_path / "no-agent"))

@@ -139,6 +139,8 @@ class SSHSettings:
     #: (bind address, port, host, host port), as ssh -L / -R
     local_tunnels: list[tuple[str, int, str, int]] = field(default_factory=list)
     remote_tunnels: list[tuple[str, int, str, int]] = field(default_factory=list)
+    #: forward this host's SSH agent to commands (Packer's default when SSH_AUTH_SOCK is set)
+    forward_agent: bool = False
 
     @classmethod
     def from_config(
@@ -223,6 +225,8 @@ class SSHSettings:
                 _parse_tunnel(t, "ssh_remote_tunnels")
                 for t in getattr(config, "ssh_remote_tunnels", None) or []
             ],
+            forward_agent=not getattr(config, "ssh_disable_agent_forwarding", False)
+            and bool(os.environ.get("SSH_AUTH_SOCK")),
         )
 
     def secrets(self) -> list[str]:
@@ -539,6 +543,17 @@ def _open_transport(
         if t.is_authenticated():
             return t
     raise _AuthFailed(f"{ep.what} authentication failed for {ep.dest}: {failure}")
+
+
+def _forward_agent(chan: Any) -> Any:
+    """Offer this host's agent (SSH_AUTH_SOCK) to the command on ``chan``, as ``ssh -A``.
+    A server that refuses forwarding is not an error: the command runs without it."""
+    import paramiko.agent
+
+    try:
+        return paramiko.agent.AgentRequestHandler(chan)
+    except paramiko.SSHException:
+        return None
 
 
 def _auth_agent(t: Any, ep: Endpoint) -> None:
@@ -933,12 +948,17 @@ class SSHCommunicator(Communicator):
         # Without a PTY, the first stdout line tells us the command's process group,
         # so cancel can stop it. Only for POSIX shells: not Windows' OpenSSH (cmd.exe).
         track = not pty and "windows" not in str(chan.get_transport().remote_version).lower()
+        agent = None
         try:
             if pty:
                 chan.get_pty(term="vt100", width=80, height=40)
+            if self.settings.forward_agent:
+                agent = _forward_agent(chan)
             chan.exec_command(f"echo {self._pid_tag}$$; {command}" if track else command)
         except Exception as e:  # noqa: BLE001
             chan.close()
+            if agent is not None:
+                agent.close()
             raise CommunicatorError(
                 f"cannot start the command on {self.settings.target.dest}: {_describe(e)}"
             ) from e
@@ -946,7 +966,11 @@ class SSHCommunicator(Communicator):
             threading.Thread(target=_send_stdin, args=(chan, stdin), daemon=True).start()
         else:
             chan.shutdown_write()
-        return self._pump(chan, output, cancel, timeout, pty, track)
+        try:
+            return self._pump(chan, output, cancel, timeout, pty, track)
+        finally:
+            if agent is not None:
+                agent.close()
 
     def _pump(
         self,
