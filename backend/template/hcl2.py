@@ -397,15 +397,18 @@ class _Loader:
                                           "nullable"), f'variable "{name}"', ("validation",))
         d = _VarDecl(name, f.path, b, b.line, b.col)
         t = b.body.attr("type")
+        bad_type = False
         if t is not None:
             try:
                 d.type = parse_type(t.expr)
             except EvalError as e:
+                bad_type = True
                 self.p.add(f.path, e.line or t.line, e.col or t.col, e.message)
         dflt = b.body.attr("default")
         if dflt is not None:
             d.has_default = True
-            d.default = self.eval_default(dflt.expr, f.path, name)
+            # with a broken type the value is unknown: no follow-on errors where it is used
+            d.default = UNKNOWN if bad_type else self.eval_default(dflt.expr, f.path, name)
             if d.type is not None and d.default not in (None, UNKNOWN):
                 try:
                     d.default = convert(d.default, d.type)

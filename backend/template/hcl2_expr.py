@@ -14,6 +14,7 @@ errors (``there is no variable named "x"``); iterator names of ``for`` expressio
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Callable
 from typing import Any
@@ -130,19 +131,29 @@ def parse_type(expr: S.Expr) -> Any:
             if len(expr.args) != 1 or not isinstance(expr.args[0], S.ObjectCons):
                 raise EvalError("object(...) takes one object of attribute types: object({a = string})",
                                 expr.line, expr.col)
-            attrs: dict[str, tuple[Any, bool]] = {}
+            attrs: dict[str, tuple[Any, bool, Any]] = {}  # name -> (type, optional, default)
             for k, v in expr.args[0].items:
                 if not isinstance(k, S.Literal) and not (isinstance(k, S.Template) and
                                                         all(isinstance(p, str) for p in k.parts)):
                     raise EvalError("object attribute names must be plain names", k.line, k.col)
                 key = k.value if isinstance(k, S.Literal) else "".join(k.parts)
-                optional = False
+                optional, default = False, None
                 if isinstance(v, S.Call) and v.name == "optional":
-                    if not v.args:
-                        raise EvalError("optional(...) needs a type", v.line, v.col)
+                    if len(v.args) not in (1, 2):
+                        raise EvalError("optional(...) takes a type and, if you like, a default: "
+                                        'optional(string, "x")', v.line, v.col)
                     optional = True
+                    if len(v.args) == 2:
+                        default = _constant(v.args[1], "the default of optional(...)")
                     v = v.args[0]
-                attrs[str(key)] = (parse_type(v), optional)
+                at = parse_type(v)
+                if default is not None:
+                    try:
+                        default = convert(default, at)
+                    except ConvError as e:
+                        raise EvalError(f"the default of optional(...) does not fit its type: {e}",
+                                        v.line, v.col) from None
+                attrs[str(key)] = (at, optional, default)
             return ("object", attrs)
         if expr.name == "tuple":
             if len(expr.args) != 1 or not isinstance(expr.args[0], S.TupleCons):
@@ -155,6 +166,18 @@ def parse_type(expr: S.Expr) -> Any:
                     expr.line, expr.col)
 
 
+def _constant(expr: S.Expr, what: str) -> Any:
+    """A value written in a type expression: literals, lists and objects, no references."""
+    try:
+        v = evaluate(expr, Scope({}, {}))
+    except EvalError as e:
+        raise EvalError(f"{what} must be a constant value: {e.message}", expr.line,
+                        expr.col) from None
+    if v is UNKNOWN:
+        raise EvalError(f"{what} must be a constant value", expr.line, expr.col)
+    return v
+
+
 def type_str(t: Any) -> str:
     if isinstance(t, str):
         return t
@@ -163,7 +186,7 @@ def type_str(t: Any) -> str:
         return f"{kind}({type_str(t[1])})"
     if kind == "object":
         inner = ", ".join(f"{k}={'optional(' + type_str(v) + ')' if o else type_str(v)}"
-                          for k, (v, o) in t[1].items())
+                          for k, (v, o, _d) in t[1].items())
         return f"object({{{inner}}})"
     if kind == "tuple":
         return "tuple([" + ", ".join(type_str(x) for x in t[1]) + "])"
@@ -289,12 +312,12 @@ def convert(v: Any, t: Any, path: str = "") -> Any:
         if not isinstance(v, dict):
             raise ConvError(f"an object is required, got {type_of(v)}{where}")
         out_obj = {}
-        for name, (at, optional) in t[1].items():
+        for name, (at, optional, default) in t[1].items():
             sub = f"{path}.{name}" if path else name
+            if optional and v.get(name) is None:
+                out_obj[name] = copy.deepcopy(default)  # as HCL: missing or null takes it
+                continue
             if name not in v:
-                if optional:
-                    out_obj[name] = None
-                    continue
                 raise ConvError(f'attribute "{name}" is required{where}')
             out_obj[name] = convert(v[name], at, sub)
         return out_obj

@@ -410,6 +410,22 @@ def test_typed_variables_from_the_command_line(tmp_path):
         "n": "number", "l": "list(string)", "m": "map(number)", "b": "bool"}
 
 
+def test_optional_object_attributes_take_their_defaults(tmp_path):
+    text = ('variable "disk" {\n  type = object({\n    name = string\n'
+            '    size = optional(number, 10)\n    tags = optional(list(string), ["base"])\n'
+            '    note = optional(string)\n  })\n  default = { name = "root" }\n}\n' + NULL +
+            'build {\n  sources = ["null.a"]\n  provisioner "shell-local" {\n'
+            '    inline = ["${var.disk.name}:${var.disk.size}:${join(",", var.disk.tags)}:'
+            '${var.disk.note == null}"]\n  }\n}\n')
+    assert value_of(load(tmp_path, text)) == "root:10:base:true"
+    t = load(tmp_path, text, cli_vars={"disk": '{ name = "data", size = 50, note = "n" }'})
+    assert value_of(t) == "data:50:base:false"
+    bad = text.replace("optional(number, 10)", 'optional(number, "ten")')
+    (p,) = problems(tmp_path, bad)  # and nothing more where the variable is used
+    assert "the default of optional(...) does not fit its type" in p.message
+    assert (p.loc.line, p.loc.col) == (4, 21)
+
+
 def test_sensitive_values_are_collected(tmp_path):
     t = load(tmp_path, 'variable "s" {\n  default = "hunter2-secret"\n  sensitive = true\n}\n'
              'local "l" {\n  expression = "tok-${var.s}"\n  sensitive = true\n}\n'
