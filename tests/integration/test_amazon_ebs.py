@@ -187,10 +187,11 @@ class AuthorizeTemporaryKey:
     append it, so the build connects with the key it generated itself.
     """
 
-    def __init__(self, sshd: Any, state_dir: Path):
-        self.auth = Path(sshd.dir) / "authorized_keys"
+    def __init__(self, sshd: Any, state_dir: Path, auth: Path | None = None):
+        self.auth = auth or Path(sshd.dir) / "authorized_keys"
         self.original = self.auth.read_text()
         self.state_dir = state_dir
+        self.key_name = ""
         self.private_key = ""
         self.key_path = ""
         self._stop = threading.Event()
@@ -221,7 +222,10 @@ class AuthorizeTemporaryKey:
                                                         serialization.PublicFormat.OpenSSH)
                     self.private_key = text
                     self.key_path = ident
-                    self.auth.write_text(self.original + pub.decode() + " kiln-temporary\n")
+                    # as cloud-init writes it: the key pair's name is the comment
+                    names = [i for _k, i, _kept in ledger_rows(self.state_dir, "aws-keypair")]
+                    self.key_name = names[0] if names else "kiln-temporary"
+                    self.auth.write_text(self.original + pub.decode() + f" {self.key_name}\n")
                     return
             time.sleep(0.05)
 
@@ -588,6 +592,46 @@ def test_example_template_builds(build: Build, source_ami: dict[str, str]) -> No
     tags = {t["Key"]: t["Value"] for t in image["Tags"]}
     assert tags["Base_AMI"] == source_ami["id"] and tags["Name"] == prefix
     nothing_left(build.moto)
+
+
+@pytest.mark.aws
+@pytest.mark.ssh
+def test_clear_authorized_keys_takes_the_temporary_key_out(
+        tmp_path: Path, moto_server: Any, source_ami: dict[str, str],
+        kiln_state_dir: Path) -> None:
+    """ssh_clear_authorized_keys: the AMI must not accept the build's temporary key. An sshd
+    of this test's own reads authorized_keys from a home directory of the test's, and
+    sessions get that HOME, so the machine's real ~/.ssh is never touched."""
+    from kiln_services import Sshd
+
+    home = tmp_path / "home"
+    (home / ".ssh").mkdir(parents=True, mode=0o700)
+    home.chmod(0o700)
+    auth = home / ".ssh" / "authorized_keys"
+    other = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKilnOtherKeyStaysInPlace0000000000000000 keep-me"
+    auth.write_text(other + "\n")
+    auth.chmod(0o600)
+    server = Sshd(extra_config={"SetEnv": f"HOME={home}",
+                                "AuthorizedKeysFile": str(auth)})
+    server.start()
+    try:
+        b = Build(tmp_path, moto_server, server, source_ami, kiln_state_dir)
+        b.builder.pop("ssh_private_key_file")
+        b.builder["ssh_clear_authorized_keys"] = True
+        with AuthorizeTemporaryKey(server, kiln_state_dir, auth) as authorizer:
+            r = b.run()
+            after = auth.read_text()
+        out = r.stdout + r.stderr
+        assert r.returncode == 0, out
+        assert b.marker.exists()  # the provisioner ran over the temporary key
+        assert authorizer.key_name.startswith("kiln_")
+        assert "Trying to remove ephemeral keys from authorized_keys files" in out
+        assert after == other + "\n", after  # only the temporary key's line went
+        assert not (home / ".ssh" / "authorized_keys.bak").exists()
+        nothing_left(moto_server)
+    finally:
+        server.stop()
+        Path(f"/tmp/kiln-ebs-{b.token}.txt").unlink(missing_ok=True)
 
 
 @pytest.mark.aws

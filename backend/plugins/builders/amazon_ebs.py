@@ -547,6 +547,7 @@ class _Build:
         self.subnet_id = ""
         self.availability_zone = ""
         self.key_name = ""
+        self.temporary_key = False  # key_name is a key pair Kiln made (and will delete)
         self.private_key = ""
         self.key_file = ""
         self.group_ids: list[str] = []
@@ -843,7 +844,9 @@ class KeyPairStep(AwsStep):
         kind = c.temporary_key_pair_type or "rsa"
         ctx.ui.say(f"Creating temporary keypair: {name}")
         try:
-            private, public = generate_key_pair(kind, c.temporary_key_pair_bits or None)
+            # the comment is the key pair's name, so ssh_clear_authorized_keys finds the line
+            private, public = generate_key_pair(kind, c.temporary_key_pair_bits or None,
+                                                comment=name)
         except ValueError as e:
             raise StepError(f"cannot make the temporary key pair: {e}") from e
         ctx.add_secret(private)
@@ -866,6 +869,7 @@ class KeyPairStep(AwsStep):
                 self.res_name = ""
             raise StepError(f"Error importing the temporary key pair: {aws.aws_error(e)}") from e
         self.b.key_name = name
+        self.b.temporary_key = True
         self.b.private_key = private
         self.b.key_file = ctx.temp_file(prefix="kiln-ec2-", suffix=".pem",
                                         content=private.encode(), mode=0o600)
@@ -1319,6 +1323,38 @@ class ConnectStep(AwsStep):
         comm = ctx.communicator
         if comm is not None:
             comm.close()
+
+
+class ClearTemporaryKeysStep(AwsStep):
+    """``ssh_clear_authorized_keys``: take the temporary key out of the machine's
+    authorized_keys files before the AMI is made, so instances launched from it do not
+    accept it. Failures are reported, not fatal (the key pair is deleted anyway)."""
+
+    title = "Clear temporary keys"
+
+    def run(self, ctx) -> None:
+        from backend.plugins.communicators.base import CommunicatorError
+
+        b = self.b
+        if not b.temporary_key or ctx.communicator is None:
+            return
+        ctx.ui.say("Trying to remove ephemeral keys from authorized_keys files")
+        # a sed basic regular expression matching the name literally (it is in '...')
+        pattern = re.sub(r"([.\[\]*^$\\/])", r"\\\1", b.key_name).replace("'", "'\\''")
+        files = [("", "~/.ssh/authorized_keys")]
+        if self.c.ssh_username != "root":
+            files.append(("sudo -n ", "/root/.ssh/authorized_keys"))
+        for prefix, path in files:
+            command = (f"{prefix}sed -i.bak '/ {pattern}$/d' {path} && "
+                       f"{prefix}rm -f {path}.bak")
+            try:
+                status = ctx.communicator.run(command, ctx.ui.output, ctx.cancel)
+                why = f"exit status {status}"
+            except CommunicatorError as e:
+                status, why = -1, str(e)
+            if status != 0:
+                ctx.ui.say(f"Could not clean up {path} ({why}); lines ending in {b.key_name} "
+                           "may remain")
 
 
 class StopInstanceStep(AwsStep):
@@ -1814,6 +1850,8 @@ class AmazonEBSBuilder(Builder):
             steps.append(KeyPairStep(b))
         steps += [SecurityGroupStep(b), RunInstanceStep(b), WaitInstanceStep(b), ConnectStep(b),
                   PROVISION]
+        if c.ssh_clear_authorized_keys and c.communicator_type() == "ssh":
+            steps.append(ClearTemporaryKeysStep(b))
         if c.skip_create_ami:
             return steps
         steps.append(StopInstanceStep(b))
