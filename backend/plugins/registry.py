@@ -34,6 +34,7 @@ PLUGINS: dict[str, dict[str, str]] = {
     },
     "data source": {
         "amazon-ami": "backend.plugins.datasources.amazon_ami:AmazonAmiDataSource",
+        "http": "backend.plugins.datasources.http:HttpDataSource",
         "null": "backend.plugins.datasources.null:NullDataSource",
     },
 }
@@ -57,7 +58,7 @@ KNOWN_ELSEWHERE = {
     ).split(),
     "data source": (
         "amazon-parameterstore amazon-secretsmanager hcp-packer-iteration hcp-packer-image "
-        "hcp-packer-version hcp-packer-artifact http git-commit git-repository git-tree sshkey"
+        "hcp-packer-version hcp-packer-artifact git-commit git-repository git-tree sshkey"
     ).split(),
 }
 

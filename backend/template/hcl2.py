@@ -664,8 +664,11 @@ class _Loader:
         self.sensitive.update(x for x in secret_values(config) if x)
         outputs = unknown
         if self.evaluate_data and not _has_unknown(node):
+            plugin = cls(config)
             try:
-                outputs = cls(config).execute(self.sensitive.add)
+                outputs = plugin.execute(self.sensitive.add)
+                for w in getattr(plugin, "warnings", ()):
+                    self.p.warn(file, b.line, b.col, f"{path}: {w}")
             except StepError as e:
                 self.p.add(file, b.line, b.col, str(e), path)
                 self.data_state[key] = "failed"

@@ -487,7 +487,7 @@ ERRORS = [
     ('packer {\n  required_version = ">= 99.0"\n}\n', (2, 22), "excludes " + HCL2_COMPAT_VERSION),
     ('build {\n  sources = ["nope"]\n}\n', (2, 14), "is not a source reference"),
     ('build {\n}\n', (1, 1), "the build block has no sources"),
-    ('data "http" "x" {\n}\n', (1, 6), 'the data source type "http" is a Packer plugin'),
+    ('data "git-commit" "x" {\n}\n', (1, 6), 'the data source type "git-commit" is a Packer'),
     ('data "amazon-amy" "x" {\n}\n', (1, 6), 'did you mean "amazon-ami"'),
     ('data "null" "x" {\n  input = "a"\n  inptu = "b"\n}\n', (3, 3),
      'unknown configuration key "inptu"'),
