@@ -34,6 +34,10 @@ PLUGINS: dict[str, dict[str, str]] = {
     },
     "data source": {
         "amazon-ami": "backend.plugins.datasources.amazon_ami:AmazonAmiDataSource",
+        "amazon-parameterstore":
+            "backend.plugins.datasources.amazon_parameterstore:ParameterStoreDataSource",
+        "amazon-secretsmanager":
+            "backend.plugins.datasources.amazon_secretsmanager:SecretsManagerDataSource",
         "http": "backend.plugins.datasources.http:HttpDataSource",
         "null": "backend.plugins.datasources.null:NullDataSource",
     },
@@ -57,7 +61,7 @@ KNOWN_ELSEWHERE = {
         "ucloud-import digitalocean-import"
     ).split(),
     "data source": (
-        "amazon-parameterstore amazon-secretsmanager hcp-packer-iteration hcp-packer-image "
+        "hcp-packer-iteration hcp-packer-image "
         "hcp-packer-version hcp-packer-artifact git-commit git-repository git-tree sshkey"
     ).split(),
 }

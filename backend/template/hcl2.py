@@ -618,6 +618,10 @@ class _Loader:
 
         return Namespace(f"data.{type_name}", get, lambda: names, missing)
 
+    def _add_data_secret(self, value: str) -> None:
+        if value and len(value) >= 3:  # as the build context: shorter would mask everything
+            self.sensitive.add(value)
+
     def data(self, type_name: str, name: str) -> dict[str, Any]:
         """A data source's outputs: looked up once (for a build), else unknown."""
         from backend.plugins import registry
@@ -666,7 +670,7 @@ class _Loader:
         if self.evaluate_data and not _has_unknown(node):
             plugin = cls(config)
             try:
-                outputs = plugin.execute(self.sensitive.add)
+                outputs = plugin.execute(self._add_data_secret)
                 for w in getattr(plugin, "warnings", ()):
                     self.p.warn(file, b.line, b.col, f"{path}: {w}")
             except StepError as e:

@@ -1,0 +1,50 @@
+"""The ``amazon-parameterstore`` data source: a parameter from AWS Systems Manager.
+
+Outputs ``value``, ``version`` and ``arn``. A ``SecureString`` value is masked in every
+output, log and event, like a sensitive variable.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from backend.plugins.base import StepError
+from backend.plugins.builders import amazon_common as aws
+from backend.plugins.builders.amazon_ebs import AwsAccessConfig
+from backend.template.decode import opt
+
+
+@dataclass
+class ParameterStoreConfig(AwsAccessConfig):
+    name: str = opt("", required=True, doc="the parameter's name (or path)")
+    with_decryption: bool = opt(False, doc="decrypt a SecureString")
+
+
+class ParameterStoreDataSource:
+    Config = ParameterStoreConfig
+    outputs = ("value", "version", "arn")
+
+    def __init__(self, config: ParameterStoreConfig):
+        self.config = config
+
+    def execute(self, add_secret) -> dict[str, Any]:
+        c = self.config
+        access = aws.AwsAccess(c, secret=add_secret)
+        try:
+            if not c.skip_credential_validation:
+                access.check_credentials()
+            param = access.client("ssm").get_parameter(
+                Name=c.name, WithDecryption=c.with_decryption)["Parameter"]
+        except Exception as e:
+            if not aws.is_aws_error(e):
+                raise
+            if aws.error_code(e) == "ParameterNotFound":
+                raise StepError(f"there is no parameter {c.name} in "
+                                f"{access.default_region()}") from e
+            raise StepError(f"reading parameter {c.name} failed: {aws.aws_error(e)}") from e
+        value = str(param.get("Value", ""))
+        if param.get("Type") == "SecureString":
+            add_secret(value)
+        return {"value": value, "version": int(param.get("Version") or 0),
+                "arn": str(param.get("ARN", ""))}
