@@ -269,6 +269,22 @@ def filter_list(filters: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
+def data_lookup(access: AwsAccess, skip_credential_validation: bool, what: str,
+                fn: Callable[[], Any],
+                messages: dict[str, Callable[[], str]] | None = None) -> Any:
+    """A data source's AWS call: credentials checked first (unless skipped), AWS errors as
+    StepError (``messages`` maps an error code to a message of its own, made when needed)."""
+    try:
+        if not skip_credential_validation:
+            access.check_credentials()
+        return fn()
+    except Exception as e:
+        if not is_aws_error(e):
+            raise
+        special = (messages or {}).get(error_code(e))
+        raise StepError(special() if special else f"{what} failed: {aws_error(e)}") from e
+
+
 # --------------------------------------------------------------------------- source AMIs
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from backend.plugins.base import StepError
 from backend.plugins.builders import amazon_common as aws
 from backend.plugins.builders.amazon_ebs import AwsAccessConfig
 from backend.template.decode import ConfigProblems, opt
@@ -51,16 +50,11 @@ class AmazonAmiDataSource:
         """Look the AMI up; StepError with a message a user can act on when that fails."""
         c = self.config
         access = aws.AwsAccess(c, secret=add_secret)
-        try:
-            if not c.skip_credential_validation:
-                access.check_credentials()
-            image = aws.find_image(access.ec2(), filters=c.filters, owners=c.owners,
+        image = aws.data_lookup(
+            access, c.skip_credential_validation, "looking up the AMI",
+            lambda: aws.find_image(access.ec2(), filters=c.filters, owners=c.owners,
                                    most_recent=c.most_recent,
-                                   include_deprecated=c.include_deprecated)
-        except Exception as e:
-            if aws.is_aws_error(e):
-                raise StepError(f"looking up the AMI failed: {aws.aws_error(e)}") from e
-            raise
+                                   include_deprecated=c.include_deprecated))
         return {
             "id": image.get("ImageId", ""),
             "name": image.get("Name", ""),

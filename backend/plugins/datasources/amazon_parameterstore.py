@@ -9,7 +9,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from backend.plugins.base import StepError
 from backend.plugins.builders import amazon_common as aws
 from backend.plugins.builders.amazon_ebs import AwsAccessConfig
 from backend.template.decode import opt
@@ -31,18 +30,11 @@ class ParameterStoreDataSource:
     def execute(self, add_secret) -> dict[str, Any]:
         c = self.config
         access = aws.AwsAccess(c, secret=add_secret)
-        try:
-            if not c.skip_credential_validation:
-                access.check_credentials()
-            param = access.client("ssm").get_parameter(
-                Name=c.name, WithDecryption=c.with_decryption)["Parameter"]
-        except Exception as e:
-            if not aws.is_aws_error(e):
-                raise
-            if aws.error_code(e) == "ParameterNotFound":
-                raise StepError(f"there is no parameter {c.name} in "
-                                f"{access.default_region()}") from e
-            raise StepError(f"reading parameter {c.name} failed: {aws.aws_error(e)}") from e
+        param = aws.data_lookup(
+            access, c.skip_credential_validation, f"reading parameter {c.name}",
+            lambda: access.client("ssm").get_parameter(
+                Name=c.name, WithDecryption=c.with_decryption)["Parameter"],
+            {"ParameterNotFound": lambda: f"there is no parameter {c.name} in {access.region}"})
         value = str(param.get("Value", ""))
         if param.get("Type") == "SecureString":
             add_secret(value)

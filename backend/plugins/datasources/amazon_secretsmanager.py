@@ -41,14 +41,9 @@ class SecretsManagerDataSource:
             params["VersionId"] = c.version_id
         if c.version_stage or not c.version_id:
             params["VersionStage"] = c.version_stage or "AWSCURRENT"
-        try:
-            if not c.skip_credential_validation:
-                access.check_credentials()
-            secret = access.client("secretsmanager").get_secret_value(**params)
-        except Exception as e:
-            if not aws.is_aws_error(e):
-                raise
-            raise StepError(f"reading secret {c.name} failed: {aws.aws_error(e)}") from e
+        secret = aws.data_lookup(
+            access, c.skip_credential_validation, f"reading secret {c.name}",
+            lambda: access.client("secretsmanager").get_secret_value(**params))
         text = secret.get("SecretString") or ""
         binary = secret.get("SecretBinary") or b""
         binary_text = base64.b64encode(binary).decode() if binary else ""
