@@ -77,9 +77,22 @@ def run_build(path: str, options: Options, timings: bool = True) -> int:
     console = ConsoleRenderer(writer, color=options.color, machine=machine,
                               timestamps=options.timestamp_ui, debug=options.debug)
     template = None
+    # Loading may take a while (data sources call AWS or HTTP): an interrupt there stops
+    # it at once; nothing has been created yet, so there is nothing to clean up.
+    def interrupted(signum, frame):
+        raise KeyboardInterrupt
+
+    before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    for s, h in before.items():
+        if h is not signal.SIG_IGN:
+            signal.signal(s, interrupted)
     try:
         template = load_template(path, options, evaluate_data=True)
         session = Session(template, options)
+    except KeyboardInterrupt:
+        console.say_plain("Interrupted while reading the template; nothing was built.",
+                          error=True)
+        return 1
     except TemplateError as e:
         from backend.cli import _fail
 
@@ -88,6 +101,9 @@ def run_build(path: str, options: Options, timings: bool = True) -> int:
     except OSError as e:
         print(f"Error: cannot read {path}: {e.strerror or e}", file=sys.stderr)
         return 1
+    finally:
+        for s, h in before.items():
+            signal.signal(s, h)
     if not session.builds:
         console.say_plain("Error: No builds to run (check -only and -except)", error=True)
         return 1

@@ -76,6 +76,36 @@ def test_sigint_cancels_cleans_up_and_exits_1(tmp_path):
                for e in Ledger("probe").entries())
 
 
+def test_interrupt_while_a_data_source_is_read_stops_at_once(tmp_path):
+    """An HTTP server that accepts and never answers: the lookup would wait 60 s."""
+    import socket
+
+    lst = socket.socket()
+    lst.bind(("127.0.0.1", 0))
+    lst.listen(4)
+    lst.settimeout(30)  # kiln connects within this, or the test fails clearly
+    try:
+        (tmp_path / "t.pkr.hcl").write_text(
+            f'data "http" "slow" {{\n  url = "http://127.0.0.1:{lst.getsockname()[1]}/"\n}}\n'
+            'source "null" "a" {\n  communicator = "none"\n}\n'
+            'build {\n  sources = ["source.null.a"]\n  provisioner "shell-local" {\n'
+            '    inline = ["echo ${data.http.slow.body}"]\n  }\n}\n')
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            proc = subprocess.Popen([*KILN, "build", "-color=false", str(tmp_path / "t.pkr.hcl")],
+                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            conn, _ = lst.accept()  # the lookup has started
+            t0 = time.time()
+            proc.send_signal(sig)
+            out, _ = proc.communicate(timeout=30)
+            conn.close()
+            assert time.time() - t0 < 5, out
+            assert proc.returncode == 1, out
+            assert "Interrupted while reading the template; nothing was built." in out
+            assert "Traceback" not in out
+    finally:
+        lst.close()
+
+
 def test_second_interrupt_does_not_abandon_cleanup(tmp_path):
     tag = f"kiln-sig2-{uuid.uuid4().hex[:8]}"
     path = slow_template(tmp_path, tag)
