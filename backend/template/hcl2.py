@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
@@ -1377,22 +1377,10 @@ class _Loader:
                 except ValueError:
                     self.p.add(file, a.expr.line, a.expr.col, f'max_retries must be a whole number, '
                                f"got {render_value(v)!r}")
-        name = ""
-        a = body.attr("name")
-        if a is not None:
-            v = self.eval(a.expr, scope, file)
-            if isinstance(v, str):
-                name = v
-            elif v not in (_FAILED, UNKNOWN):
-                self.p.add(file, a.expr.line, a.expr.col, "name must be a string")
-        coe = False
-        a = body.attr("continue_on_error")
-        if a is not None:
-            v = self.eval(a.expr, scope, file)
-            if isinstance(v, bool):
-                coe = v
-            elif v not in (_FAILED, UNKNOWN):
-                self.p.add(file, a.expr.line, a.expr.col, "continue_on_error must be true or false")
+        name = self.meta(body, "name", scope, file, "", lambda v: isinstance(v, str),
+                         "name must be a string")
+        coe = self.meta(body, "continue_on_error", scope, file, False,
+                        lambda v: isinstance(v, bool), "continue_on_error must be true or false")
         config = self.body_node(body, scope, file, path, skip=PROVISIONER_META, what=what)
         config = shape("provisioner", ptype, config)
         return ProvisionerDef(
@@ -1422,6 +1410,21 @@ class _Loader:
                        '"30s", "5m" or "1h30m"')
             return 0.0
 
+    def meta(self, body: S.Body, key: str, scope: Scope, file: str, default: Any,
+             ok: Callable[[Any], Any], message: str, null_ok: bool = False) -> Any:
+        """A provisioner's or post-processor's own setting (``name``, ``continue_on_error``,
+        ``keep_input_artifact``): its value when ``ok``, else ``default``, with ``message``
+        reported unless the value is unknown (or null, with ``null_ok``)."""
+        a = body.attr(key)
+        if a is None:
+            return default
+        v = self.eval(a.expr, scope, file)
+        if ok(v):
+            return v
+        if v not in (_FAILED, UNKNOWN) and not (null_ok and v is None):
+            self.p.add(file, a.expr.line, a.expr.col, message)
+        return default
+
     def post_processor(self, blk: S.Block, scope: Scope, file: str, chain: int, index: int,
                        path: str, u: _Usage) -> PostProcessorDef | None:
         if len(blk.labels) != 1:
@@ -1431,22 +1434,11 @@ class _Loader:
         body = blk.body
         what = f'post-processor "{ptype}"'
         only, except_ = self.only_except(body, scope, file, what)
-        name = ptype
-        a = body.attr("name")
-        if a is not None:
-            v = self.eval(a.expr, scope, file)
-            if isinstance(v, str) and v:
-                name = v
-            elif v not in (_FAILED, UNKNOWN):
-                self.p.add(file, a.expr.line, a.expr.col, "name must be a non-empty string")
-        keep = None
-        a = body.attr("keep_input_artifact")
-        if a is not None:
-            v = self.eval(a.expr, scope, file)
-            if isinstance(v, bool):
-                keep = v
-            elif v not in (_FAILED, UNKNOWN, None):
-                self.p.add(file, a.expr.line, a.expr.col, "keep_input_artifact must be true or false")
+        name = self.meta(body, "name", scope, file, ptype, lambda v: isinstance(v, str) and v,
+                         "name must be a non-empty string")
+        keep = self.meta(body, "keep_input_artifact", scope, file, None,
+                         lambda v: isinstance(v, bool), "keep_input_artifact must be true or false",
+                         null_ok=True)
         config = self.body_node(body, scope, file, path, skip=PP_META, what=what)
         config = shape("post-processor", ptype, config)
         return PostProcessorDef(chain, index, ptype, name, config,
