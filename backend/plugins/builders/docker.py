@@ -19,6 +19,8 @@ import json
 import os
 import re
 import shlex
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -434,6 +436,17 @@ def is_docker_error(e: BaseException) -> bool:
     return isinstance(e, (docker.errors.DockerException, requests.exceptions.RequestException))
 
 
+@contextmanager
+def docker_errors(what: str) -> Iterator[None]:
+    """Docker SDK and HTTP errors inside the block become ``StepError("what: reason")``."""
+    try:
+        yield
+    except Exception as e:
+        if is_docker_error(e):
+            raise StepError(f"{what}: {api_error(e)}") from e
+        raise
+
+
 def ecr_credentials(server: str, access_key: str = "", secret_key: str = "", token: str = "",
                     profile: str = "") -> tuple[str, str]:
     """(username, password) for an ECR registry, from AWS credentials."""
@@ -469,13 +482,9 @@ def registry_login(ui: Any, dclient: Any, cfg: Any) -> dict[str, str] | None:
                                          cfg.aws_token, cfg.aws_profile)
     else:
         user, password = cfg.login_username, cfg.login_password
-    try:
+    with docker_errors("Error logging in"):
         dclient.login(username=user, password=password, registry=cfg.login_server or None,
                       reauth=True)
-    except Exception as e:
-        if is_docker_error(e):
-            raise StepError(f"Error logging in: {api_error(e)}") from e
-        raise
     auth = {"username": user, "password": password}
     if cfg.login_server:
         auth["serveraddress"] = cfg.login_server
@@ -676,12 +685,8 @@ class PullStep(Step):
         finally:
             if auth is not None:
                 ctx.ui.say("Logging out...")
-        try:
+        with docker_errors(f"cannot inspect the pulled image {cfg.image}"):
             info = dclient.api.inspect_image(cfg.image)
-        except Exception as e:
-            if is_docker_error(e):
-                raise StepError(f"cannot inspect the pulled image {cfg.image}: {api_error(e)}") from e
-            raise
         ctx.generated_data["SourceImageSha256"] = info.get("Id", "")
         digests = info.get("RepoDigests") or []
         if digests:
@@ -849,13 +854,9 @@ class CommitStep(Step):
             if "ENTRYPOINT" not in words:
                 changes.append("ENTRYPOINT " + json.dumps(base.get("Entrypoint") or [""]))
         ctx.ui.say("Committing the container")
-        try:
+        with docker_errors("Error committing the container"):
             res = api.commit(self.shared.container_id, message=cfg.message or None,
                              author=cfg.author or None, changes=changes or None)
-        except Exception as e:
-            if is_docker_error(e):
-                raise StepError(f"Error committing the container: {api_error(e)}") from e
-            raise
         image_id = res.get("Id", "")
         ctx.state["image_id"] = image_id
         ctx.generated_data["ImageSha256"] = image_id

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import closing
 from dataclasses import dataclass
 from typing import Any
 
@@ -10,8 +11,8 @@ from backend.plugins.builders.docker import (
     IMPORT_BUILDER_ID,
     DockerImageArtifact,
     _Progress,
-    api_error,
     client,
+    docker_errors,
     is_docker_error,
     registry_login,
     split_image,
@@ -67,7 +68,7 @@ class DockerPushPostProcessor(PostProcessor):
                 names.append(name)
         dclient = client()
         digest = ""
-        try:
+        with closing(dclient), docker_errors("Error pushing image"):
             auth = registry_login(ui, dclient, cfg)
             try:
                 for name in names:
@@ -94,12 +95,6 @@ class DockerPushPostProcessor(PostProcessor):
             finally:
                 if auth is not None:
                     ui.say("Logging out...")
-        except Exception as e:
-            if is_docker_error(e):
-                raise StepError(f"Error pushing image: {api_error(e)}") from e
-            raise
-        finally:
-            dclient.close()
         data = artifact.state("generated_data")
         gen = dict(data) if isinstance(data, dict) else {}
         if digest:

@@ -8,10 +8,9 @@ from backend.plugins.base import Artifact, PostProcessor, StepError
 from backend.plugins.builders.docker import (
     IMPORT_BUILDER_ID,
     DockerImageArtifact,
-    api_error,
     carried_state,
     client,
-    is_docker_error,
+    docker_errors,
 )
 from backend.template.decode import ConfigProblems, opt
 
@@ -69,13 +68,8 @@ class DockerTagPostProcessor(PostProcessor):
                 ui.say(f"Tagging image: {source}")
                 ui.say(f"Repository: {name}")
                 repo, _, tag = name.rpartition(":") if _has_tag(name) else (name, "", "")
-                try:
+                with docker_errors(f"Error tagging image {source} as {name}"):
                     dclient.api.tag(source, repo, tag or None, force=cfg.force)
-                except Exception as e:
-                    if is_docker_error(e):
-                        raise StepError(f"Error tagging image {source} as {name}: "
-                                        f"{api_error(e)}") from e
-                    raise
         finally:
             dclient.close()
         tagged = [f"{cfg.repository}:{t}" for t in cfg.all_tags()]
