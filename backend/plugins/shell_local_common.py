@@ -33,7 +33,7 @@ DEFAULT_SHEBANG = "/bin/sh -e"
 DEFAULT_ENV_VAR_FORMAT = "%s='%s' "
 
 # what a builder puts in the generated data when it has no HTTP server
-_HTTP_UNSET = {
+HTTP_VARS = {
     "PackerHTTPAddr": ("PACKER_HTTP_ADDR", "ERR_HTTP_ADDR_NOT_IMPLEMENTED_BY_BUILDER"),
     "PackerHTTPIP": ("PACKER_HTTP_IP", "ERR_HTTP_IP_NOT_IMPLEMENTED_BY_BUILDER"),
     "PackerHTTPPort": ("PACKER_HTTP_PORT", "ERR_HTTP_PORT_NOT_IMPLEMENTED_BY_BUILDER"),
@@ -230,18 +230,29 @@ def windows_to_wsl_path(abs_path: str) -> str:
 def flatten_env_vars(config: ShellLocalConfig, ctx: BuildContext, data: dict[str, Any]) -> str:
     """The ``{{.Vars}}`` string: Packer's variables plus the user's, sorted by name."""
     env = {"PACKER_BUILD_NAME": ctx.build_name, "PACKER_BUILDER_TYPE": ctx.build_type}
-    for key, (name, unset) in _HTTP_UNSET.items():
+    for key, (name, unset) in HTTP_VARS.items():
         value = data.get(key)
         if value is not None and value != unset:
             env[name] = str(value)
-    # single quotes in values are closed, escaped and reopened so '%s' quoting holds
-    for kv in config.environment_vars:
-        kv = render_runtime(ctx, kv, data, "environment variable")
+    pairs = [render_runtime(ctx, kv, data, "environment variable")
+             for kv in config.environment_vars]
+    return format_env(env, pairs, config.env, config.var_format())
+
+
+def format_env(env: dict[str, str], pairs: list[str], extra: dict[str, Any] | None,
+               fmt: str) -> str:
+    """Packer's variables (``env``) plus the user's ``KEY=VALUE`` pairs and ``env`` map,
+    sorted by name, each through ``fmt``. Single quotes in the user's values are closed,
+    escaped and reopened so ``'%s'`` quoting holds."""
+    env = dict(env)
+    for kv in pairs:
         key, _, value = kv.partition("=")
         env[key] = value.replace("'", "'\"'\"'")
-    for key, value in (config.env or {}).items():
+    for key, value in (extra or {}).items():
         env[key] = str(value).replace("'", "'\"'\"'")
-    fmt = config.var_format()
+    if fmt.count("%") == 2 and fmt.count("%s") == 2:  # the usual formats, without Go printf
+        before, between, after = fmt.split("%s")
+        return "".join(before + k + between + env[k] + after for k in sorted(env))
     return "".join(go_sprintf(fmt, k, env[k]) for k in sorted(env))
 
 

@@ -18,7 +18,12 @@ from typing import TYPE_CHECKING, Any
 
 from backend.plugins.base import Cancelled, PrepareContext, Provisioner, StepError
 from backend.plugins.communicators.base import DISCONNECTED, CommunicatorError
-from backend.plugins.shell_local_common import render_runtime, unusable_paths
+from backend.plugins.shell_local_common import (
+    HTTP_VARS,
+    format_env,
+    render_runtime,
+    unusable_paths,
+)
 from backend.template.decode import ConfigProblems, Deferred, Duration, opt
 
 if TYPE_CHECKING:
@@ -33,13 +38,6 @@ DEFAULT_EXECUTE_COMMAND_ENV_FILE = "chmod +x {{.Path}}; . {{.EnvVarFile}} && {{.
 RETRY_INTERVAL = 2.0
 
 # generated-data key -> (environment variable, value meaning "no HTTP server")
-_HTTP_VARS = {
-    "PackerHTTPAddr": ("PACKER_HTTP_ADDR", "ERR_HTTP_ADDR_NOT_IMPLEMENTED_BY_BUILDER"),
-    "PackerHTTPIP": ("PACKER_HTTP_IP", "ERR_HTTP_IP_NOT_IMPLEMENTED_BY_BUILDER"),
-    "PackerHTTPPort": ("PACKER_HTTP_PORT", "ERR_HTTP_PORT_NOT_IMPLEMENTED_BY_BUILDER"),
-}
-
-
 @dataclass
 class ShellConfig:
     inline: list[str] = opt(default_factory=list, doc="commands, written to a temp script")
@@ -149,30 +147,15 @@ class ShellConfig:
 
 
 
-def _sprintf(fmt: str, key: str, value: str) -> str:
-    if fmt in (DEFAULT_ENV_VAR_FORMAT, DEFAULT_ENV_FILE_FORMAT):  # the common case, without Go
-        return fmt.replace("%s", key, 1).replace("%s", value, 1)
-    from backend.plugins.shell_local_common import go_sprintf
-
-    return go_sprintf(fmt, key, value)
-
-
 def flatten_env_vars(config: ShellConfig, build_name: str, build_type: str,
                      data: dict[str, Any]) -> str:
     """Packer's variables plus the user's, sorted by name, each through env_var_format."""
     env = {"PACKER_BUILD_NAME": build_name, "PACKER_BUILDER_TYPE": build_type}
-    for key, (name, unset) in _HTTP_VARS.items():
+    for key, (name, unset) in HTTP_VARS.items():
         value = data.get(key)
         if value is not None and value != unset and value != "":
             env[name] = str(value)
-    # a single quote closes the '...' quoting, is escaped, and opens it again
-    for kv in config.environment_vars:
-        key, _, value = kv.partition("=")
-        env[key] = value.replace("'", "'\"'\"'")
-    for key, value in (config.env or {}).items():
-        env[key] = str(value).replace("'", "'\"'\"'")
-    fmt = config.var_format()
-    return "".join(_sprintf(fmt, k, env[k]) for k in sorted(env))
+    return format_env(env, list(config.environment_vars), config.env, config.var_format())
 
 
 def _retry(ctx: BuildContext, ui: StageUI, timeout: float, what: str, fn):
