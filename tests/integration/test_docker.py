@@ -444,11 +444,13 @@ def test_commit_applies_changes_and_keeps_files(harness, docker_client, base_ima
     assert "kiln.run" not in cfg["Labels"]  # Kiln's own labels stay out of the image
     assert cfg["WorkingDir"] == "/srv" and cfg["User"] == "nobody"
     assert "8080/tcp" in cfg["ExposedPorts"]
-    # the base image has no CMD/ENTRYPOINT: the container's /bin/sh entrypoint is not kept
-    assert cfg["Cmd"] == [""] and cfg["Entrypoint"] == [""]
+    # as Packer 1.6.6's: the image keeps the container's entrypoint (run_command's /bin/sh)
+    assert cfg["Cmd"] is None and cfg["Entrypoint"] == ["/bin/sh"]
+    assert cfg["Volumes"] is None  # the shared folder is a bind mount, not a volume
     assert image.attrs["Author"] == "Kiln Tests <t@example.com>"
     assert image.attrs["Comment"] == "built by a test"
-    out = docker_client.containers.run(art.id(), ["cat", "/srv/made.txt", "/srv/motd"],
+    # the entrypoint is /bin/sh, so the command is the shell's arguments
+    out = docker_client.containers.run(art.id(), ["-c", "cat /srv/made.txt /srv/motd"],
                                        remove=True, labels=docker_labels)
     assert out == b"made\nwelcome\n"
     said = harness.lines()
@@ -462,13 +464,13 @@ def test_commit_applies_changes_and_keeps_files(harness, docker_client, base_ima
 
 
 @docker_mark
-def test_user_cmd_wins_over_the_base_image(harness, docker_client, base_image, docker_labels,
+def test_changes_set_the_command_of_the_image(harness, docker_client, base_image, docker_labels,
                                            images):
     art = harness.build(base_config(base_image, docker_labels, commit=True,
                                     changes=['CMD ["echo", "from-cmd"]']))
     images.append(art.id())
     cfg = docker_client.images.get(art.id()).attrs["Config"]
-    assert cfg["Cmd"] == ["echo", "from-cmd"] and cfg["Entrypoint"] == [""]
+    assert cfg["Cmd"] == ["echo", "from-cmd"] and cfg["Entrypoint"] == ["/bin/sh"]
 
 
 @docker_mark

@@ -15,7 +15,6 @@ reaps what a killed run left through :func:`reap_container`.
 from __future__ import annotations
 
 import itertools
-import json
 import os
 import re
 import shlex
@@ -729,6 +728,10 @@ class RunContainerStep(Step):
             labels.update({"kiln.run": str(ctx.run_id), "kiln.build": str(ctx.build_name)})
         volumes = kwargs.pop("volumes", [])
         kwargs.pop("detach", None)
+        # `docker run -v SRC:DST` is a bind mount and, unlike `-v DST`, no volume of the
+        # container's config, so a commit does not turn it into a VOLUME of the image
+        binds = [v for v in volumes if ":" in v]
+        anonymous = [v for v in volumes if ":" not in v]
 
         if ctx.ledger is not None:
             self.entry = ctx.ledger.record(
@@ -737,10 +740,8 @@ class RunContainerStep(Step):
                       "docker_host": os.environ.get("DOCKER_HOST", "")},
             )
         try:
-            container = dclient.containers.create(
-                spec.image, command=spec.command or None, name=self.cname, labels=labels,
-                volumes=volumes or None, detach=True, **kwargs,
-            )
+            container = _create_container(dclient, spec.image, spec.command, self.cname,
+                                          labels, binds, anonymous, kwargs)
             self.container_id = container.id
             if self.entry is not None:
                 ctx.ledger.update(self.entry, data={"name": self.cname, "id": container.id,
@@ -839,20 +840,9 @@ class CommitStep(Step):
     def run(self, ctx) -> None:
         cfg = self.shared.config
         api = self.shared.client.api
+        # as Packer 1.6.6: the changes go to the engine as written, and the image keeps the
+        # container's own configuration (run_command's entrypoint included)
         changes = list(cfg.changes)
-        words = {c.strip().split(None, 1)[0].upper() for c in changes if c.strip()}
-        # keep the base image's CMD/ENTRYPOINT: the container ran with run_command's entrypoint
-        if "CMD" not in words or "ENTRYPOINT" not in words:
-            try:
-                base = (api.inspect_image(cfg.image).get("Config") or {})
-            except Exception as e:
-                if not is_docker_error(e):
-                    raise
-                base = {}
-            if "CMD" not in words:
-                changes.append("CMD " + json.dumps(base.get("Cmd") or [""]))
-            if "ENTRYPOINT" not in words:
-                changes.append("ENTRYPOINT " + json.dumps(base.get("Entrypoint") or [""]))
         ctx.ui.say("Committing the container")
         with docker_errors("Error committing the container"):
             res = api.commit(self.shared.container_id, message=cfg.message or None,
@@ -884,6 +874,22 @@ class ExportStep(Step):
             if is_docker_error(e):
                 raise StepError(f"Error exporting the container: {api_error(e)}") from e
             raise
+
+
+def _create_container(dclient: Any, image: str, command: list[str], name: str,
+                      labels: dict[str, str], binds: list[str], anonymous: list[str],
+                      kwargs: dict[str, Any]) -> Any:
+    """Create the container as ``docker run`` would: the SDK's ``containers.create`` also
+    lists bind mounts among the config's volumes, which the CLI does not."""
+    from docker.models.containers import _create_container_args
+
+    args = _create_container_args({
+        **kwargs, "image": image, "command": command or None, "name": name, "labels": labels,
+        "volumes": binds or None, "detach": True, "version": dclient.api._version,
+    })
+    args["volumes"] = anonymous or None
+    created = dclient.api.create_container(**args)
+    return dclient.containers.get(created["Id"])
 
 
 def _container_name(ctx) -> str:
