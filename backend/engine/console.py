@@ -121,7 +121,11 @@ class ConsoleRenderer:
             now = time.monotonic()
             last = self._progress.get(key)
             msg = ev.data["message"]
-            if last is None or (now - last[0] >= 5.0 and msg != last[1]):
+            # Packer prints no progress: a step still reporting it after 5 s gets a line
+            # (then one every 5 s), so a long wait shows it is alive and a short one is quiet
+            if last is None:
+                self._progress[key] = (now, "")
+            elif now - last[0] >= 5.0 and msg != last[1]:
                 self._progress[key] = (now, msg)
                 self._emit_lines(ev.data["build"], ev.data["stage"], "ui", [msg])
         elif t == "build.finished":

@@ -364,8 +364,13 @@ class Harness(build_context.Run):
         super().__init__("docker", "docker", self.run_id, ledger=Ledger(self.run_id),
                          template_path=str(tmp_path / "t.json"))
 
-    def lines(self, stream: str = "ui") -> list[str]:
-        return super().lines(stream)
+    def lines(self, stream: str = "") -> list[str]:
+        """Lines of one stream; by default the step lines and Packer's Message lines (which
+        print as command output does)."""
+        if stream:
+            return super().lines(stream)
+        return [x for e in self.events if e.type == "output" and e.data["stream"] in
+                ("ui", "stdout") for x in e.data["lines"]]
 
     def build(self, config: dict, provisioners: list[tuple[type, dict]] = ()) -> Artifact | None:
         builder = DockerBuilder(decode(DockerBuilder, config))

@@ -165,3 +165,30 @@ def test_committed_image_is_packers(case, base, tmp_path, docker_client, base_im
     assert (ref.exit_code, ours.exit_code) == (0, 0), ref.describe() + ours.describe()
     assert_same_image(image_of(docker_client, repos["kiln"]),
                       image_of(docker_client, repos["packer"]))
+    assert ui_lines(ours) == ui_lines(ref)
+
+
+def test_export_and_image_post_processors_say_what_packer_says(tmp_path, docker_client,
+                                                               base_image, repos, packer,
+                                                               packer_environ):
+    """Export, then docker-import, docker-tag (two tags) and docker-save: every line alike,
+    "Exporting the container" once, the post-processors' lines indented as Packer's."""
+    template = {
+        "variables": {"repo": ""},
+        "builders": [{"type": "docker", "image": base_image, "pull": False,
+                      "export_path": "out/container.tar"}],
+        "provisioners": [{"type": "shell", "inline": ["echo exported > /exported.txt"]}],
+        "post-processors": [[
+            {"type": "docker-import", "repository": "{{user `repo`}}", "tag": "latest"},
+            {"type": "docker-tag", "repository": "{{user `repo`}}", "tags": ["a", "b"]},
+            {"type": "docker-save", "path": "out/image.tar"},
+        ]],
+    }
+    ref, ours = run_both(tmp_path, template, packer, packer_environ, repos)
+    assert (ref.exit_code, ours.exit_code) == (0, 0), ref.describe() + ours.describe()
+    lines = ui_lines(ours)
+    assert lines == ui_lines(ref)
+    assert lines.count("say: ==> docker: Exporting the container") == 1
+    assert "message:     docker (docker-tag): Repository: <REPO>:a" in lines
+    # docker-import does not keep its input: both remove the exported tar
+    assert sorted(ours.changed_files()) == sorted(ref.changed_files()) == ["out/image.tar"]

@@ -17,7 +17,6 @@ from __future__ import annotations
 import itertools
 import os
 import re
-import shlex
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -411,6 +410,12 @@ def docker_run_args(config: DockerConfig, temp_dir: str, rendered: list[str]) ->
 # -- shared docker helpers (also used by the post-processors) ----------------------------
 
 
+def message(ui: Any, text: str) -> None:
+    """A line Packer prints with ``ui.Message``: indented like command output
+    (``    docker: Container ID: ...``) rather than as a ``==>`` step line."""
+    ui.stdout(text)
+
+
 def client() -> Any:
     """A docker SDK client, or StepError with what to do when there is no engine."""
     from backend.plugins.communicators.base import CommunicatorError
@@ -475,7 +480,7 @@ def registry_login(ui: Any, dclient: Any, cfg: Any) -> dict[str, str] | None:
     """Log in as the config says (login/ecr_login); the auth config for pull/push, or None."""
     if not (cfg.login or cfg.ecr_login):
         return None
-    ui.say("Logging in...")
+    message(ui, "Logging in...")
     if cfg.ecr_login:
         user, password = ecr_credentials(cfg.login_server, cfg.aws_access_key, cfg.aws_secret_key,
                                          cfg.aws_token, cfg.aws_profile)
@@ -520,7 +525,7 @@ class _Progress:
         line = f"{ident}: {status}" if ident else status
         if line and line not in self.said:
             self.said.add(line)
-            self.ui.say(line)
+            message(self.ui, line)
 
 
 def stream_json(ctx: Any, response: Any, on_event) -> None:
@@ -683,7 +688,7 @@ class PullStep(Step):
             raise
         finally:
             if auth is not None:
-                ctx.ui.say("Logging out...")
+                message(ctx.ui, "Logging out...")
         with docker_errors(f"cannot inspect the pulled image {cfg.image}"):
             info = dclient.api.inspect_image(cfg.image)
         ctx.generated_data["SourceImageSha256"] = info.get("Id", "")
@@ -712,7 +717,7 @@ class RunContainerStep(Step):
         rendered = [render_runtime(ctx, str(part), {"Image": cfg.image}, "run_command")
                     for part in cfg.run_command]
         args = docker_run_args(cfg, self.shared.temp_dir, rendered)
-        ctx.ui.say("Run command: docker run " + " ".join(shlex.quote(a) for a in args))
+        message(ctx.ui, "Run command: docker run " + " ".join(args))
         try:
             spec = parse_run_command(args)
         except (ValueError, OSError) as e:
@@ -760,7 +765,7 @@ class RunContainerStep(Step):
         ctx.state["container_id"] = container.id
         ctx.instance_id = container.id
         ctx.access_hint = f"docker exec -it {container.id[:12]} sh"
-        ctx.ui.say(f"Container ID: {container.id}")
+        message(ctx.ui, f"Container ID: {container.id}")
         container.reload()
         state = container.attrs.get("State") or {}
         if not state.get("Running"):
@@ -850,7 +855,7 @@ class CommitStep(Step):
         image_id = res.get("Id", "")
         ctx.state["image_id"] = image_id
         ctx.generated_data["ImageSha256"] = image_id
-        ctx.ui.say(f"Image ID: {image_id}")
+        message(ctx.ui, f"Image ID: {image_id}")
 
 
 class ExportStep(Step):

@@ -10,6 +10,7 @@ from backend.plugins.builders.docker import (
     api_error,
     client,
     is_docker_error,
+    message,
     write_chunks,
 )
 from backend.plugins.postprocessors.docker_tag import BUILDER_ID as TAG_BUILDER_ID
@@ -42,7 +43,7 @@ class DockerSavePostProcessor(PostProcessor):
                     '"commit": true, or the output of docker-import or docker-tag.')
         path = self.config.path
         image = artifact.id()
-        ui.say(f"Saving image: {image}")
+        message(ui, f"Saving image: {image}")
         dclient = client()
         try:
             write_chunks(ctx, ui, path,
@@ -56,5 +57,5 @@ class DockerSavePostProcessor(PostProcessor):
             raise
         finally:
             dclient.close()
-        ui.say(f"Saved to: {path}")
+        message(ui, f"Saved to: {path}")
         return artifact
