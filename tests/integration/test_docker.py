@@ -262,9 +262,14 @@ def test_upload_file_and_bytes(comm, container, tmp_path):
     src = tmp_path / "script.sh"
     src.write_text("#!/bin/sh\necho hi\n")
     src.chmod(0o750)
-    comm.upload("/opt/new/dir/script.sh", str(src))  # parents are created
-    assert sh(container.default, "stat -c '%a %u %s' /opt/new/dir/script.sh").split() == \
+    with pytest.raises(CommunicatorError, match="/opt/new/dir does not exist"):
+        comm.upload("/opt/new/dir/script.sh", str(src))  # as docker cp: parents must exist
+    comm.upload("/root/script.sh", str(src))
+    assert sh(container.default, "stat -c '%a %u %s' /root/script.sh").split() == \
         ["750", "0", str(src.stat().st_size)]
+    with pytest.raises(CommunicatorError, match="cannot overwrite directory"):
+        comm.upload("/tmp", str(src))  # a directory is never replaced by a file
+    assert sh(container.default, "test -d /tmp && echo dir").strip() == "dir"
     comm.upload("/tmp/b.bin", b"\x00\x01binary", mode=0o600)
     assert sh(container.default, "stat -c '%a' /tmp/b.bin; od -An -c /tmp/b.bin").split()[:3] == \
         ["600", "\\0", "001"]
@@ -305,14 +310,27 @@ def tree(tmp_path):
 
 
 @docker_mark
-def test_upload_dir_trailing_slash_rules(comm, container, tree):
+def test_upload_dir_follows_docker_cp(comm, container, tree):
+    """A new destination becomes the directory; an existing one receives it ("src") or its
+    contents ("src/"); a missing parent or a file in the way is an error."""
+    sh(container.default, "mkdir -p /up/one /up/two")
     comm.upload_dir("/up/one", str(tree))
     comm.upload_dir("/up/two", str(tree) + "/", exclude=["*.log"])
+    comm.upload_dir("/up/three", str(tree))
+    comm.upload_dir("/up/four", str(tree) + "/")
     listing = sh(container.default, "cd /up && find . | sort").split()
-    assert listing == [".", "./one", "./one/src", "./one/src/a.txt", "./one/src/link",
+    assert listing == [".", "./four", "./four/a.txt", "./four/link", "./four/skip.log",
+                       "./four/sub", "./four/sub/b.txt",
+                       "./one", "./one/src", "./one/src/a.txt", "./one/src/link",
                        "./one/src/skip.log", "./one/src/sub", "./one/src/sub/b.txt",
+                       "./three", "./three/a.txt", "./three/link", "./three/skip.log",
+                       "./three/sub", "./three/sub/b.txt",
                        "./two", "./two/a.txt", "./two/link", "./two/sub", "./two/sub/b.txt"]
     assert sh(container.default, "readlink /up/two/link; cat /up/two/sub/b.txt") == "a.txt\nB"
+    with pytest.raises(CommunicatorError, match="/no/such does not exist"):
+        comm.upload_dir("/no/such/dir", str(tree))
+    with pytest.raises(CommunicatorError, match="is a file"):
+        comm.upload_dir("/etc/passwd", str(tree))
 
 
 @docker_mark
@@ -543,15 +561,15 @@ def test_provisioners_over_the_docker_communicator(harness, base_image, docker_l
     out = tmp_path / "out"
     harness.build(
         base_config(base_image, docker_labels, discard=True),
-        [(FileProvisioner, {"source": str(src) + "/", "destination": "/opt/tree"}),
-         (ShellProvisioner, {"inline": ["echo \"$A|$B\" > /opt/tree/env.txt"],
+        [(FileProvisioner, {"source": str(src) + "/", "destination": "/tree"}),
+         (ShellProvisioner, {"inline": ["echo \"$A|$B\" > /tree/env.txt"],
                              "environment_vars": ["A=it's", "B=two words"],
                              "use_env_var_file": True}),
-         (ShellProvisioner, {"inline": ["ls -A /tmp > /opt/tree/tmp-listing.txt"],
+         (ShellProvisioner, {"inline": ["ls -A /tmp > /tree/tmp-listing.txt"],
                              "remote_folder": "/root"}),
-         (FileProvisioner, {"source": "/opt/tree/", "destination": str(out),
+         (FileProvisioner, {"source": "/tree/", "destination": str(out),
                             "direction": "download"}),
-         (FileProvisioner, {"source": "/opt/tree/env.txt", "destination": str(tmp_path) + "/",
+         (FileProvisioner, {"source": "/tree/env.txt", "destination": str(tmp_path) + "/",
                             "direction": "download"})],
     )
     assert (out / "d" / "x.txt").read_text() == "x"

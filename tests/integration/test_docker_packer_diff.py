@@ -100,16 +100,19 @@ _MASKS = (
 )
 
 
+def mask(text: str) -> str:
+    for pattern, repl in _MASKS:
+        text = pattern.sub(repl, text)
+    return text
+
+
 def ui_lines(run: packer_diff.ToolRun) -> list[str]:
     """Every UI line of a run, masked: kind and text."""
     out = []
     for m in run.machine:
         if m.type != "ui" or len(m.data) < 2:
             continue
-        text = m.data[1]
-        for pattern, repl in _MASKS:
-            text = pattern.sub(repl, text)
-        for line in text.split("\n"):
+        for line in mask(m.data[1]).split("\n"):
             out.append(f"{m.data[0]}: {line}")
     return out
 
@@ -192,3 +195,44 @@ def test_export_and_image_post_processors_say_what_packer_says(tmp_path, docker_
     assert "message:     docker (docker-tag): Repository: <REPO>:a" in lines
     # docker-import does not keep its input: both remove the exported tar
     assert sorted(ours.changed_files()) == sorted(ref.changed_files()) == ["out/image.tar"]
+
+
+# --------------------------------------------------------------------------- file uploads
+
+LISTING = ("for p in $(find /newdest /newdest2 /tmp/dir /tmp/existing /tmp/file.txt "
+           "| sort); do stat -c '%n %a %u' \"$p\"; done")
+
+UPLOAD_CASES: dict[str, list[dict[str, Any]]] = {
+    # what lands where: every form that works
+    "copies": [
+        {"type": "shell", "inline": ["mkdir /tmp/existing"]},
+        {"type": "file", "source": "dir", "destination": "/newdest"},
+        {"type": "file", "source": "dir/", "destination": "/newdest2"},
+        {"type": "file", "source": "dir", "destination": "/tmp"},
+        {"type": "file", "source": "dir/", "destination": "/tmp/existing"},
+        {"type": "file", "source": "dir/file.txt", "destination": "/tmp/"},
+        {"type": "shell", "inline": [LISTING]},
+    ],
+    # what Packer's `docker cp` refuses; each stops the build
+    "dir-missing-parent": [{"type": "file", "source": "dir", "destination": "/no/such"}],
+    "contents-missing-parent": [{"type": "file", "source": "dir/", "destination": "/no/such"}],
+    "file-missing-parent": [{"type": "file", "source": "dir/file.txt",
+                             "destination": "/no/such/file.txt"}],
+    "file-over-directory": [{"type": "file", "source": "dir/file.txt", "destination": "/tmp"}],
+    "directory-over-file": [{"type": "file", "source": "dir", "destination": "/etc/passwd"}],
+}
+
+
+@pytest.mark.parametrize("case", sorted(UPLOAD_CASES))
+def test_uploads_into_a_container_follow_docker_cp(case, tmp_path, base_image, repos, packer,
+                                                   packer_environ):
+    template = {
+        "variables": {"repo": ""},
+        "builders": [{"type": "docker", "image": base_image, "pull": False, "discard": True}],
+        "provisioners": [*UPLOAD_CASES[case],
+                         {"type": "shell", "inline": ["ls -d /tmp /etc/passwd"]}],
+    }
+    ref, ours = run_both(tmp_path, template, packer, packer_environ, repos)
+    diffs = packer_diff.compare(ref, ours, mask)
+    assert not diffs, "\n".join(diffs) + "\n\n" + ref.describe() + "\n\n" + ours.describe()
+    assert ref.exit_code == (0 if case == "copies" else 1), ref.describe()

@@ -296,13 +296,19 @@ def normalize_manifest(doc: dict, raw: bytes = b"") -> dict:
 # --------------------------------------------------------------------------- comparing
 
 
-def compare(ref: ToolRun, ours: ToolRun) -> list[str]:
-    """Every difference between the reference (Packer) run and ours, as readable lines."""
+def compare(ref: ToolRun, ours: ToolRun, normalize: Any = None) -> list[str]:
+    """Every difference between the reference (Packer) run and ours, as readable lines.
+
+    ``normalize(text) -> text``, when given, is applied to every machine-readable field first
+    (to mask what differs from run to run, such as container ids)."""
     diffs: list[str] = []
     if ref.exit_code != ours.exit_code:
         diffs.append(f"exit code: packer {ref.exit_code}, kiln {ours.exit_code}")
 
     ref_m, our_m = ref.machine, ours.machine
+    if normalize is not None:
+        ref_m = [MachineLine(m.target, m.type, tuple(normalize(d) for d in m.data)) for m in ref_m]
+        our_m = [MachineLine(m.target, m.type, tuple(normalize(d) for d in m.data)) for m in our_m]
     a, b = command_output(ref_m), command_output(our_m)
     for target in sorted(set(a) | set(b)):
         if a.get(target, []) != b.get(target, []):
