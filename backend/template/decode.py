@@ -263,7 +263,8 @@ class Decoder:
                 ok, value = self._convert(val_tp, child, render)
                 ok_all &= ok
                 if ok:
-                    out[k] = value
+                    # keys are rendered too, as Packer's ({"{{pwd}}/shared": "/mnt"})
+                    out[self._render(k, node.key_loc(k), render)] = value
             return ok_all, out
         if dataclasses.is_dataclass(tp):
             if v is None:

@@ -236,3 +236,20 @@ def test_uploads_into_a_container_follow_docker_cp(case, tmp_path, base_image, r
     diffs = packer_diff.compare(ref, ours, mask)
     assert not diffs, "\n".join(diffs) + "\n\n" + ref.describe() + "\n\n" + ours.describe()
     assert ref.exit_code == (0 if case == "copies" else 1), ref.describe()
+
+
+def test_volume_paths_are_rendered(tmp_path, base_image, repos, packer, packer_environ):
+    """Both tools render a volume's host path ({{pwd}}) and, when the host path is plain,
+    its container path."""
+    template = {
+        "variables": {"repo": ""},
+        "builders": [{"type": "docker", "image": base_image, "pull": False, "discard": True,
+                      "volumes": {"{{pwd}}/dir": "/mnt/dir",
+                                  "{{template_dir}}/dir/sub": "/mnt/sub"}}],
+        "provisioners": [{"type": "shell", "inline": ["cat /mnt/dir/file.txt /mnt/sub/deep.txt"]}],
+    }
+    ref, ours = run_both(tmp_path, template, packer, packer_environ, repos)
+    diffs = packer_diff.compare(ref, ours, lambda t: re.sub(r"-v \S+ ", "-v <VOL> ", mask(t)))
+    assert not diffs, "\n".join(diffs) + "\n\n" + ref.describe() + "\n\n" + ours.describe()
+    assert ours.exit_code == 0 and packer_diff.command_output(ours.machine)["docker"][-2:] == \
+        ["one", "two"]
