@@ -136,7 +136,7 @@ class Preparer:
         def check_deferred(text: str, loc: Loc) -> list[str]:
             return gotmpl.check(text, known)
 
-        d = Decoder(render=render)
+        d = Decoder(render=render, strict_lists=self.template.format == "hcl2")
         d.check_deferred = check_deferred
         return d
 

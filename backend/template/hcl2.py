@@ -658,7 +658,7 @@ class _Loader:
             self.data_state[key] = "done"
             self.data_values[key] = unknown
             return unknown
-        dec = Decoder()
+        dec = Decoder(strict_lists=True)
         config = dec.decode(cls.Config, shape("data source", type_name, node))
         for prob in dec.problems:
             self.p.add(prob.loc.file, prob.loc.line, prob.loc.col, prob.message, prob.loc.path)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import pytest
+
 from backend.template.decode import Decoder, Deferred, opt
 from backend.template.source import Loc, from_plain
 
@@ -38,3 +40,41 @@ def test_map_keys_are_rendered_like_values():
     # Packer 1.6.6 leaves the value alone when the key was templated too (README)
     assert obj.mapping == {"/work/shared": "/mnt/shared"}
     assert obj.late == {"{{pwd}}": "{{pwd}}"}  # fields rendered later keep their braces
+
+
+def test_a_string_splits_at_commas_for_every_kind_of_list():
+    obj, problems = decode({"names": "a,b", "codes": "0,3", "args": "-d,{{.Image}}"})
+    assert problems == []
+    assert (obj.names, obj.codes, obj.args) == (["a", "b"], [0, 3], ["-d", "{{.Image}}"])
+    obj, _ = decode({"names": "", "codes": 5})
+    assert (obj.names, obj.codes) == ([], [5])
+
+
+def test_scalars_convert_as_go_converts_them():
+    obj, problems = decode({"text": 5.0, "number": "0x1f", "flag": "t"})
+    assert problems == [] and (obj.text, obj.number, obj.flag) == ("5", 31, True)
+    assert decode({"text": 1e21})[0].text == "1000000000000000000000"
+    assert decode({"text": True})[0].text == "1"
+    assert decode({"number": "010"})[0].number == 8  # a leading 0 is octal to Go
+    assert decode({"number": 7.9})[0].number == 7  # JSON numbers truncate into ints
+    assert decode({"number": "1_000"})[1] == ['expected an integer, got "1_000"']
+    assert decode({"number": "0x_ff"})[0].number == 255
+
+
+def test_a_list_of_objects_merges_into_one_object():
+    obj, problems = decode({"mapping": [{"a": "1"}, {"b": "2", "a": "3"}]})
+    assert problems == [] and obj.mapping == {"a": "3", "b": "2"}
+    assert decode({"mapping": []})[0].mapping == {}
+
+
+@pytest.mark.parametrize("config", [{"names": "a,b"}, {"codes": 5}, {"args": "x"}])
+def test_hcl2_lists_take_lists_only(config):
+    """Packer converts HCL2 values by type: no comma splitting, no single value as a list."""
+    obj, problems = decode(config, strict_lists=True)
+    assert problems and problems[0].startswith("expected a list")
+    assert decode({"names": ["a,b"]}, strict_lists=True)[0].names == ["a,b"]
+
+
+def test_run_time_lists_are_split_but_not_rendered():
+    obj, problems = decode({"args": "{{pwd}} a,b"})
+    assert problems == [] and obj.args == ["{{pwd}} a", "b"]
