@@ -110,8 +110,10 @@ class ConsoleRenderer:
                 out.append("Debug mode enabled. Builds will not be parallelized.\n")
             for b in builds:
                 out.append(self._c(f"{b}: output will be in this color.", self.colors[b]) + "\n")
-            out.append("\n")
-            self.w.write("".join(out))
+            if builds:
+                out.append("\n")
+            if out:
+                self.w.write("".join(out))
         elif t == "build.started":
             for st in ev.data["stages"]:
                 if st["kind"] == "post-processor":
@@ -211,6 +213,8 @@ class ConsoleRenderer:
         self._timings(session)
 
     def _timings(self, session: Any) -> None:
+        if not session.runners:
+            return
         lines = ["", "==> Stage timings (Kiln):"]
         for name, runner in session.runners.items():
             ran = [s for s in runner.stages if s.status != "pending"]

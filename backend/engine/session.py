@@ -177,7 +177,7 @@ class Session:
                 r.error = "not started: the run was cancelled"
         failed = any(r.status != "succeeded" for r in results.values())
         interrupted = self.cancel_token.cancelled
-        code = 1 if failed or interrupted or not self.builds else 0
+        code = 1 if failed or interrupted else 0  # no build selected: nothing failed
         self.result = RunResult(code, results, interrupted, time.time() - start)
         status = "cancelled" if interrupted else ("failed" if failed else "succeeded")
         self.bus.publish("run.finished", status=status, exit_code=code, duration=round(self.result.duration, 6))
