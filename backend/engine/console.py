@@ -9,6 +9,7 @@ table and the log file paths after Packer's summary.
 from __future__ import annotations
 
 import json
+import os
 import sys
 import threading
 import time
@@ -42,6 +43,11 @@ class Writer:
                 self._text.flush()
 
 
+def no_color_env() -> bool:
+    """PACKER_NO_COLOR or NO_COLOR set to anything but an empty string."""
+    return bool(os.environ.get("PACKER_NO_COLOR") or os.environ.get("NO_COLOR"))
+
+
 def machine_escape(s: str) -> str:
     return s.replace(",", "%!(PACKER_COMMA)").replace("\r", "\\r").replace("\n", "\\n")
 
@@ -59,7 +65,10 @@ class ConsoleRenderer:
     def __init__(self, writer: Writer, *, color: bool = True, machine: bool = False,
                  timestamps: bool = False, debug: bool = False):
         self.w = writer
-        self.color = color and not machine
+        # as Packer: -color=false drops the colour set-up ("NAME: output will be in this
+        # color."); PACKER_NO_COLOR, and NO_COLOR (no-color.org), only drop the escape codes
+        self.color_lines = color and not machine
+        self.color = self.color_lines and not no_color_env()
         self.machine = machine
         self.timestamps = timestamps
         self.debug = debug
@@ -108,10 +117,12 @@ class ConsoleRenderer:
             out = []
             if self.debug:
                 out.append("Debug mode enabled. Builds will not be parallelized.\n")
-            for b in builds:
-                out.append(self._c(f"{b}: output will be in this color.", self.colors[b]) + "\n")
-            if builds:
-                out.append("\n")
+            if self.color_lines:
+                for b in builds:
+                    out.append(self._c(f"{b}: output will be in this color.", self.colors[b])
+                               + "\n")
+                if builds:
+                    out.append("\n")
             if out:
                 self.w.write("".join(out))
         elif t == "build.started":

@@ -143,3 +143,49 @@ def test_harness_compares_archives_by_member():
     assert a != b
     assert packer_diff.describe_content(a) == packer_diff.describe_content(b)
     assert packer_diff.describe_content(a) != packer_diff.describe_content(tgz(b"diff", 1))
+
+
+# --------------------------------------------------------------------------- colour
+
+
+COLOUR_CASES = {
+    "flag": (["-color=false"], {}),
+    "default": ([], {}),
+    "PACKER_NO_COLOR": ([], {"PACKER_NO_COLOR": "1"}),
+    "PACKER_NO_COLOR empty": ([], {"PACKER_NO_COLOR": ""}),
+}
+
+
+def _head(text: str) -> list[str]:
+    """The lines before the first build line: the colour block and its blank line."""
+    lines = text.splitlines()
+    return lines[:next(i for i, x in enumerate(lines) if "Running local shell script" in x)]
+
+
+@pytest.mark.parametrize("case", sorted(COLOUR_CASES))
+def test_colour_lines_and_escapes_as_packer(case, packer, packer_environ, kiln_cli, tmp_path):
+    """-color=false drops the "output will be in this color" block; PACKER_NO_COLOR keeps
+    it and drops the escape codes."""
+    args, env = COLOUR_CASES[case]
+    base = {k: v for k, v in packer_environ.items() if k not in ("PACKER_NO_COLOR", "NO_COLOR")}
+    template = "only_except.json"
+    human = [c for c in kiln_cli if c != "-machine-readable"]
+    ref = packer_diff.run_build("packer", ["packer", "build"], CORPUS, template, args,
+                                env={**base, **env}, parent=tmp_path)
+    ours = packer_diff.run_build("kiln", human, CORPUS, template, args,
+                                 env=packer_diff.kiln_env({**base, **env}), parent=tmp_path)
+    assert (ref.exit_code, ours.exit_code) == (0, 0), ref.describe() + ours.describe()
+    assert _head(ours.stdout) == _head(ref.stdout)
+    assert ("\x1b[" in ours.stdout) == ("\x1b[" in ref.stdout)
+
+
+def test_no_color_is_honoured(kiln_cli, tmp_path):
+    """NO_COLOR (no-color.org) turns the escape codes off as PACKER_NO_COLOR does (Packer
+    1.6.6 ignores it: README)."""
+    human = [c for c in kiln_cli if c != "-machine-readable"]
+    env = {k: v for k, v in os.environ.items() if k not in ("PACKER_NO_COLOR", "NO_COLOR")}
+    ours = packer_diff.run_build("kiln", human, CORPUS, "only_except.json", [],
+                                 env=packer_diff.kiln_env({**env, "NO_COLOR": "1"}),
+                                 parent=tmp_path)
+    assert ours.exit_code == 0 and "\x1b[" not in ours.stdout
+    assert "alpha: output will be in this color." in ours.stdout.splitlines()

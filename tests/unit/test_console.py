@@ -63,3 +63,25 @@ def test_step_lines_and_message_lines(stream, expected):
     ev = Event("output", {"build": "docker", "stage": 1, "stream": stream,
                           "lines": ["Image ID: x"]})
     assert render([ev], color=False) == expected
+
+
+def started(*builds: str) -> Event:
+    return Event("run.started", {"builds": list(builds)})
+
+
+@pytest.mark.parametrize("color,env,expected", [
+    (True, {}, "\x1b[1;32ma: output will be in this color.\x1b[0m\n\n"),
+    (False, {}, ""),
+    (True, {"PACKER_NO_COLOR": "1"}, "a: output will be in this color.\n\n"),
+    (True, {"NO_COLOR": "1"}, "a: output will be in this color.\n\n"),
+    (True, {"NO_COLOR": ""}, "\x1b[1;32ma: output will be in this color.\x1b[0m\n\n"),
+])
+def test_colour_block(color, env, expected, monkeypatch):
+    monkeypatch.delenv("PACKER_NO_COLOR", raising=False)
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    assert render([started("a")], color=color) == expected
+    assert render([started()], color=color) == ""  # no build: no block, no blank line
+    assert render([started("a")], color=color, debug=True).startswith(
+        "Debug mode enabled. Builds will not be parallelized.\n")
