@@ -1219,7 +1219,8 @@ class _Loader:
                 klocs[k] = extra_node.key_loc(k)
             config = Node(merged, config.loc, klocs)
         config = shape("builder", u.type, config)
-        match = frozenset({f"{u.type}.{u.local_name}", f"{u.type}.{u.name}"})
+        # a source renamed in the build answers to its new name only, as in Packer
+        match = frozenset({f"{u.type}.{u.local_name}"})
         provs, cleanup, chains = self.build_contents(b, file, u, bname, prov_offset)
         applies = tuple(p for p in provs if p.applies_to(match))
         bd = BuildDef(

@@ -229,7 +229,7 @@ def test_build_naming_and_match_names(tmp_path):
     assert got == [
         ("web.null.a", "null", "a", ["null.a"], "a"),
         ("web.null.b", "null", "b", ["null.b"], "b"),
-        ("web.null.renamed", "null", "a", ["null.a", "null.renamed"], "renamed"),
+        ("web.null.renamed", "null", "a", ["null.renamed"], "renamed"),
         ("null.a", "null", "a", ["null.a"], "a"),
     ]
     # -only/-except are globs over the full names
