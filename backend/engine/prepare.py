@@ -124,6 +124,7 @@ class Preparer:
             build_type=b.type,
             extra=dict(extra or {}),
             build_data_keys=data_keys,
+            hcl2=self.template.format == "hcl2",
         )
         return F.packer_funcs(ctx)
 
@@ -131,10 +132,13 @@ class Preparer:
         def render(text: str, loc: Loc) -> str:
             return gotmpl.render(text, funcs, data)
 
-        known = set(funcs) | set(F.FUNCTION_NAMES)
+        hcl2 = self.template.format == "hcl2"
+        known = (set(funcs) | set(F.FUNCTION_NAMES)) - (set(F.HCL2_INSTEAD) if hcl2 else set())
+        json_only = {f'function "{n}" not defined': F.json_only_message(n)
+                     for n in F.HCL2_INSTEAD} if hcl2 else {}
 
         def check_deferred(text: str, loc: Loc) -> list[str]:
-            return gotmpl.check(text, known)
+            return [json_only.get(m, m) for m in gotmpl.check(text, known)]
 
         d = Decoder(render=render, strict_lists=self.template.format == "hcl2")
         d.check_deferred = check_deferred
