@@ -247,6 +247,12 @@ class _Loader:
         for f in files:
             text = _read(f)
             self.texts[f] = text
+            if f.endswith(".json"):  # HCL reads past a byte-order mark; JSON does not
+                from .parse import bom_warning
+
+                bom = bom_warning(f)
+                if bom:
+                    self.p.warnings.append(bom)
             body = _parse_file(f, text, self.p)
             if body is not None:
                 self.files.append(_File(f, text, body))

@@ -13,7 +13,7 @@ from .decode import go_number_text
 from .errors import Problem, TemplateError, did_you_mean
 from .golang import parse_duration
 from .model import BuildDef, PostProcessorDef, ProvisionerDef, Template, Variable
-from .parse import load_node
+from .parse import bom_warning, load_node
 from .source import Loc, Node
 
 ROOT_KEYS = (
@@ -44,7 +44,9 @@ def load_legacy(
     node = load_node(path)
     abspath = os.path.abspath(path)
     fmt = "yaml" if path.endswith((".yaml", ".yml")) else "json"
-    return build_template(node, abspath, fmt, cli_vars or {}, var_files, syntax_only)
+    template = build_template(node, abspath, fmt, cli_vars or {}, var_files, syntax_only)
+    bom = bom_warning(path) if fmt == "json" else None  # YAML allows a byte-order mark
+    return replace(template, warnings=(bom, *template.warnings)) if bom else template
 
 
 def build_template(
