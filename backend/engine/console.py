@@ -159,19 +159,22 @@ class ConsoleRenderer:
         parts = []
         if stream in ("stdout", "stderr"):
             lines = [_last_cr(line) for line in lines]  # empty lines stay, as in Packer 1.6.6
+        # as Packer, an empty line has no space after the colon ("    null:")
         if self.machine:
             kind = {"ui": "say", "ui-error": "error", "stdout": "message", "stderr": "error"}[stream]
             prefix = "    " if stream == "stdout" else "==> "
             for line in lines:
-                parts.append(self._mline("", "ui", kind, f"{ts}{prefix}{target}: {line}"))
+                parts.append(self._mline("", "ui", kind,
+                                         f"{ts}{prefix}{target}: {line}".rstrip(" ")))
         else:
             for line in lines:
                 if stream == "stdout":
-                    parts.append(ts + self._c(f"    {target}: {line}", color, bold=False) + "\n")
+                    text, code, bold = f"    {target}: {line}", color, False
                 elif stream == "ui":
-                    parts.append(ts + self._c(f"==> {target}: {line}", color) + "\n")
+                    text, code, bold = f"==> {target}: {line}", color, True
                 else:
-                    parts.append(ts + self._c(f"==> {target}: {line}", RED) + "\n")
+                    text, code, bold = f"==> {target}: {line}", RED, True
+                parts.append(ts + self._c(text.rstrip(" "), code, bold) + "\n")
         if parts:
             self.w.write("".join(parts))
 

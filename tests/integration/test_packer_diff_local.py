@@ -97,6 +97,21 @@ def test_same_as_packer(template, packer, packer_environ, kiln_cli, tmp_path):
     assert not diffs, "\n".join(diffs) + "\n\n" + ref.describe() + "\n\n" + ours.describe()
 
 
+# templates whose every UI line (steps, messages, errors) Kiln prints as Packer does, in the
+# same order per build
+STEP_LINES_ALIKE = ["checksum.json", "manifest_append.json", "shell_local_output_edges.json",
+                    "shell_local_pp.json", "variables_cli.json"]
+
+
+@pytest.mark.parametrize("template", STEP_LINES_ALIKE)
+def test_step_lines_as_packer(template, packer, packer_environ, kiln_cli, tmp_path):
+    ref = packer_diff.run_build("packer", packer_diff.packer_command(packer), CORPUS, template,
+                                [], env=packer_environ, parent=tmp_path)
+    ours = packer_diff.run_build("kiln", kiln_cli, CORPUS, template, [],
+                                 env=packer_diff.kiln_env(packer_environ), parent=tmp_path)
+    assert packer_diff.ui_lines(ours.machine) == packer_diff.ui_lines(ref.machine)
+
+
 # --------------------------------------------------------------------------- the harness itself
 
 

@@ -27,6 +27,7 @@ import io
 import json
 import lzma
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -87,6 +88,28 @@ def command_output(lines: list[MachineLine]) -> dict[str, list[str]]:
         else:
             continue
         out.setdefault(target, []).append(rest)
+    return out
+
+
+#: what differs between any two runs in UI lines: temp script names and durations
+UI_MASKS = (
+    (re.compile(r"/tmp/packer-shell\w+"), "<SCRIPT>"),
+    (re.compile(r"(finished|errored) after [^:.]*"), r"\1 after <TIME>"),
+    (re.compile(r"Wait completed after .*"), "Wait completed after <TIME>"),
+)
+
+
+def ui_lines(lines: list[MachineLine], masks=UI_MASKS) -> list[str]:
+    """Every UI line (``say``, ``message``, ``error``) with ``masks`` applied, as
+    ``kind: text``; a multi-line message gives one line per line."""
+    out = []
+    for m in lines:
+        if m.type != "ui" or len(m.data) < 2:
+            continue
+        text = m.data[1]
+        for pattern, repl in masks:
+            text = pattern.sub(repl, text)
+        out += [f"{m.data[0]}: {line}" for line in text.split("\n")]
     return out
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 
 import pytest
 
@@ -85,3 +86,13 @@ def test_colour_block(color, env, expected, monkeypatch):
     assert render([started()], color=color) == ""  # no build: no block, no blank line
     assert render([started("a")], color=color, debug=True).startswith(
         "Debug mode enabled. Builds will not be parallelized.\n")
+
+
+@pytest.mark.parametrize("machine,expected", [
+    (False, "    null: a\n    null:\n"),
+    (True, ",,ui,message,    null: a\n,,ui,message,    null:\n"),
+])
+def test_an_empty_output_line_has_no_space_after_the_colon(machine, expected):
+    ev = Event("output", {"build": "null", "stage": 1, "stream": "stdout", "lines": ["a", ""]})
+    out = render([ev], color=False, machine=machine)
+    assert re.sub(r"(?m)^\d+", "", out) == expected
