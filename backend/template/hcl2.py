@@ -260,10 +260,10 @@ class _Loader:
         for f in self.files:
             self.collect(f)
         self.check_functions()
-        if not self.builds:
+        if not self.builds:  # Packer 1.6.6 accepts this and builds nothing
             first = self.files[0].path if self.files else self.path
-            self.p.add(first, 0, 0, "the template has no build block: add build { sources = "
-                       '["source.TYPE.NAME"] } to say what to build')
+            self.p.warn(first, 0, 0, "the template has no build block, so it builds nothing: "
+                        'add build { sources = ["source.TYPE.NAME"] } to say what to build')
         # go on after problems, so one run reports as many as possible; values that failed
         # are unknown from here on and cause no further messages
         self.resolve_variables(auto)
@@ -1136,6 +1136,7 @@ class _Loader:
 
     def usages(self, b: S.Block, file: str, scope: Scope) -> list[_Usage]:
         out: list[_Usage] = []
+        before = len(self.p.items)
         a = b.body.attr("sources")
         if a is not None:
             v = self.eval(a.expr, scope, file)
@@ -1181,9 +1182,10 @@ class _Loader:
                     extra.append(item)
             out.append(_Usage(src.labels[0], src.labels[1], local, src, file, blk.line, blk.col,
                               extra))
-        if not out and not self.p.items:
-            self.p.add(file, b.line, b.col, 'the build block has no sources: add sources = '
-                       '["source.TYPE.NAME"]')
+        if not out and len(self.p.items) == before:
+            # Packer accepts this and builds nothing; most likely it is an oversight
+            self.p.warn(file, b.line, b.col, 'the build block has no sources, so it builds '
+                        'nothing: add sources = ["source.TYPE.NAME"] to build one')
         return out
 
     def source_ref(self, ref: str, file: str, line: int, col: int) -> str | None:

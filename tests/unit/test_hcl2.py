@@ -486,7 +486,6 @@ ERRORS = [
     ('locals {\n  a = build.ID\n}\n', (2, 7), "only available inside provisioner"),
     ('packer {\n  required_version = ">= 99.0"\n}\n', (2, 22), "excludes " + HCL2_COMPAT_VERSION),
     ('build {\n  sources = ["nope"]\n}\n', (2, 14), "is not a source reference"),
-    ('build {\n}\n', (1, 1), "the build block has no sources"),
     ('data "git-commit" "x" {\n}\n', (1, 6), 'the data source type "git-commit" is a Packer'),
     ('data "amazon-amy" "x" {\n}\n', (1, 6), 'did you mean "amazon-ami"'),
     ('data "null" "x" {\n  input = "a"\n  inptu = "b"\n}\n', (3, 3),
@@ -1045,3 +1044,17 @@ def _my_sig(body) -> tuple:
         else:
             out.append(("block", it.type, tuple(it.labels), _my_sig(it.body)))
     return tuple(sorted(out, key=repr))
+
+
+@pytest.mark.parametrize("text,warning", [
+    ('source "null" "a" {\n  communicator = "none"\n}\nbuild {\n}\n',
+     "t.pkr.hcl:4:1: the build block has no sources, so it builds nothing"),
+    ('source "null" "a" {\n  communicator = "none"\n}\nbuild {\n  sources = []\n}\n',
+     "the build block has no sources, so it builds nothing"),
+    ('source "null" "a" {\n  communicator = "none"\n}\n',
+     "the template has no build block, so it builds nothing"),
+])
+def test_nothing_to_build_is_a_warning_as_packer_accepts_it(tmp_path, text, warning):
+    t = load(tmp_path, text)
+    assert t.builds == ()
+    assert any(warning in w for w in t.warnings), t.warnings
