@@ -55,7 +55,12 @@ def test_config_rules():
     assert "not supported by Kiln" in problems_of(DockerBuilder, {"commit": True,
                                                                  "build": {"path": "."}})
     assert "ecr_login needs login_server" in problems_of(DockerBuilder, {**ok, "ecr_login": True})
-    assert "not an instruction" in problems_of(DockerBuilder, {**ok, "changes": ["RUN ls"]})
+    # changes go to the engine as written (as in Packer), with a warning for what it refuses
+    builder = DockerBuilder(decode(DockerBuilder, {**ok, "changes": ["RUN ls", "ENV A=1"]}))
+    assert builder.prepare(None) == [
+        "changes: 'RUN ls': docker commit takes only CMD, ENTRYPOINT, ENV, EXPOSE, HEALTHCHECK, "
+        "LABEL, ONBUILD, STOPSIGNAL, USER, VOLUME, WORKDIR; the engine will most likely refuse "
+        "this when the container is committed"]
     assert "unknown configuration key" in problems_of(DockerBuilder, {**ok, "imagee": "x"})
 
 

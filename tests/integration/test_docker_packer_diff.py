@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
 import sys
 import uuid
 from pathlib import Path
@@ -253,3 +254,27 @@ def test_volume_paths_are_rendered(tmp_path, base_image, repos, packer, packer_e
     assert not diffs, "\n".join(diffs) + "\n\n" + ref.describe() + "\n\n" + ours.describe()
     assert ours.exit_code == 0 and packer_diff.command_output(ours.machine)["docker"][-2:] == \
         ["one", "two"]
+
+
+def test_changes_go_to_the_engine_as_written(tmp_path, base_image, repos, packer,
+                                             packer_environ):
+    """Packer passes `changes` to docker commit unchecked: an instruction the engine refuses
+    validates, and the build fails at the commit. Kiln does the same, and warns first."""
+    template = {
+        "variables": {"repo": ""},
+        "builders": [{"type": "docker", "image": base_image, "pull": False, "commit": True,
+                      "changes": ["ENV OK=1", "RUN echo not-at-commit"]}],
+    }
+    (tmp_path / "v").mkdir()
+    (tmp_path / "v" / "t.json").write_text(json.dumps(template))
+    for tool in ([packer], [sys.executable, "-m", "backend.cli"]):
+        valid = subprocess.run([*tool, "validate", "t.json"], cwd=tmp_path / "v",
+                               env=packer_diff.kiln_env(packer_environ), capture_output=True,
+                               text=True, timeout=60)
+        assert valid.returncode == 0, valid.stdout + valid.stderr
+    assert "Warning: docker: changes: 'RUN echo not-at-commit': docker commit takes only" in \
+        valid.stdout
+    ref, ours = run_both(tmp_path, template, packer, packer_environ, repos)
+    diffs = packer_diff.compare(ref, ours, mask)
+    assert not diffs, "\n".join(diffs) + "\n\n" + ref.describe() + "\n\n" + ours.describe()
+    assert ours.exit_code == 1 and "run is not a valid change command" in ours.stdout
