@@ -278,3 +278,43 @@ def test_changes_go_to_the_engine_as_written(tmp_path, base_image, repos, packer
     diffs = packer_diff.compare(ref, ours, mask)
     assert not diffs, "\n".join(diffs) + "\n\n" + ref.describe() + "\n\n" + ours.describe()
     assert ours.exit_code == 1 and "run is not a valid change command" in ours.stdout
+
+
+@pytest.fixture(scope="module")
+def nobody_base(docker_client, base_image, docker_client_session_label) -> Any:
+    """A base image whose configured user is nobody (uploads are chowned to it)."""
+    from kiln_services import TEST_LABEL
+
+    name = f"kiln-test/nobody-base-{uuid.uuid4().hex[:8]}"
+    container = docker_client.containers.create(
+        base_image, ["true"], labels={TEST_LABEL: docker_client_session_label})
+    try:
+        container.commit(name, "latest", changes=["USER nobody"])
+    finally:
+        container.remove(force=True)
+    yield f"{name}:latest"
+    try:
+        docker_client.images.remove(f"{name}:latest", force=True)
+    except Exception:
+        pass
+
+
+@pytest.mark.parametrize("base,env_file", [("root-owned", False), ("root-owned", True),
+                                           ("nobody-owned", True)])
+def test_scripts_run_as_exec_user_as_in_packer(base, env_file, tmp_path, base_image, nobody_base,
+                                               repos, packer, packer_environ):
+    """A script arrives 0600 and is made executable by a chmod run as exec_user: when the
+    upload belongs to root (the container's user), that fails and so does the script, as
+    in Packer; when it belongs to the container's user nobody, the script runs as nobody."""
+    image = base_image if base == "root-owned" else nobody_base
+    template = {
+        "variables": {"repo": ""},
+        "builders": [{"type": "docker", "image": image, "pull": False, "discard": True,
+                      "exec_user": "nobody"}],
+        "provisioners": [{"type": "shell", "inline": ["echo ran as $(id -u)"],
+                          "use_env_var_file": env_file, "environment_vars": ["A=1"]}],
+    }
+    ref, ours = run_both(tmp_path, template, packer, packer_environ, repos)
+    diffs = packer_diff.compare(ref, ours, mask)
+    assert not diffs, "\n".join(diffs) + "\n\n" + ref.describe() + "\n\n" + ours.describe()
+    assert ours.exit_code == (1 if base == "root-owned" else 0), ours.describe()

@@ -203,8 +203,6 @@ class DockerCommunicator(Communicator):
     """Runs commands and copies files in a running container."""
 
     type_name = "docker"
-    #: ``upload(..., mode=)`` sets the remote file mode, so no separate chmod is needed
-    upload_sets_mode = True
 
     def __init__(
         self,
