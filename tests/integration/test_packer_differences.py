@@ -43,3 +43,39 @@ def test_json_template_with_a_byte_order_mark(tmp_path, packer, packer_environ):
     assert ours.stdout.startswith("Warning: bom.json starts with a byte-order mark; Kiln reads "
                                   "past it, but Packer rejects the template")
     assert "byte-order mark" in DIFFERENCES
+
+
+@pytest.mark.docker
+def test_docker_tag_without_a_repository(tmp_path, base_image, packer, packer_environ):
+    """Packer validates it and fails at the docker-tag step once the image is built; Kiln
+    refuses it at validate, before anything runs."""
+    path = tmp_path / "tag.json"
+    path.write_text(json.dumps({
+        "builders": [{"type": "docker", "image": base_image, "pull": False, "commit": True}],
+        "post-processors": [{"type": "docker-tag"}],
+    }))
+    assert run([packer], ["validate", path.name], tmp_path, packer_environ).returncode == 0
+    built = run([packer], ["build", path.name], tmp_path, packer_environ)
+    assert built.returncode == 1 and "is not a valid repository/tag" in built.stdout
+    image = next(line.split("Image ID: ")[1].strip() for line in built.stdout.splitlines()
+                 if "Image ID: " in line)
+    subprocess.run(["docker", "rmi", image], capture_output=True, timeout=60)
+    ours = run(KILN, ["validate", path.name], tmp_path, packer_diff.kiln_env(packer_environ))
+    assert ours.returncode == 1
+    assert "post-processors[0].repository: repository must be given" in ours.stderr
+    assert "`docker-tag` without `repository`" in DIFFERENCES
+
+
+def test_hcl2_post_processor_step_line(tmp_path, packer, packer_environ):
+    """Packer 1.6.6 prints an HCL2 post-processor as "Running post-processor:  (type
+    manifest)" (its name is empty there); Kiln prints it as for JSON templates."""
+    (tmp_path / "pp.pkr.hcl").write_text(
+        'source "null" "a" {\n  communicator = "none"\n}\n'
+        'build {\n  sources = ["source.null.a"]\n'
+        '  post-processor "shell-local" {\n    inline = ["true"]\n  }\n}\n')
+    ref = run([packer], ["build", "-machine-readable", "pp.pkr.hcl"], tmp_path, packer_environ)
+    ours = run([*KILN, "build"], ["-machine-readable", "pp.pkr.hcl"], tmp_path,
+               packer_diff.kiln_env(packer_environ))
+    assert "==> null.a: Running post-processor:  (type shell-local)" in ref.stdout
+    assert "==> null.a: Running post-processor: shell-local\n" in ours.stdout
+    assert "Running post-processor:  (type" in DIFFERENCES
