@@ -167,6 +167,8 @@ class Decoder:
                     continue
                 ok, value = self._convert(spec.type, child, spec.render)
                 if ok:
+                    if spec.name in values:  # a later raw (a provisioner's override)
+                        value = _decode_over(values[spec.name], value)
                     values[spec.name] = value
                     locs[spec.name] = child.loc
         for name, spec in specs.items():
@@ -327,6 +329,25 @@ class Decoder:
         except ValueError as e:
             self.problem(node.loc, str(e))
             return False, None
+
+
+def _decode_over(old: Any, new: Any) -> Any:
+    """``new`` decoded over ``old``, as Packer's decoder puts a later raw (an override) on
+    the earlier value: a list replaces the items it has and keeps the rest (an override's
+    one-line ``inline`` replaces the first line only), a map adds and replaces keys, a
+    nested config takes the settings the later raw gives."""
+    if isinstance(old, list) and isinstance(new, list):
+        return new + old[len(new):]
+    if isinstance(old, dict) and isinstance(new, dict):
+        return {**old, **new}
+    if dataclasses.is_dataclass(old) and dataclasses.is_dataclass(new) and type(old) is type(new):
+        given = getattr(new, "_locs", None)
+        if given is not None:
+            merged = dataclasses.replace(old, **{k: getattr(new, k) for k in given})
+            if _has_slot(merged):
+                object.__setattr__(merged, "_locs", {**getattr(old, "_locs", {}), **given})
+            return merged
+    return new
 
 
 def _holds_map(tp: Any) -> bool:

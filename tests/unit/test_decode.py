@@ -78,3 +78,15 @@ def test_hcl2_lists_take_lists_only(config):
 def test_run_time_lists_are_split_but_not_rendered():
     obj, problems = decode({"args": "{{pwd}} a,b"})
     assert problems == [] and obj.args == ["{{pwd}} a", "b"]
+
+
+def test_a_later_raw_is_decoded_over_the_earlier_as_packer_does():
+    """A provisioner's override: lists replace item by item, maps gain keys."""
+    d = Decoder(render=render)
+    obj = d.decode(Sample, [from_plain({"names": ["a", "b", "c"], "mapping": {"k": "1"},
+                                        "text": "old", "number": 3}, Loc("t.json")),
+                            from_plain({"names": ["x"], "mapping": {"j": "2"}, "text": "new"},
+                                       Loc("t.json"))])
+    assert d.problems == []
+    assert (obj.names, obj.mapping, obj.text, obj.number) == (
+        ["x", "b", "c"], {"k": "1", "j": "2"}, "new", 3)
