@@ -66,6 +66,9 @@ class Builder(ABC):
     generated_keys: ClassVar[tuple[str, ...]] = ()
     #: config keys that are rendered at run time rather than at prepare time
     deferred_keys: ClassVar[tuple[str, ...]] = ()
+    #: a failed provisioner runs the error-cleanup provisioner (Packer's provision step
+    #: does; its file builder runs the provisioners without that step)
+    error_cleanup: ClassVar[bool] = True
 
     def __init__(self, config: Any):
         self.config = config

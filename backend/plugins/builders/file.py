@@ -57,6 +57,7 @@ class FileBuilder(Builder):
     type_name = "file"
     builder_id = "packer.file"
     Config = FileConfig
+    error_cleanup = False  # as Packer's: its provisioners run without the provision step
 
     def prepare(self, ctx) -> list[str]:
         c = self.config
