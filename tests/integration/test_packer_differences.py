@@ -79,3 +79,19 @@ def test_hcl2_post_processor_step_line(tmp_path, packer, packer_environ):
     assert "==> null.a: Running post-processor:  (type shell-local)" in ref.stdout
     assert "==> null.a: Running post-processor: shell-local\n" in ours.stdout
     assert "Running post-processor:  (type" in DIFFERENCES
+
+
+def test_a_failed_compress_leaves_no_partial_archive(tmp_path, packer, packer_environ):
+    """Compressing the null builder's no file into one .gz fails in both; Packer leaves the
+    archive it had begun, Kiln removes it."""
+    (tmp_path / "c.json").write_text(json.dumps({
+        "builders": [{"type": "null", "communicator": "none"}],
+        "post-processors": [{"type": "compress", "output": "out/x.gz"}]}))
+    (tmp_path / "k").mkdir()
+    (tmp_path / "k" / "c.json").write_text((tmp_path / "c.json").read_text())
+    ref = run([packer], ["build", "c.json"], tmp_path, packer_environ)
+    ours = run(KILN, ["build", "c.json"], tmp_path / "k", packer_diff.kiln_env(packer_environ))
+    assert (ref.returncode, ours.returncode) == (1, 1)
+    assert (tmp_path / "out" / "x.gz").exists()
+    assert not (tmp_path / "k" / "out" / "x.gz").exists()
+    assert "partial archive" in DIFFERENCES
