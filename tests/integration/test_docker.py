@@ -719,8 +719,11 @@ def test_docker_save(harness, committed, docker_client, images, tmp_path):
     tagged = pp(DockerTagPostProcessor, {"repository": repo, "tags": ["v1"]}).post_process(
         harness.ctx, harness.ctx.ui, committed)
     path = tmp_path / "saved" / "image.tar"
-    out = pp(DockerSavePostProcessor, {"path": str(path)}).post_process(
-        harness.ctx, harness.ctx.ui, tagged)
+    save = pp(DockerSavePostProcessor, {"path": str(path)})
+    with pytest.raises(StepError, match="Error creating output file"):
+        save.post_process(harness.ctx, harness.ctx.ui, tagged)  # as Packer: no mkdir
+    path.parent.mkdir()
+    out = save.post_process(harness.ctx, harness.ctx.ui, tagged)
     assert out is tagged
     with tarfile.open(path) as tar:
         manifest = json.load(tar.extractfile("manifest.json"))

@@ -318,3 +318,20 @@ def test_scripts_run_as_exec_user_as_in_packer(base, env_file, tmp_path, base_im
     diffs = packer_diff.compare(ref, ours, mask)
     assert not diffs, "\n".join(diffs) + "\n\n" + ref.describe() + "\n\n" + ours.describe()
     assert ours.exit_code == (1 if base == "root-owned" else 0), ours.describe()
+
+
+def test_docker_save_needs_its_directory(tmp_path, base_image, repos, packer, packer_environ):
+    """Packer's docker-save creates its file in a directory that must exist (unlike the
+    builder's export_path): both fail, without saying "Saving image"."""
+    template = {
+        "variables": {"repo": ""},
+        "builders": [{"type": "docker", "image": base_image, "pull": False, "commit": True}],
+        "post-processors": [[
+            {"type": "docker-tag", "repository": "{{user `repo`}}"},
+            {"type": "docker-save", "path": "missing/image.tar"},
+        ]],
+    }
+    ref, ours = run_both(tmp_path, template, packer, packer_environ, repos)
+    diffs = packer_diff.compare(ref, ours, mask)
+    assert not diffs, "\n".join(diffs) + "\n\n" + ref.describe() + "\n\n" + ours.describe()
+    assert ours.exit_code == 1 and "Error creating output file" in ours.stdout

@@ -584,13 +584,14 @@ def carried_state(artifact: Artifact, **state: Any) -> dict[str, Any]:
     return state
 
 
-def write_chunks(ctx: Any, ui: Any, path: str, open_chunks, label: str) -> None:
+def write_chunks(ctx: Any, ui: Any, path: str, open_chunks, label: str,
+                 make_parent: bool = True) -> None:
     """Write the byte chunks ``open_chunks()`` returns to ``path``, reporting progress as
     ``label``; on failure no partial file is left."""
     done = False
     try:
         parent = os.path.dirname(path)
-        if parent:
+        if parent and make_parent:
             os.makedirs(parent, exist_ok=True)
         chunks = open_chunks()
         written = 0
