@@ -527,8 +527,10 @@ class BuildRunner:
                     continue
                 d = pp.definition
                 label = d.type if d.name == d.type else f"{d.name} (type {d.type})"
-                build_ui.say(f"Running post-processor: {label}")
                 ui = self._start(stage)
+                # a build-level line (no stage: Packer prints it without the post-processor's
+                # name) published after stage.started, so it sits under that stage's header
+                StageUI(self.bus, self.name, None, self.mask).say(f"Running post-processor: {label}")
                 try:
                     art = pp.plugin.post_process(self.ctx, ui, prior)
                 except Cancelled:

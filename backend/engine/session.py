@@ -179,7 +179,9 @@ class Session:
         interrupted = self.cancel_token.cancelled
         code = 1 if failed or interrupted or not self.builds else 0
         self.result = RunResult(code, results, interrupted, time.time() - start)
-        status = "cancelled" if interrupted else ("failed" if failed else "succeeded")
+        # builds the user stopped one by one (the dashboard's cancel) make a cancelled run too
+        cancelled = failed and all(r.status in ("succeeded", "cancelled") for r in results.values())
+        status = "cancelled" if interrupted or cancelled else ("failed" if failed else "succeeded")
         self.bus.publish("run.finished", status=status, exit_code=code, duration=round(self.result.duration, 6))
         if self._logs is not None:
             self._logs.close()

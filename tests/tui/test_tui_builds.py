@@ -385,3 +385,51 @@ async def test_closing_the_app_any_way_cancels_running_builds(proj, tmp_path, ap
     assert rec.session.done and rec.session.result.results["s"].status == "cancelled"
     assert not _alive(int(pidfile.read_text()))
     assert _ledger_entries(rec.session.run_id) == []
+
+
+async def test_post_processor_lines_sit_under_their_own_stage_header(proj, tmp_path, app_factory):
+    write_template(
+        proj / "pp.json",
+        [null_builder("box")],
+        [shell("echo provisioned")],
+        [{"type": "manifest", "output": str(tmp_path / "m.json")}],
+    )
+    app = app_factory(proj)
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot, app)
+        await pilot.press("b")
+        (b,) = await wait_status(pilot, app, ("succeeded", "failed", "crashed"))
+        assert b.status == "succeeded", b.error
+        rows = view_text(app)
+        line = rows.index("› Running post-processor: manifest")
+        assert rows[line - 1].startswith("── 3/3 manifest"), rows
+        # and the provisioner's stage ends with its own output, not the announcement
+        prov = next(i for i, r in enumerate(rows) if r.startswith("── 2/3 "))
+        assert "provisioned" in rows[prov + 2]
+
+
+async def test_a_build_cancelled_with_x_is_recorded_as_cancelled(proj, tmp_path, app_factory):
+    started = tmp_path / "started"
+    write_template(
+        proj / "slow.json", [null_builder("slow")], [shell(f"touch {started}", "sleep 60")]
+    )
+    app = app_factory(proj)
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot, app)
+        await pilot.press("b")
+        await wait_for(pilot, lambda: started.exists(), what="provisioner started")
+        await pilot.press("x")
+        (b,) = await wait_status(pilot, app, ("cancelled", "failed", "succeeded"))
+        assert b.status == "cancelled"
+        app.sessions[b.session_id].session.wait(10)
+    from backend.engine.history import recent_runs
+
+    (run,) = recent_runs(str(proj / ".kiln" / "history.db"))
+    assert run["status"] == "cancelled"
+    assert run["builds"][0]["status"] == "cancelled"
+    # a new dashboard shows the run as cancelled in its history rows
+    app = app_factory(proj)
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot, app)
+        await wait_for(pilot, lambda: app.history, what="history")
+        assert app.builds_table.get_row_at(0)[0].plain == "⊘ cancelled"
