@@ -53,6 +53,8 @@ PLUS_LINE_EDITORS = set(
     "vi vim nvim view nano emacs emacsclient micro kak joe mg ne jed pico ex gvim mvim".split()
 )
 HISTORY_ROWS = 12
+#: what removes a kept machine (the engine prints the same command when it keeps one)
+KEPT_CLEANUP = "kiln cleanup -all"
 BAR_PERIOD = 0.25  # seconds between updates of the output pane's line count while streaming
 
 
@@ -910,7 +912,7 @@ class KilnApp(App[int]):
             hint = b.access_hint or "nothing to get into: it ran on this host"
             t.append("\nGet into it with: ", style="bold")
             t.append(hint)
-            t.append("\nRemove it later with: kiln cleanup --all")
+            t.append(f"\nRemove it later with: {KEPT_CLEANUP}")
         self.output.set_summary(t, kind)
 
     def _key_of(self, binding_id: str) -> str:

@@ -107,3 +107,52 @@ def view_text(app: KilnApp) -> list[str]:
             continue
         out.append(view._render_abs(a, view.rich_style).text)
     return out
+
+
+def docker_builder(labels: dict[str, str], name: str = "", commit: bool = True) -> dict:
+    """A docker builder on the offline base image; its container carries the test labels so a
+    session that dies still has it removed (conftest's docker_client fixture)."""
+    run = ["-d", "-i", "-t"]
+    for k, v in labels.items():
+        run += ["--label", f"{k}={v}"]
+    run += ["--entrypoint=/bin/sh", "--", "{{.Image}}"]
+    b: dict[str, Any] = {
+        "type": "docker",
+        "image": "kiln/busybox:latest",
+        "pull": False,
+        "commit": commit,
+        "run_command": run,
+    }
+    if not commit:
+        b["discard"] = True
+    if name:
+        b["name"] = name
+    return b
+
+
+def docker_shell(*lines: str) -> dict:
+    return {"type": "shell", "inline": list(lines)}
+
+
+def kiln_cli(*args: str, cwd: Path | None = None, timeout: float = 60):
+    """``kiln ARGS`` as a subprocess (as a user runs it in another terminal)."""
+    import os
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[2]
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(root) + os.pathsep + env.get("PYTHONPATH", "")
+    return subprocess.run(
+        [sys.executable, "-m", "backend.cli", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def summary_text(app: KilnApp) -> str:
+    return str(app.output.query_one("#summary").render())
