@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import re
-import shlex
 import subprocess
 import time
 import uuid
@@ -48,10 +47,6 @@ from tui.widgets.output import OutputPane, OutputView
 from tui.widgets.tables import BuildsTable, StagesTable, build_row, stage_row
 from tui.widgets.templates import NodeRef, TemplatesPane
 
-#: editors that take "+LINE file" to open at a line
-PLUS_LINE_EDITORS = set(
-    "vi vim nvim view nano emacs emacsclient micro kak joe mg ne jed pico ex gvim mvim".split()
-)
 HISTORY_ROWS = 12
 #: what removes a kept machine (the engine prints the same command when it keeps one)
 KEPT_CLEANUP = "kiln cleanup -all"
@@ -1048,11 +1043,13 @@ class KilnApp(App[int]):
             self.notify("No template selected.", severity="warning")
             return
         path, line = picked
-        editor = os.environ.get("VISUAL") or os.environ.get("EDITOR") or "vi"
-        argv = shlex.split(editor)
-        if line and os.path.basename(argv[0]) in PLUS_LINE_EDITORS:
-            argv.append(f"+{line}")
-        argv.append(path)
+        from tui.editor import editor_argv, editor_command
+
+        try:
+            argv = editor_argv(editor_command(), path, line)
+        except ValueError as e:  # unbalanced quotes in $EDITOR
+            self.notify(f"cannot read $VISUAL/$EDITOR: {e}", severity="error")
+            return
         try:
             with self.suspend():
                 code = subprocess.call(argv)
