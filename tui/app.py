@@ -81,9 +81,12 @@ class Validated(Message):
 
 
 class LaunchFailed(Message):
-    def __init__(self, entry_path: str, title: str, problems: list[ProblemView]) -> None:
+    def __init__(
+        self, entry_path: str, title: str, problems: list[ProblemView], mode: str = "build"
+    ) -> None:
         super().__init__()
         self.entry_path = entry_path
+        self.mode = mode
         self.title = title
         self.problems = problems
 
@@ -136,6 +139,7 @@ class KilnApp(App[int]):
         self.shown_problems: str | None = None  # template path whose problems the output shows
         self.ready_at: float | None = None
         self._validating: set[str] = set()
+        self._launching: dict[str, int] = {}  # template path -> builds starting (b pressed)
         self._last_rescan = 0.0
         self._quitting = False
         self._question_keys: frozenset[str] = frozenset()
@@ -356,10 +360,41 @@ class KilnApp(App[int]):
             )
             self.show_problems(entry)
             return
-        self.launch(entry.path, "build", only=(build,) if build else ())
+        self.build_path(entry.path, (build,) if build else ())
 
-    def build_path(self, path: str) -> None:
-        self.launch(path, "build")
+    def build_path(self, path: str, only: tuple[str, ...] = ()) -> None:
+        """Build a template; when a build of it is already starting or running, ask first."""
+        busy = self._launching.get(path, 0) + sum(
+            1
+            for b in self.builds.values()
+            if b.live and b.mode == "build" and b.template_path == path
+            and (not only or b.name in only)
+        )
+        if not busy:
+            self.launch(path, "build", only=only)
+            return
+        from tui.screens.dialogs import ConfirmScreen
+
+        entry = self.templates.entry(path)
+        name = entry.name if entry else os.path.basename(path)
+        what = f"{name} ({', '.join(only)})" if only else name
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.launch(path, "build", only=only)
+
+        self.push_screen(
+            ConfirmScreen(
+                f"{what} is already building",
+                "Start another build of it? Both run at once: two machines, and the same "
+                "output files written twice.",
+                yes="Build again",
+                no="Don't",
+                danger=False,
+                focus_yes=False,
+            ),
+            answered,
+        )
 
     def action_provision_null(self) -> None:
         picked = self._entry_for_action()
@@ -447,7 +482,15 @@ class KilnApp(App[int]):
             "file": "Running the post-processors of",
         }[mode]
         self.notify(f"{what} {name}{' (' + ', '.join(only) + ')' if only else ''}…", timeout=3)
+        if mode == "build":  # until its session exists, a second b must still see it
+            self._launching[path] = self._launching.get(path, 0) + 1
         self._launch_worker(path, mode, only, target, builds, target_label)
+
+    def _launched(self, path: str, mode: str) -> None:
+        if mode == "build" and self._launching.get(path):
+            self._launching[path] -= 1
+            if not self._launching[path]:
+                del self._launching[path]
 
     @work(thread=True, exit_on_error=False, group="launch")
     def _launch_worker(
@@ -496,12 +539,13 @@ class KilnApp(App[int]):
                         )
                         for p in e.problems
                     ],
+                    mode,
                 )
             )
             return
         except Exception as e:  # noqa: BLE001 - reported, never a crash of the dashboard
             self.post_message(
-                LaunchFailed(path, title, [ProblemView(f"{type(e).__name__}: {e}", path)])
+                LaunchFailed(path, title, [ProblemView(f"{type(e).__name__}: {e}", path)], mode)
             )
             return
         session.on_question = None  # the dashboard answers (the `paused` event tells it)
@@ -511,6 +555,7 @@ class KilnApp(App[int]):
         session.start()
 
     def _register_session(self, rec: SessionRecord) -> None:
+        self._launched(rec.entry_path, rec.mode)
         s = rec.session
         logs = s.log_paths
         first = None
@@ -539,6 +584,7 @@ class KilnApp(App[int]):
         self.refresh_bindings()
 
     def on_launch_failed(self, msg: LaunchFailed) -> None:
+        self._launched(msg.entry_path, msg.mode)
         entry = self.templates.entry(msg.entry_path)
         self.notify(
             f"{entry.name if entry else msg.entry_path}: {msg.title}; see the output pane.",

@@ -433,3 +433,27 @@ async def test_a_build_cancelled_with_x_is_recorded_as_cancelled(proj, tmp_path,
         await ready(pilot, app)
         await wait_for(pilot, lambda: app.history, what="history")
         assert app.builds_table.get_row_at(0)[0].plain == "⊘ cancelled"
+
+
+async def test_second_b_on_a_template_already_building_asks_first(proj, tmp_path, app_factory):
+    started = tmp_path / "started"
+    write_template(
+        proj / "slow.json", [null_builder("slow")], [shell(f"touch {started}", "sleep 60")]
+    )
+    app = app_factory(proj)
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot, app)
+        await pilot.press("b", "b")  # two quick presses: the first build has not started yet
+        await wait_for(pilot, lambda: type(app.screen).__name__ == "ConfirmScreen", what="asked")
+        assert "already building" in app.screen.title_text
+        await pilot.press("enter")  # the focused button is "Don't"
+        await wait_for(pilot, lambda: type(app.screen).__name__ != "ConfirmScreen", what="closed")
+        await wait_for(pilot, started.exists, what="the first build runs")
+        await pilot.pause(0.3)
+        assert len(app.builds) == 1
+        # asked again while it runs; this time the user wants a second build
+        await pilot.press("b")
+        await wait_for(pilot, lambda: type(app.screen).__name__ == "ConfirmScreen", what="asked")
+        await pilot.press("y")
+        await wait_for(pilot, lambda: len(app.builds) == 2, what="a second build")
+        await pilot.press("x")

@@ -32,13 +32,22 @@ class ConfirmScreen(ModalScreen[bool]):
     DEFAULT_CSS = DIALOG_CSS.format(name="ConfirmScreen")
     BINDINGS = [Binding("escape,n", "answer(False)", "No"), Binding("y", "answer(True)", "Yes")]
 
-    def __init__(self, title: str, body: str, yes: str, no: str, danger: bool = True) -> None:
+    def __init__(
+        self,
+        title: str,
+        body: str,
+        yes: str,
+        no: str,
+        danger: bool = True,
+        focus_yes: bool = True,
+    ) -> None:
         super().__init__()
         self.title_text = title
         self.body = body
         self.yes = yes
         self.no = no
         self.danger = danger
+        self.focus_yes = focus_yes
 
     def compose(self):
         with Vertical():
@@ -49,7 +58,7 @@ class ConfirmScreen(ModalScreen[bool]):
                 yield Button(self.yes, id="yes", variant="error" if self.danger else "primary")
 
     def on_mount(self) -> None:
-        self.query_one("#yes", Button).focus()
+        self.query_one("#yes" if self.focus_yes else "#no", Button).focus()
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         self.dismiss(event.button.id == "yes")
