@@ -30,7 +30,15 @@ from tui import keys, status
 from tui.bridge import DRAIN_INTERVAL, Bridge
 from tui.clock import Clock, fmt_duration
 from tui.commands import KilnCommands
-from tui.discovery import ProblemView, TemplateEntry, discover, mtime_of, relative, validate
+from tui.discovery import (
+    ProblemView,
+    TemplateEntry,
+    discover,
+    display_name,
+    mtime_of,
+    relative,
+    validate,
+)
 from tui.history import history_status, live_runs, read_log, write_log
 from tui.model import (
     MARK,
@@ -447,7 +455,7 @@ class KilnApp(App[int]):
                     "null",
                     target=choice.target,
                     builds=choice.build,
-                    target_label=choice.label,
+                    target_label=choice.target.short(),
                 )
 
         self.push_screen(TargetPicker(entry.name, targets, entry.build_names, build, notes), chosen)
@@ -462,7 +470,7 @@ class KilnApp(App[int]):
                 f"{entry.name} has no post-processors to run.", severity="warning", timeout=4
             )
             return
-        self.launch(entry.path, "file", builds=build, target_label="a stand-in file")
+        self.launch(entry.path, "file", builds=build, target_label="a stand-in")
 
     def launch(
         self,
@@ -568,6 +576,7 @@ class KilnApp(App[int]):
                 template_path=rec.entry_path,
                 mode=rec.mode,
                 target=rec.target,
+                template_name=display_name(rec.entry_path, self.root),
                 build_type=pb.type,
                 log_path=logs.get(pb.name, ""),
                 run_id=s.run_id,
@@ -719,6 +728,7 @@ class KilnApp(App[int]):
         self.selected_build = key
         self.selected_stage = stage
         self.shown_problems = None
+        self._ensure_log(self.current_build())
         self.refresh_panes()
         self.show_selected()
         if focus_error:
@@ -836,14 +846,15 @@ class KilnApp(App[int]):
             key = event.row_key.value
             if key != self.selected_build:
                 self.select_build(key, None)
-            b = self.current_build()
-            if b is not None and b.mode == "history" and not b.output.total:
-                self._load_log(b)
+            self._ensure_log(self.current_build())
 
     def on_descendant_focus(self, event) -> None:
-        # a history row's log is read when it is first looked at
-        b = self.current_build()
-        if b is not None and b.mode == "history" and not b.output.total and b.log_path:
+        self._ensure_log(self.current_build())
+
+    def _ensure_log(self, b: BuildModel | None) -> None:
+        """A past run's stages and log are read when it is first selected."""
+        if b is not None and b.mode == "history" and not b.log_requested and b.log_path:
+            b.log_requested = True
             self._load_log(b)
 
     def toggle_scope(self) -> None:
@@ -889,7 +900,9 @@ class KilnApp(App[int]):
         _set_title(
             self.stages_table,
             escape(
-                f"Stages · {b.label} · {status.plain(b.status)}{' · ' + elapsed if elapsed else ''}"
+                f"Stages · {b.label} · {status.plain(b.status)}"
+                + (b.status_words[len(b.status) :] if b.status_words != b.status else "")
+                + (f" · {elapsed}" if elapsed else "")
             ),
         )
         _set_title(
@@ -1179,6 +1192,7 @@ class KilnApp(App[int]):
                         name=bd["name"],
                         session_id="",
                         template_path=r["template"],
+                        template_name=display_name(r["template"], self.root),
                         mode="history",
                         build_type=bd.get("type", ""),
                         status=history_status(bd["status"], r),

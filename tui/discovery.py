@@ -108,10 +108,18 @@ def _entry(path: str, root: str) -> TemplateEntry:
         fmt = "yaml"
     else:
         fmt = "json"
+    return TemplateEntry(path=path, name=display_name(path, root), format=fmt, mtime=mtime_of(path))
+
+
+def display_name(path: str, root: str) -> str:
+    """A template as the dashboard names it: relative to its directory, ``dir/`` for HCL2
+    directories."""
     name = os.path.relpath(path, root)
+    if name.startswith(".." + os.sep):
+        name = path
     if os.path.isdir(path):
-        name = (name if name != "." else os.path.basename(path)) + "/"
-    return TemplateEntry(path=path, name=name, format=fmt, mtime=mtime_of(path))
+        name = (name if name != "." else os.path.basename(path.rstrip(os.sep))) + "/"
+    return name
 
 
 def mtime_of(path: str) -> float:

@@ -158,7 +158,8 @@ class BuildModel:
     session_id: str
     template_path: str
     mode: str = "build"  # build | null | file | history
-    target: str = ""  # what a debug run ran on
+    target: str = ""  # what a debug run ran on ("this host", "container 8e81a2b3")
+    template_name: str = ""  # as the Templates pane shows it
     build_type: str = ""
     status: str = "pending"
     started: float | None = None
@@ -176,6 +177,7 @@ class BuildModel:
     resources: dict[str, str] = field(default_factory=dict)  # ident -> kind, while held
     failed_stage: int | None = None
     db_path: str = ""  # history rows: the history database they came from
+    log_requested: bool = False  # history rows: the log is being (or was) read
 
     @property
     def live(self) -> bool:
@@ -188,11 +190,25 @@ class BuildModel:
 
     @property
     def label(self) -> str:
+        """``retry-test.json › docker``, with where a debug run ran: builds of several
+        templates may share a name, and a debug run must not pass for a real build."""
+        base = f"{self.template_name} › {self.name}" if self.template_name else self.name
         if self.mode == "null":
-            return f"{self.name} (on null)"
+            return f"{base} · provisioners on {self.target or 'the null builder'}"
         if self.mode == "file":
-            return f"{self.name} (on file)"
-        return self.name
+            return f"{base} · post-processors on {self.target or 'a stand-in'}"
+        return base
+
+    def skipped_provisioners(self) -> int:
+        """Provisioners the user skipped (s) in a build that went on."""
+        return sum(1 for s in self.stages if s.kind == "provisioner" and s.status == "skipped")
+
+    @property
+    def status_words(self) -> str:
+        """``succeeded, 1 skipped``: what the build's status word leaves out."""
+        if self.status == "succeeded" and (n := self.skipped_provisioners()):
+            return f"succeeded, {n} skipped"
+        return self.status
 
     def stage(self, index: int | None) -> StageModel | None:
         if index is None:

@@ -45,6 +45,15 @@ class NullTarget:
             cfg["ssh_password"] = self.password
         return cfg
 
+    def short(self) -> str:
+        """Where, in a few words: "this host", "container 8e81a2b3", "ubuntu@10.0.0.5:22"."""
+        if self.kind == "local":
+            return "this host"
+        if self.kind == "docker":
+            c = self.container
+            return f"container {c[:8] if _is_hex(c) else c}"
+        return f"{self.user}@{self.host}:{self.port}"
+
     def describe(self) -> str:
         if self.label:
             return self.label
@@ -91,6 +100,10 @@ def postprocessors_on_file(template: Template, workdir: str, builds: list[str] |
     return dataclasses.replace(template, builds=tuple(out))
 
 
+def _is_hex(text: str) -> bool:
+    return len(text) >= 12 and all(c in "0123456789abcdef" for c in text)
+
+
 def _safe(name: str) -> str:
     return "".join(c if c.isalnum() or c in "._-" else "_" for c in name)
 
@@ -102,8 +115,9 @@ def kept_machines(ledger_entries) -> list[NullTarget]:
         if not e.kept:
             continue
         if e.kind == "docker-container":
-            out.append(NullTarget(kind="docker", container=e.ident,
-                                  label=f"container {e.ident[:12]} kept from build {e.build}"))
+            cid = str(e.data.get("id") or e.ident)
+            out.append(NullTarget(kind="docker", container=cid,
+                                  label=f"container {cid[:12]} kept from build {e.build}"))
         elif e.kind == "aws-instance" and e.data.get("ssh_host"):
             d = e.data
             out.append(NullTarget(kind="ssh", host=d["ssh_host"], port=int(d.get("ssh_port", 22)),

@@ -213,7 +213,7 @@ async def test_provisioners_on_null_builder_local_target(proj, tmp_path, app_fac
         assert b.status == "succeeded", b.error
         assert b.mode == "null" and b.build_type == "null"
         assert marker.read_text().startswith("ran-on-")
-        assert b.label == "img (on null)"
+        assert b.label == "img.json › img · provisioners on this host"
         assert not (tmp_path / "x").exists()  # the file builder did not run
 
 
@@ -457,3 +457,68 @@ async def test_second_b_on_a_template_already_building_asks_first(proj, tmp_path
         await pilot.press("y")
         await wait_for(pilot, lambda: len(app.builds) == 2, what="a second build")
         await pilot.press("x")
+
+
+def _build_cells(app) -> list[str]:
+    return [app.builds_table.get_row_at(i)[1].plain for i in range(app.builds_table.row_count)]
+
+
+async def test_builds_pane_tells_builds_apart(proj, tmp_path, app_factory):
+    """Same build name in two templates, a debug run, a skipped provisioner: each row says which."""
+    write_template(proj / "a.json", [null_builder("box")], [shell("echo a")])
+    write_template(
+        proj / "b.json",
+        [null_builder("box")],
+        [shell("exit 3"), shell("echo after")],
+        [{"type": "manifest", "output": str(tmp_path / "m.json")}],
+    )
+    app = app_factory(proj)
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot, app)
+        await select_template(pilot, app, "a.json")
+        await pilot.press("b")
+        await wait_status(pilot, app, ("succeeded",))
+        await select_template(pilot, app, "b.json")
+        await pilot.press("b")
+        await wait_for(pilot, lambda: any(b.question for b in app.builds.values()), what="paused")
+        await pilot.press("s")
+        await wait_status(pilot, app, ("succeeded",))
+        await select_template(pilot, app, "a.json")
+        await pilot.press("p")
+        await wait_for(pilot, lambda: type(app.screen).__name__ == "TargetPicker", what="picker")
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: len(app.builds) == 3, what="the debug run")
+        await wait_status(pilot, app, ("succeeded",))
+        cells = _build_cells(app)
+        assert cells == [
+            "a.json › box · provisioners on this host",
+            "b.json › box",
+            "a.json › box",
+        ], cells
+        skipped = next(b for b in app.builds.values() if b.template_name == "b.json")
+        assert app.builds_table.get_row_at(1)[2].plain == "1 skipped"
+        app.select_build(skipped.key, None)
+        await pilot.pause()
+        assert "✓ succeeded, 1 skipped" in app.stages_table.border_title
+
+
+async def test_a_past_run_opens_on_selection(proj, app_factory):
+    write_template(proj / "h.json", [null_builder("old")], [shell("echo from the first run")])
+    write_template(proj / "i.json", [null_builder("older")], [shell("echo from the second")])
+    from backend.engine.prepare import Options
+    from backend.engine.session import Session, load_template
+
+    for name in ("i.json", "h.json"):
+        Session(load_template(str(proj / name), Options()), Options()).run()
+    app = app_factory(proj)
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot, app)
+        await wait_for(pilot, lambda: len(app.history) == 2, what="history")
+        assert _build_cells(app) == ["h.json › old", "i.json › older"]
+        app.builds_table.focus()
+        await pilot.pause()
+        await pilot.press("down")  # no enter: moving onto a past run shows it
+        await wait_for(pilot, lambda: app.history[1].output.total, what="log read")
+        await pilot.pause(0.1)
+        assert any("from the second" in line for line in view_text(app))
+        assert app.stages_table.row_count == 2

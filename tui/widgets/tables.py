@@ -125,6 +125,8 @@ def build_row(v: Mapping[str, str], b: BuildModel, now: float) -> tuple:
             fmt_ago(now - b.history_ts) if b.history_ts else "",
             style=status.theme_style(v, "foreground-muted"),
         )
+    elif b.status == "succeeded" and (skipped := b.skipped_provisioners()):
+        stage = Text(f"{skipped} skipped", style=status.theme_style(v, "warning"))
     elif b.status == "succeeded":
         stage = Text(f"{len(b.stages)} stages", style=status.theme_style(v, "foreground-muted"))
     elif st is not None:
