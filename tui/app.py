@@ -56,6 +56,9 @@ from tui.widgets.tables import BuildsTable, StagesTable, build_row, stage_row
 from tui.widgets.templates import NodeRef, TemplatesPane
 
 HISTORY_ROWS = 12
+SUMMARY_ERROR_LINES = 5  # lines of a multi-line error the sticky summary shows
+#: answers a retry asks for when the template changed around the failed provisioner
+RETRY_CHOICES = frozenset({"matched", "from-changed"})
 #: what removes a kept machine (the engine prints the same command when it keeps one)
 KEPT_CLEANUP = "kiln cleanup -all"
 BAR_PERIOD = 0.25  # seconds between updates of the output pane's line count while streaming
@@ -693,7 +696,9 @@ class KilnApp(App[int]):
         if what in ("failed", "paused") and b.failed_stage is not None:
             # failure first: select it, scroll its output to the error
             self.select_build(b.key, b.failed_stage, focus_error=True)
-            if what == "paused":
+            if what == "paused" and RETRY_CHOICES & set((b.question or {}).get("choices") or []):
+                self._ask_what_to_run(b)  # the answer to the r just pressed
+            elif what == "paused":
                 q = b.question or {}
                 r = self._key_of("retry")
                 self.notify(
@@ -946,14 +951,20 @@ class KilnApp(App[int]):
             t.append("\n")
             if code:
                 t.append(f"exit code {code.group(1)} · ", style="bold")
-            t.append(error.splitlines()[0][:400])
+            lines = relative(error, self.root).splitlines()
+            t.append(lines[0][:400])
+            for more in lines[1:SUMMARY_ERROR_LINES]:  # a located template error, a retry's why
+                t.append("\n" + more[:400])
         if st is not None:
             for line in b.output.tail(st.index, 3, (STDOUT, STDERR)):
                 t.append("\n│ ", style=status.theme_style(v, "foreground-muted"))
                 t.append(line[:300])
         if kind == "paused":
             choices = (b.question or {}).get("choices") or []
+            if RETRY_CHOICES & set(choices):
+                choices = ["which"] + [c for c in choices if c not in RETRY_CHOICES and c != "retry"]
             names = {
+                "which": ("retry", "choose what to run"),
                 "retry": ("retry", "retry (re-reads the template)"),
                 "skip": ("skip", "skip"),
                 "cleanup": ("cleanup", "clean up"),
@@ -990,6 +1001,9 @@ class KilnApp(App[int]):
             self.notify("No build is waiting for an answer.", severity="warning", timeout=3)
             return
         choices = (b.question or {}).get("choices") or []
+        if choice == "retry" and RETRY_CHOICES & set(choices):
+            self._ask_what_to_run(b)
+            return
         if choice == "retry" and "retry" not in choices and "continue" in choices:
             choice = "continue"
         if choice not in choices:
@@ -998,6 +1012,9 @@ class KilnApp(App[int]):
                 severity="warning",
             )
             return
+        self._send_answer(b, choice)
+
+    def _send_answer(self, b: BuildModel, choice: str) -> None:
         rec = self.sessions.get(b.session_id)
         if rec is None or not rec.session.answer(b.name, choice):
             self.notify(f"{b.label} is no longer waiting.", severity="warning", timeout=3)
@@ -1010,6 +1027,33 @@ class KilnApp(App[int]):
         self._update_summary()
         self.refresh_panes()
         self.refresh_bindings()
+
+    def _ask_what_to_run(self, b: BuildModel) -> None:
+        """The template changed around the failed provisioner: the user says what runs."""
+        from tui.screens.dialogs import RetryChoiceScreen
+
+        if isinstance(self.screen, RetryChoiceScreen):
+            return
+        q = b.question or {}
+        details = q.get("details") or {}
+        options = [(c, details.get(c, c)) for c in ("matched", "from-changed") if c in q["choices"]]
+        options.append(("retry", "read the template again (after more edits)"))
+        options.append(("", "stay paused (r asks again; s, c and k still answer)"))
+        key = b.key
+
+        def chosen(choice: str | None) -> None:
+            current = self.builds.get(key)
+            if choice and current is not None and current.question is q:
+                self._send_answer(current, choice)
+
+        self.push_screen(
+            RetryChoiceScreen(
+                f"{b.label}: {q.get('prompt') or 'what should run?'}",
+                relative(q.get("error") or "", self.root),
+                [(c, relative(text, self.root)) for c, text in options],
+            ),
+            chosen,
+        )
 
     def action_retry(self) -> None:
         self._answer("retry")

@@ -261,6 +261,25 @@ def apply(b: BuildModel, ev, now: float) -> str | None:
             for s in d.get("stages", [])
         ]
         return "started"
+    if t == "build.replanned":
+        # a retry re-read the template: the stages from d["stage"] on are the new plan
+        frm = d["stage"]
+        old = {st.index: st for st in b.stages}
+        stages = []
+        for sd in d.get("stages", []):
+            prev = old.get(sd["index"])
+            if sd["index"] < frm and prev is not None:
+                stages.append(prev)
+                continue
+            st = StageModel(sd["index"], sd["name"], sd["kind"], status=sd.get("status", "pending"),
+                            source=sd.get("source", ""))
+            if sd["index"] == frm and d.get("retried") and prev is not None:
+                st.attempts = prev.attempts  # the same provisioner, tried again
+                st.expected = prev.expected
+            stages.append(st)
+        b.stages = stages
+        b.failed_stage = None  # the build goes on; the engine says how in its next line
+        return None
     if t == "stage.added":
         b.stages.append(StageModel(d["index"], d["name"], d["kind"], source=d.get("source", "")))
         return None
@@ -307,7 +326,7 @@ def apply(b: BuildModel, ev, now: float) -> str | None:
             _mark(b, None, "── cancelling: cleaning up what the build created…")
         return None
     if t == "paused":
-        b.question = {k: d.get(k) for k in ("stage", "prompt", "choices", "error")}
+        b.question = {k: d.get(k) for k in ("stage", "prompt", "choices", "error", "details")}
         b.status = "paused"
         if d.get("stage") is not None:
             b.failed_stage = d.get("stage")

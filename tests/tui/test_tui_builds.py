@@ -522,3 +522,119 @@ async def test_a_past_run_opens_on_selection(proj, app_factory):
         await pilot.pause(0.1)
         assert any("from the second" in line for line in view_text(app))
         assert app.stages_table.row_count == 2
+
+
+async def test_retry_from_the_first_changed_provisioner(proj, tmp_path, app_factory):
+    marker = tmp_path / "marker.txt"
+    tpl = write_template(
+        proj / "t.json",
+        [null_builder("box")],
+        [shell(f"echo one >> {marker}"), shell(f"echo two-broken >> {marker}", "exit 3"),
+         shell(f"echo three >> {marker}")],
+    )
+    app = app_factory(proj)
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot, app)
+        await pilot.press("b")
+        await wait_for(pilot, lambda: app.builds and only_build(app).question, what="paused")
+        data = json.loads(tpl.read_text())
+        data["provisioners"][1] = shell(f"echo two-fixed >> {marker}")
+        data["provisioners"].insert(1, shell(f"echo inserted >> {marker}"))
+        tpl.write_text(json.dumps(data, indent=2))
+        await pilot.press("r")
+        await wait_for(pilot, lambda: type(app.screen).__name__ == "RetryChoiceScreen")
+        choices = [c for c, _ in app.screen.options]
+        assert choices == ["matched", "from-changed", "retry", ""]
+        await pilot.press("down", "enter")  # run from the first changed one
+        (b,) = await wait_status(pilot, app, ("succeeded", "failed"))
+        assert b.status == "succeeded", b.error
+        assert marker.read_text().split() == ["one", "two-broken", "inserted", "two-fixed", "three"]
+        # the stages follow the template as it now reads
+        assert [s.name.split(" >>")[0] for s in b.stages if s.kind == "provisioner"] == [
+            "shell-local: echo one", "shell-local: echo inserted", "shell-local: echo two-fixed",
+            "shell-local: echo three",
+        ]
+        assert all(s.status == "succeeded" for s in b.stages)
+    # history has the stages as they ran
+    from backend.engine.history import stages_of
+
+    rows = stages_of(str(proj / ".kiln" / "history.db"), b.run_id, "box")
+    assert [r["name"].split(" >>")[0] for r in rows][1:] == [
+        "shell-local: echo one", "shell-local: echo inserted", "shell-local: echo two-fixed",
+        "shell-local: echo three",
+    ]
+
+
+async def test_retry_finds_a_named_provisioner_by_its_name(proj, tmp_path, app_factory):
+    """HCL2: the failed provisioner has a name. Edited, moved down a line, with a new one after
+    it and the next one edited too (by content alone, a guess), it is found by its name and
+    runs at once; the output says where it went, and the rest follows the template."""
+    marker = tmp_path / "marker.txt"
+    src = 'source "null" "box" {\n  communicator = "none"\n}\n'
+
+    def hcl(provs: list[tuple[str, str]], comment: str = "") -> str:
+        body = "".join(
+            f'  provisioner "shell-local" {{\n{name}    inline = ["{cmd} >> {marker}"]\n  }}\n'
+            for name, cmd in provs
+        )
+        return src + f'build {{\n  sources = ["source.null.box"]\n{comment}{body}}}\n'
+
+    setup = '    name = "setup"\n'
+    tpl = proj / "t.pkr.hcl"
+    broken = f"echo broken >> {marker}; exit 3"
+    tpl.write_text(hcl([("", "echo one"), (setup, broken), ("", "echo three")]))
+    app = app_factory(proj)
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot, app)
+        await pilot.press("b")
+        await wait_for(pilot, lambda: app.builds and only_build(app).question, what="paused")
+        tpl.write_text(
+            hcl(
+                [("", "echo one"), (setup, "echo fixed"), ("", "echo new"), ("", "echo 3")],
+                comment="  # the base packages\n",
+            )
+        )
+        await pilot.press("r")
+        (b,) = await wait_status(pilot, app, ("succeeded", "failed"))
+        assert b.status == "succeeded", b.error
+        assert type(app.screen).__name__ != "RetryChoiceScreen"  # nothing to ask
+        assert marker.read_text().split() == ["one", "broken", "fixed", "new", "3"]
+        app.select_build(b.key, None)  # the whole build: the reload note is the build's own line
+        await pilot.pause()
+        text = "\n".join(view_text(app))
+        assert "running provisioner 2 again" in text and "it was provisioner 2 at line 9" in text
+        assert "(attempt 2)  t.pkr.hcl:10" in text
+
+
+async def test_retry_on_a_template_that_no_longer_parses_stays_paused(
+    proj, tmp_path, app_factory
+):
+    marker = tmp_path / "marker.txt"
+    tpl = write_template(
+        proj / "t.json",
+        [null_builder("box")],
+        [shell(f"echo one >> {marker}"), shell(f"echo broken >> {marker}", "exit 3")],
+    )
+    good = tpl.read_text()
+    app = app_factory(proj)
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot, app)
+        await pilot.press("b")
+        await wait_for(pilot, lambda: app.builds and only_build(app).question, what="paused")
+        b = only_build(app)
+        tpl.write_text(good.replace('"inline"', '"inline" "oops"', 1))  # a JSON syntax error
+        await pilot.press("r")
+        await wait_for(
+            pilot,
+            lambda: b.question and "could not be read" in (b.question.get("prompt") or ""),
+            what="paused again with the error",
+        )
+        summary = str(app.output.query_one("#summary").render())
+        assert "t.json:" in summary  # located
+        assert b.status == "paused" and b.live
+        assert marker.read_text().split() == ["one", "broken"]  # the old command did not run
+        tpl.write_text(good.replace("echo broken", "echo fixed").replace('"exit 3"', '"true"'))
+        await pilot.press("r")
+        await wait_status(pilot, app, ("succeeded", "failed"))
+        assert b.status == "succeeded", b.error
+        assert marker.read_text().split() == ["one", "broken", "fixed"]

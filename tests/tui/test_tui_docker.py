@@ -68,3 +68,67 @@ async def test_kept_container_is_seen_by_cleanup_while_the_dashboard_runs(
         done = kiln_cli(*command.split()[1:], cwd=proj)
         assert done.returncode == 0, done.stdout + done.stderr
         assert not _container_exists(client, cid)
+
+
+def _edit(path, change) -> None:
+    import json
+
+    data = json.loads(path.read_text())
+    change(data)
+    path.write_text(json.dumps(data, indent=2) + "\n")
+
+
+async def test_retry_finds_the_fixed_provisioner_after_one_was_inserted_before_it(
+    proj, app_factory, docker_env
+):
+    """Fix the failed provisioner and insert a new one before it: r does not run the inserted
+    one in its place; it says the template changed and the user picks what runs."""
+    _client, labels = docker_env
+    tpl = write_template(
+        proj / "retry-test.json",
+        [docker_builder(labels, commit=False)],
+        [
+            docker_shell("echo step-one > /tmp/trace"),
+            docker_shell("echo step-two-broken >> /tmp/trace", "exit 3"),
+            docker_shell("echo step-three >> /tmp/trace", "cat /tmp/trace"),
+        ],
+    )
+    app = app_factory(proj)
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot, app)
+        await pilot.press("b")
+        await wait_for(pilot, lambda: app.builds and only_build(app).question, 60, "paused")
+        b = only_build(app)
+
+        def fix_and_insert(data):
+            data["provisioners"][1] = docker_shell("echo step-two-fixed >> /tmp/trace")
+            data["provisioners"].insert(1, docker_shell("echo inserted >> /tmp/trace"))
+
+        _edit(tpl, fix_and_insert)
+        await pilot.press("r")
+        await wait_for(
+            pilot, lambda: type(app.screen).__name__ == "RetryChoiceScreen", 30, "the question"
+        )
+        screen = app.screen
+        assert "changed around the failed provisioner" in screen.title_text
+        assert "Before it: provisioner 2" in screen.body and "echo inserted" in screen.body
+        choices = [c for c, _ in screen.options]
+        assert choices == ["matched", "from-changed", "retry", ""]
+        matched = dict(screen.options)["matched"]
+        assert "provisioner 3" in matched and "step-two-fixed" in matched
+        await pilot.press("enter")  # run the matched one
+        await wait_status(pilot, app, ("succeeded", "failed"), timeout=60)
+        assert b.status == "succeeded", b.error
+        text = "\n".join(view_text_all(app, b))
+        # the trace the last provisioner printed: the fixed one ran, the inserted one did not
+        assert "step-one\nstep-two-broken\nstep-two-fixed\nstep-three" in text.replace("  ", "")
+        assert "inserted" not in text.split("Reloaded", 1)[1].split("step-three", 1)[0]
+        names = [s.name for s in b.stages if s.kind == "provisioner"]
+        assert names[1].startswith("shell: echo step-two-fixed")
+
+
+def view_text_all(app, b) -> list[str]:
+    app.select_build(b.key, None)
+    from tui_helpers import view_text
+
+    return view_text(app)

@@ -150,6 +150,48 @@ class TargetPicker(ModalScreen["TargetChoice | None"]):
         self.dismiss(None)
 
 
+class RetryChoiceScreen(ModalScreen["str | None"]):
+    """What a retry runs when the re-read template moved things around the failed
+    provisioner: the matched one, from the first changed one, read again, or stay paused."""
+
+    DEFAULT_CSS = (
+        DIALOG_CSS.format(name="RetryChoiceScreen")
+        + """
+    RetryChoiceScreen > Vertical { width: 100; }
+    RetryChoiceScreen OptionList { height: auto; max-height: 10; margin-top: 1; }
+    """
+    )
+    BINDINGS = [Binding("escape", "stay", "Stay paused")]
+
+    def __init__(self, title: str, body: str, options: list[tuple[str, str]]) -> None:
+        super().__init__()
+        self.title_text = title
+        self.body = body
+        self.options = options  # (choice, what it does); choice "" stays paused
+
+    def compose(self):
+        with Vertical():
+            yield Label(Text(self.title_text), classes="title")
+            yield Static(Text(self.body))
+            yield OptionList(
+                *[Option(Text(text), id=f"c{i}") for i, (_c, text) in enumerate(self.options)],
+                id="choices",
+            )
+
+    def on_mount(self) -> None:
+        ol = self.query_one(OptionList)
+        ol.highlighted = 0
+        ol.focus()
+
+    def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
+        event.stop()
+        choice = self.options[event.option_index][0]
+        self.dismiss(choice or None)
+
+    def action_stay(self) -> None:
+        self.dismiss(None)
+
+
 class WaitScreen(ModalScreen[None]):
     """Shown while quitting: the builds being cancelled and cleaned up, live."""
 
