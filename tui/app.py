@@ -408,6 +408,9 @@ class KilnApp(App[int]):
         )
 
     def action_provision_null(self) -> None:
+        """p: the template's provisioners on the null builder. A machine kept from a build of
+        this template comes first; this host only by an explicit, warned choice when the
+        template builds a container or a cloud machine."""
         picked = self._entry_for_action()
         if picked is None:
             return
@@ -417,17 +420,28 @@ class KilnApp(App[int]):
             return
         from backend.engine.debugruns import NullTarget, kept_machines
 
-        targets: list[tuple[str, Any]] = [("this host (local communicator)", NullTarget("local"))]
+        here_ok = bool(entry.builds) and all(n in entry.local_builds for n in entry.build_names)
+        host = NullTarget("local")
+        ours: list[tuple[str, Any]] = []
+        others: list[tuple[str, Any]] = []
         notes: list[str] = []
+        runs = {rec.session.run_id: rec.entry_path for rec in self.sessions.values()}
+        runs.update({h.run_id: h.template_path for h in self.history})
         try:
             from backend.engine.ledger import Ledger
 
             led = Ledger("kiln-dashboard")
             try:
-                for t in kept_machines(led.entries()):
-                    targets.append((t.describe(), t))
+                kept = kept_machines(led.entries())
             finally:
                 led.close()
+            for t in kept:
+                tpl = runs.get(t.run_id)
+                if tpl == entry.path:
+                    ours.append((f"{t.short()}, kept from {entry.name} › {t.build}", t))
+                else:
+                    where = f"{display_name(tpl, self.root)} › " if tpl else ""
+                    others.append((f"{t.short()}, kept from {where}{t.build}", t))
         except Exception as e:  # noqa: BLE001 - the list is a convenience
             notes.append(f"kept machines could not be listed: {e}")
         configured, problems = keys.load_targets(self.config_dir)
@@ -445,23 +459,90 @@ class KilnApp(App[int]):
                     private_key_file=c.private_key_file,
                     label=f"{c.name} ({c.user}@{c.host}:{c.port})",
                 )
-            targets.append((t.describe(), t))
+            others.append((t.describe(), t))
+        if here_ok:
+            targets = [("this host (local communicator)", host)] + ours + others
+        else:
+            kinds = ", ".join(sorted({t for _n, t, _l in entry.builds}))
+            targets = ours + others + [(f"this host, not a {kinds} machine (asks first)", host)]
+            if not ours:
+                notes.append(
+                    f"No machine is kept from a build of {entry.name}: build it, and when a "
+                    f"provisioner fails press {self._key_of('keep')} to keep the machine."
+                )
         if not configured:
             notes.append(f"Name more targets in {self.config_dir / 'targets.toml'}.")
 
         from tui.screens.dialogs import TargetPicker
 
         def chosen(choice: Any) -> None:
-            if choice is not None:
-                self.launch(
-                    entry.path,
-                    "null",
-                    target=choice.target,
-                    builds=choice.build,
-                    target_label=choice.target.short(),
-                )
+            if choice is None:
+                return
+            if choice.target.kind == "local" and not self._runs_here(entry, choice.build):
+                self._confirm_this_host(entry, choice)
+                return
+            self._run_on_target(entry, choice)
 
         self.push_screen(TargetPicker(entry.name, targets, entry.build_names, build, notes), chosen)
+
+    @staticmethod
+    def _runs_here(entry: TemplateEntry, build: str | None) -> bool:
+        names = [build] if build else entry.build_names
+        return bool(names) and all(n in entry.local_builds for n in names)
+
+    def _run_on_target(self, entry: TemplateEntry, choice: Any) -> None:
+        self.launch(
+            entry.path,
+            "null",
+            target=choice.target,
+            builds=choice.build,
+            target_label=choice.target.short(),
+        )
+
+    def _confirm_this_host(self, entry: TemplateEntry, choice: Any) -> None:
+        """Say what would run where, as whom, before a container's or cloud machine's
+        provisioners run on the user's own machine."""
+        import getpass
+        import socket
+
+        from tui.screens.dialogs import ConfirmScreen
+
+        try:
+            user = getpass.getuser()
+        except Exception:  # noqa: BLE001 - no name for this uid
+            user = "?"
+        uid = os.geteuid()
+        names = [choice.build] if choice.build else entry.build_names
+        kinds = ", ".join(
+            f"{n} ({t})" for n, t, _l in entry.builds if n in names and n not in entry.local_builds
+        )
+        who = f"{user} (uid {uid})" + (", root: they can change anything here" if uid == 0 else "")
+        lines = entry.provisioner_lines[:8]
+        more = len(entry.provisioner_lines) - len(lines)
+        body = (
+            f"{entry.name} builds {kinds}; its provisioners were written for that machine.\n"
+            f"Here they run on this host ({socket.gethostname()}), as {who}, in {os.getcwd()}:\n"
+            + "".join(f"  {i + 1}. {line}\n" for i, line in enumerate(lines))
+            + (f"  … and {more} more\n" if more > 0 else "")
+            + "shell and file provisioners go through the local communicator: commands run "
+            "here, files are copied here."
+        )
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self._run_on_target(entry, choice)
+
+        self.push_screen(
+            ConfirmScreen(
+                "Run these provisioners on this host?",
+                relative(body, self.root),
+                yes="Run them here",
+                no="Cancel",
+                danger=True,
+                focus_yes=False,
+            ),
+            answered,
+        )
 
     def action_postprocess_file(self) -> None:
         picked = self._entry_for_action()

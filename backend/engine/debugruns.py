@@ -31,6 +31,8 @@ class NullTarget:
     private_key_file: str = ""
     container: str = ""
     label: str = ""
+    run_id: str = ""  # a kept machine: the run that kept it
+    build: str = ""  # and its build
 
     def communicator_config(self) -> dict:
         if self.kind == "local":
@@ -116,12 +118,13 @@ def kept_machines(ledger_entries) -> list[NullTarget]:
             continue
         if e.kind == "docker-container":
             cid = str(e.data.get("id") or e.ident)
-            out.append(NullTarget(kind="docker", container=cid,
+            out.append(NullTarget(kind="docker", container=cid, run_id=e.run_id, build=e.build,
                                   label=f"container {cid[:12]} kept from build {e.build}"))
         elif e.kind == "aws-instance" and e.data.get("ssh_host"):
             d = e.data
             out.append(NullTarget(kind="ssh", host=d["ssh_host"], port=int(d.get("ssh_port", 22)),
                                   user=d.get("ssh_username", ""), private_key_file=d.get("ssh_private_key_file", ""),
+                                  run_id=e.run_id, build=e.build,
                                   label=f"instance {e.ident} kept from build {e.build}"))
     return out
 

@@ -208,7 +208,10 @@ async def test_provisioners_on_null_builder_local_target(proj, tmp_path, app_fac
         await ready(pilot, app)
         await pilot.press("p")
         await wait_for(pilot, lambda: type(app.screen).__name__ == "TargetPicker", what="picker")
-        await pilot.press("enter")  # the first target: this host
+        await pilot.press("enter")  # the only target: this host
+        # a file build's provisioners were not written for this host: asked first
+        await wait_for(pilot, lambda: type(app.screen).__name__ == "ConfirmScreen", what="asked")
+        await pilot.press("y")
         (b,) = await wait_status(pilot, app, ("succeeded", "failed", "crashed"))
         assert b.status == "succeeded", b.error
         assert b.mode == "null" and b.build_type == "null"

@@ -132,3 +132,62 @@ def view_text_all(app, b) -> list[str]:
     from tui_helpers import view_text
 
     return view_text(app)
+
+
+async def test_p_runs_on_the_kept_container_by_default_and_this_host_only_when_confirmed(
+    proj, tmp_path, app_factory, docker_env
+):
+    """Keep a failed docker build with k, press p, enter: the provisioners run in the kept
+    container, never on this host; choosing this host asks first, saying what runs where as
+    whom, and cancelling runs nothing."""
+    import uuid
+
+    client, labels = docker_env
+    mark = f"/tmp/kiln-p-{uuid.uuid4().hex[:8]}"
+    write_template(
+        proj / "box.json",
+        [docker_builder(labels, commit=False)],
+        [docker_shell(f"touch {mark}", "echo made the marker"), docker_shell("exit 5")],
+    )
+    app = app_factory(proj)
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot, app)
+        await pilot.press("b")
+        await wait_for(pilot, lambda: app.builds and only_build(app).question, 60, "paused")
+        await pilot.press("k")
+        (kept,) = await wait_status(pilot, app, ("failed", "succeeded"), timeout=60)
+        cid = kept.access_hint.split()[-2]
+        client.containers.get(cid).exec_run(["rm", "-f", mark])  # the build made it: start afresh
+        app.templates.tree_widget.focus()
+        await pilot.press("p")
+        await wait_for(pilot, lambda: type(app.screen).__name__ == "TargetPicker", what="picker")
+        labels_shown = [label for label, _ in app.screen.targets]
+        assert labels_shown[0].startswith(f"container {cid[:8]}, kept from box.json › docker")
+        assert labels_shown[-1].startswith("this host, not a docker machine")
+        await pilot.press("enter")  # the default: the kept container
+        await wait_for(pilot, lambda: len(app.builds) == 2, what="the debug run")
+        run = next(b for b in app.builds.values() if b.mode == "null")
+        await wait_for(pilot, lambda: run.question, 60, "the second provisioner fails again")
+        await pilot.press("c")
+        await wait_for(pilot, lambda: not run.live, 60, "the debug run ends")
+        assert run.label == f"box.json › docker · provisioners on container {cid[:8]}"
+        assert run.stages[1].status == "succeeded"  # the marker provisioner ran...
+        code, _ = client.containers.get(cid).exec_run(["test", "-e", mark])
+        assert code == 0  # ...in the container
+        import os
+
+        assert not os.path.exists(mark)  # and not here
+        # this host: asked first, with what runs where as whom
+        await pilot.press("p")
+        await wait_for(pilot, lambda: type(app.screen).__name__ == "TargetPicker", what="picker")
+        await pilot.press("end", "enter")
+        await wait_for(pilot, lambda: type(app.screen).__name__ == "ConfirmScreen", what="warned")
+        body = app.screen.body
+        import getpass
+
+        assert "docker (docker)" in body and "on this host" in body
+        assert f"as {getpass.getuser()} (uid {os.geteuid()})" in body
+        assert f"touch {mark}" in body
+        await pilot.press("enter")  # the focused button is Cancel
+        await pilot.pause(0.5)
+        assert len(app.builds) == 2 and not os.path.exists(mark)
