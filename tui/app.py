@@ -28,7 +28,7 @@ from textual.worker import Worker, WorkerState
 
 from tui import keys, status
 from tui.bridge import DRAIN_INTERVAL, Bridge
-from tui.clock import Clock, fmt_duration
+from tui.clock import Clock, fmt_ago, fmt_duration
 from tui.commands import KilnCommands
 from tui.discovery import (
     ProblemView,
@@ -554,7 +554,55 @@ class KilnApp(App[int]):
                 f"{entry.name} has no post-processors to run.", severity="warning", timeout=4
             )
             return
-        self.launch(entry.path, "file", builds=build, target_label="a stand-in")
+        from backend.engine.ppdebug import last_artifacts
+        from backend.engine.session import default_state_dir
+
+        try:
+            real = last_artifacts(
+                os.path.join(default_state_dir(entry.path), "history.db"), entry.path
+            )
+        except Exception:  # noqa: BLE001 - without history there is only the stand-in
+            real = {}
+        names = [build] if build else entry.build_names
+        real = {n: a for n, a in real.items() if n in names}
+        if not real:
+            self.launch(entry.path, "file", builds=build, target_label="a stand-in")
+            return
+        from tui.screens.dialogs import ArtifactPicker
+
+        first = max(real.values(), key=lambda a: a.started)
+        ago = fmt_ago(time.time() - first.started)
+        missing = [n for n in names if n not in real]
+        options = [
+            ("stand-in", "a stand-in of each builder's own artifact, made for this run"),
+            (
+                "last",
+                f"the last build's artifact ({ago}): {first.describe().splitlines()[0]}"
+                + (f"; a stand-in for {', '.join(missing)}" if missing else ""),
+            ),
+        ]
+        note = (
+            "Either way the outputs go to a new directory under .kiln/debug-runs/pp-debug/ "
+            "and stay there: nothing outside it is written, the template's docker tags are "
+            "replaced by a kiln-debug tag, docker-push does not push, and the last build's "
+            "files are copied first, never changed."
+        )
+
+        def chosen(choice: str | None) -> None:
+            if choice == "stand-in":
+                self.launch(entry.path, "file", builds=build, target_label="a stand-in")
+            elif choice == "last":
+                self.launch(
+                    entry.path,
+                    "file",
+                    builds=build,
+                    target=real,
+                    target_label="the last build's artifact",
+                )
+
+        self.push_screen(
+            ArtifactPicker(f"Run the post-processors of {entry.name}", options, note), chosen
+        )
 
     def launch(
         self,
@@ -612,14 +660,23 @@ class KilnApp(App[int]):
 
                 tpl = provisioners_on_null(tpl, target, builds=[builds] if builds else None)
                 opts.state_dir = os.path.join(state, "debug-runs")
-            elif mode == "file":
-                from backend.engine.debugruns import postprocessors_on_file
-
-                tpl = postprocessors_on_file(
-                    tpl, os.path.join(state, "pp-debug"), builds=[builds] if builds else None
+            if mode == "file":
+                from backend.engine.ppdebug import (
+                    DebugScope,
+                    PostProcessorSession,
+                    new_scratch,
+                    prepare_postprocessor_run,
                 )
+
                 opts.state_dir = os.path.join(state, "debug-runs")
-            session = Session(tpl, opts)
+                scope = DebugScope(new_scratch(opts.state_dir), f"kiln-debug-{uuid.uuid4().hex[:8]}")
+                tpl, prepared, warnings = prepare_postprocessor_run(
+                    tpl, opts, scope, builds=[builds] if builds else None, real=target
+                )
+                session = PostProcessorSession(tpl, opts, prepared, scope)
+                session.warnings += warnings
+            else:
+                session = Session(tpl, opts)
         except TemplateError as e:
             self.post_message(
                 LaunchFailed(

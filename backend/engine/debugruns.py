@@ -1,18 +1,18 @@
-"""Debug runs: a template's provisioners on the null builder, its post-processors on the file builder.
+"""Debug runs: a template's provisioners on the null builder (its post-processors on the
+file builder are in :mod:`.ppdebug`).
 
-Both keep the template's provisioners or post-processors exactly as written
-and swap only the builder, so a user debugging a script or a post-processor
-chain gets an answer in seconds instead of waiting for a real machine.
+The provisioners stay exactly as written and only the builder is swapped, so a user
+debugging a script gets an answer in seconds, on a machine kept from a failed build, an SSH
+target, or (asked for explicitly) this host.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import os
 from dataclasses import dataclass
 
 from backend.template.model import BuildDef, Template
-from backend.template.source import Loc, Node, from_plain
+from backend.template.source import Loc, from_plain
 
 
 @dataclass(frozen=True)
@@ -82,32 +82,8 @@ def provisioners_on_null(template: Template, target: NullTarget, builds: list[st
     return dataclasses.replace(template, builds=tuple(out))
 
 
-def postprocessors_on_file(template: Template, workdir: str, builds: list[str] | None = None) -> Template:
-    """Every build's builder replaced by a file builder writing a stand-in artifact.
-
-    Provisioners are dropped; the post-processor chains run on
-    ``<workdir>/<build>.artifact``, a small text file.
-    """
-    os.makedirs(workdir, exist_ok=True)
-    out = []
-    for b in template.builds:
-        if builds and b.name not in builds:
-            continue
-        target = os.path.join(workdir, f"{_safe(b.name)}.artifact")
-        content = f"stand-in artifact for build {b.name} ({b.type}), made by kiln for post-processor debugging\n"
-        loc = b.loc
-        config = Node({"target": Node(target, loc), "content": Node(content, loc)}, loc)
-        out.append(dataclasses.replace(b, index=len(out), type="file", config=config, provisioners=(),
-                                       error_cleanup=None))
-    return dataclasses.replace(template, builds=tuple(out))
-
-
 def _is_hex(text: str) -> bool:
     return len(text) >= 12 and all(c in "0123456789abcdef" for c in text)
-
-
-def _safe(name: str) -> str:
-    return "".join(c if c.isalnum() or c in "._-" else "_" for c in name)
 
 
 def kept_machines(ledger_entries) -> list[NullTarget]:
@@ -129,4 +105,4 @@ def kept_machines(ledger_entries) -> list[NullTarget]:
     return out
 
 
-__all__ = ["NullTarget", "provisioners_on_null", "postprocessors_on_file", "kept_machines", "BuildDef"]
+__all__ = ["NullTarget", "provisioners_on_null", "kept_machines", "BuildDef"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import glob
 import json
 import os
+from pathlib import Path
 
 import pytest
 from tui_helpers import (
@@ -241,10 +242,13 @@ async def test_post_processors_on_file_builder(proj, tmp_path, app_factory):
         assert b.status == "succeeded", b.error
         assert b.mode == "file" and b.build_type == "file"
         assert [s.kind for s in b.stages] == ["builder", "post-processor", "post-processor"]
-        assert marker.read_text() == "post-processed\n"
-        manifest = json.loads((tmp_path / "manifest.json").read_text())
+        assert marker.read_text() == "post-processed\n"  # shell-local: the command as written
+        # the manifest's path (absolute here) is re-rooted into the run's scratch directory
+        assert not (tmp_path / "manifest.json").exists()
+        (scratch,) = glob.glob(str(proj / ".kiln" / "debug-runs" / "pp-debug" / "*"))
+        manifest = json.loads(Path(scratch, str(tmp_path).lstrip("/"), "manifest.json").read_text())
         assert manifest["builds"][0]["builder_type"] == "file"
-        assert glob.glob(str(proj / ".kiln" / "pp-debug" / "box.artifact"))
+        assert manifest["builds"][0]["artifact_id"] == "Null"  # the null builder's own kind
         assert "never runs here" not in "\n".join(view_text(app))
 
 
@@ -641,3 +645,68 @@ async def test_retry_on_a_template_that_no_longer_parses_stays_paused(
         await wait_status(pilot, app, ("succeeded", "failed"))
         assert b.status == "succeeded", b.error
         assert marker.read_text().split() == ["one", "broken", "fixed"]
+
+
+def _digests(root) -> dict[str, str]:
+    import hashlib
+
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
+
+
+async def test_o_never_touches_the_real_builds_outputs(proj, app_factory, monkeypatch):
+    """The bundled null-local.json, built with b, then o twice (a stand-in, then the last
+    build's artifact): build/ stays byte for byte as the real build left it; the debug
+    outputs are in a scratch directory the output names."""
+    import shutil
+
+    root = Path(__file__).resolve().parents[2]
+    shutil.copy(root / "templates" / "null-local.json", proj / "null-local.json")
+    monkeypatch.chdir(proj)  # the template's outputs are relative to the working directory
+    app = app_factory(proj)
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot, app)
+        await pilot.press("b")
+        await wait_status(pilot, app, ("succeeded", "failed"))
+        assert all(b.status == "succeeded" for b in app.builds.values())
+        real = _digests(proj / "build")
+        assert "release-notes.tar.gz" in real and "manifest.json" in real
+        for pick in ("stand-in", "last"):
+            before = set(app.builds)
+            await pilot.press("o")
+            n = len(before)
+            await wait_for(
+                pilot,
+                lambda n=n: type(app.screen).__name__ == "ArtifactPicker" or len(app.builds) > n,
+            )
+            runs_at_once = len(app.builds) > n
+            if not runs_at_once:
+                keys = [k for k, _ in app.screen.options]
+                assert keys == ["stand-in", "last"]
+                if pick == "last":
+                    await pilot.press("down")
+                await pilot.press("enter")
+            await wait_for(pilot, lambda n=n: len(app.builds) == n + 2, what="debug run")
+            runs = [app.builds[k] for k in app.builds if k not in before]
+            await wait_for(pilot, lambda r=runs: not any(b.live for b in r), what="the end")
+            assert _digests(proj / "build") == real  # not one byte of the real outputs changed
+            assert not runs_at_once  # the last build's artifact is offered
+            assert all(b.status == "succeeded" for b in runs), [(b.name, b.error) for b in runs]
+            notes = next(b for b in runs if b.name == "release-notes")
+            app.select_build(notes.key, None)
+            await pilot.pause()
+            text = "\n".join(view_text(app))
+            scratch = text.split("Outputs go to ", 1)[1].split(" and stay there")[0]
+            out = proj / scratch
+            assert out.is_dir() and out.parent.name == "pp-debug"
+            made = _digests(out)
+            assert {"build/release-notes.tar.gz", "build/release-notes.sha256"} <= set(made)
+            assert f"Wrote {scratch}/build/release-notes.tar.gz" in text
+            if pick == "last":
+                assert "Starting from the last build's artifact" in text
+                assert notes.label.endswith("post-processors on the last build's artifact")
+            else:
+                assert notes.label.endswith("post-processors on a stand-in")

@@ -12,6 +12,7 @@ from tui_helpers import (
     only_build,
     ready,
     summary_text,
+    view_text,
     wait_for,
     wait_status,
     write_template,
@@ -129,8 +130,6 @@ async def test_retry_finds_the_fixed_provisioner_after_one_was_inserted_before_i
 
 def view_text_all(app, b) -> list[str]:
     app.select_build(b.key, None)
-    from tui_helpers import view_text
-
     return view_text(app)
 
 
@@ -191,3 +190,87 @@ async def test_p_runs_on_the_kept_container_by_default_and_this_host_only_when_c
         await pilot.press("enter")  # the focused button is Cancel
         await pilot.pause(0.5)
         assert len(app.builds) == 2 and not os.path.exists(mark)
+
+
+async def test_o_on_a_docker_template_uses_a_stand_in_image_and_leaves_no_trace(
+    proj, app_factory, docker_env, monkeypatch
+):
+    """The bundled docker template's post-processors (docker-tag, manifest) on o: they get an
+    image (not "Unknown artifact type: packer.file"), the template's tag is never moved, the
+    manifest is written in the scratch directory, and the run's images are gone after it."""
+    import shutil
+    import uuid
+    from pathlib import Path
+
+    import docker
+
+    client, _labels = docker_env
+    root = Path(__file__).resolve().parents[2]
+    shutil.copy(root / "templates" / "docker-busybox.json", proj / "docker-busybox.json")
+    (proj / "files").mkdir()
+    shutil.copy(root / "templates" / "files" / "motd.txt", proj / "files" / "motd.txt")
+    repo = f"kiln-test/o-{uuid.uuid4().hex[:8]}"
+    monkeypatch.chdir(proj)
+    app = app_factory(proj, vars={"repository": repo})
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot, app)
+        await pilot.press("o")
+        (b,) = await wait_status(pilot, app, ("succeeded", "failed", "crashed"), timeout=60)
+        assert b.status == "succeeded", b.error
+        assert b.label == "docker-busybox.json › docker · post-processors on a stand-in"
+        session = app.sessions[b.session_id].session
+        await wait_for(pilot, lambda: session.done and not len(app.bridge), 30, "run end")
+        await pilot.pause(0.1)
+        text = "\n".join(view_text(app))
+        assert "Unknown artifact type" not in text
+        assert f"Repository: {repo}:kiln-debug-" in text
+        scratch = proj / text.split("Outputs go to ", 1)[1].split(" and stay there")[0]
+        assert (scratch / "packer-manifest.json").is_file()
+        assert not (proj / "packer-manifest.json").exists()
+    with pytest.raises(docker.errors.ImageNotFound):
+        client.images.get(f"{repo}:latest")  # the template's own tag never made
+    assert client.images.list(name=repo) == []  # the debug tag is gone too
+    stand_ins = client.images.list(filters={"label": "kiln.stand-in"})
+    assert not [i for i in stand_ins if any(repo in t for t in i.tags)]
+    assert "Removed sha256:" in text and "made for this debug run" in text
+
+
+async def test_o_saves_into_the_scratch_directory_and_never_pushes(
+    proj, app_factory, docker_env, monkeypatch
+):
+    import uuid
+
+    client, labels = docker_env
+    repo = f"127.0.0.1:9/kiln-test/o-{uuid.uuid4().hex[:8]}"  # nothing listens there
+    write_template(
+        proj / "ship.json",
+        [docker_builder(labels)],
+        [docker_shell("true")],
+        [
+            [
+                {"type": "docker-tag", "repository": repo, "tags": ["1.0"]},
+                {"type": "docker-save", "path": "/tmp/kiln-never-here/image.tar"},
+                {"type": "docker-push"},
+            ]
+        ],
+    )
+    monkeypatch.chdir(proj)
+    app = app_factory(proj)
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot, app)
+        await pilot.press("o")
+        (b,) = await wait_status(pilot, app, ("succeeded", "failed", "crashed"), timeout=60)
+        assert b.status == "succeeded", b.error
+        session = app.sessions[b.session_id].session
+        await wait_for(pilot, lambda: session.done and not len(app.bridge), 30, "run end")
+        await pilot.pause(0.1)
+        text = "\n".join(view_text(app))
+        scratch = proj / text.split("Outputs go to ", 1)[1].split(" and stay there")[0]
+        # the absolute path is re-rooted into the scratch directory
+        saved = scratch / "tmp" / "kiln-never-here" / "image.tar"
+        assert saved.is_file() and saved.stat().st_size > 0
+        import os
+
+        assert not os.path.exists("/tmp/kiln-never-here")
+        assert "Not pushed: a debug run never pushes to a registry" in text
+    assert client.images.list(name=repo.split(":", 1)[0]) == []

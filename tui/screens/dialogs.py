@@ -192,6 +192,46 @@ class RetryChoiceScreen(ModalScreen["str | None"]):
         self.dismiss(None)
 
 
+class ArtifactPicker(ModalScreen["str | None"]):
+    """What the post-processors of a debug run start from: a stand-in or the last build's."""
+
+    DEFAULT_CSS = (
+        DIALOG_CSS.format(name="ArtifactPicker")
+        + """
+    ArtifactPicker > Vertical { width: 90; }
+    ArtifactPicker OptionList { height: auto; max-height: 8; margin: 1 0; }
+    """
+    )
+    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+
+    def __init__(self, title: str, options: list[tuple[str, str]], note: str) -> None:
+        super().__init__()
+        self.title_text = title
+        self.options = options
+        self.note = note
+
+    def compose(self):
+        with Vertical():
+            yield Label(Text(self.title_text), classes="title")
+            yield Label(Text("Start from:"))
+            yield OptionList(
+                *[Option(Text(text), id=key) for key, text in self.options], id="artifacts"
+            )
+            yield Static(Text(self.note, style="italic"))
+
+    def on_mount(self) -> None:
+        ol = self.query_one(OptionList)
+        ol.highlighted = 0
+        ol.focus()
+
+    def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
+        event.stop()
+        self.dismiss(event.option.id)
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
 class WaitScreen(ModalScreen[None]):
     """Shown while quitting: the builds being cancelled and cleaned up, live."""
 
