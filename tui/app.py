@@ -157,6 +157,7 @@ class KilnApp(App[int]):
         self._bar_at = 0.0
         self._bar_pending = False
         self.force_quit = False  # quit without waiting for cleanups (q on the wait screen)
+        self.handle_signals = False  # kiln tui: SIGHUP/SIGTERM quit with cleanup (not in tests)
         self.sub_title = os.path.basename(self.root.rstrip(os.sep)) or self.root
 
     # -- layout ---------------------------------------------------------------------------
@@ -194,6 +195,8 @@ class KilnApp(App[int]):
         view.on_scope = self.toggle_scope
         self.output.on_save_path = self.save_output
         self.templates.tree_widget.focus()
+        if self.handle_signals:
+            self._watch_hangup()
         self.set_interval(DRAIN_INTERVAL, self.drain)
         self.set_interval(1.0, self.tick)
         self.set_interval(2.0, self.watch_files)
@@ -209,6 +212,23 @@ class KilnApp(App[int]):
             return
         # after the first frame: the workers import the engine, which would slow the first paint
         self._discover()
+
+    def _watch_hangup(self) -> None:
+        """The terminal closed (SIGHUP) or someone asked us to stop (SIGTERM): leave as quit
+        does, so builds are cancelled and their machines removed, not left running."""
+        import asyncio
+        import signal
+
+        try:
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGHUP, signal.SIGTERM):
+                loop.add_signal_handler(sig, self._hang_up)
+        except (NotImplementedError, RuntimeError, ValueError):  # not the main thread (tests)
+            pass
+
+    def _hang_up(self) -> None:
+        self._quitting = True
+        self.exit(1)
 
     def on_unmount(self) -> None:
         """However the app ends (an error, a test failing, quit), builds still running are
@@ -1543,6 +1563,7 @@ def run_app(
         return 1
     app = make_app(target, vars=vars, var_files=var_files)
     headless = os.environ.get("KILN_TUI_HEADLESS") == "1"
+    app.handle_signals = True
     rc = app.run(headless=headless, size=(140, 40) if headless else None)
     if os.environ.get("KILN_TUI_EXIT_ON_READY") and app.ready_at is not None:
         print(f"KILN_READY {app.ready_at:.6f}", flush=True)
