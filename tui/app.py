@@ -122,6 +122,9 @@ class KilnApp(App[int]):
     BINDINGS = keys.bindings("app")
     COMMANDS = App.COMMANDS | {KilnCommands}
     ENABLE_COMMAND_PALETTE = True
+    # below 110 columns the panes stack (kiln.tcss); below 32 rows the output gets the room
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (110, "-wide")]
+    VERTICAL_BREAKPOINTS = [(0, "-short"), (32, "-tall")]
 
     def __init__(
         self,
@@ -140,7 +143,7 @@ class KilnApp(App[int]):
         self.var_files = tuple(var_files)
         self.config_dir = keys.config_dir(config_dir)
         self.keymap, self.config_problems = keys.load_keymap(self.config_dir)
-        self.set_keymap(self.keymap)
+        self.set_keymap(keys.with_twins(self.keymap))
         self.bridge = Bridge()
         self.builds: dict[str, BuildModel] = {}
         self.sessions: dict[str, SessionRecord] = {}
@@ -170,7 +173,7 @@ class KilnApp(App[int]):
             with Vertical(id="right"):
                 yield StagesTable(id="stages")
                 yield OutputPane(id="output")
-        yield Footer()
+        yield Footer(show_command_palette=False, compact=True)  # ctrl+p: in the help, the welcome
 
     # the main screen's panes (looked up once: a modal screen may be on top later)
     templates: TemplatesPane
@@ -336,7 +339,7 @@ class KilnApp(App[int]):
     def show_problems(self, entry: TemplateEntry, focus: ProblemView | None = None) -> None:
         """The template's problems in the output pane, each with file:line."""
         self.shown_problems = entry.path
-        buf = OutputBuffer()
+        buf = OutputBuffer(wrap_all=True)
         errors = [p for p in entry.problems if p.severity == "error"]
         head = (
             f"{entry.name}: {len(errors)} problem{'s' if len(errors) != 1 else ''}"
@@ -377,7 +380,7 @@ class KilnApp(App[int]):
             return None
         return entry, (ref.build if ref is not None and ref.kind == "build" else None)
 
-    def action_build(self) -> None:
+    def action_build(self, _how: str = "") -> None:
         picked = self._entry_for_action()
         if picked is None:
             return
@@ -427,7 +430,7 @@ class KilnApp(App[int]):
             answered,
         )
 
-    def action_provision_null(self) -> None:
+    def action_provision_null(self, _how: str = "") -> None:
         """p: the template's provisioners on the null builder. A machine kept from a build of
         this template comes first; this host only by an explicit, warned choice when the
         template builds a container or a cloud machine."""
@@ -564,7 +567,7 @@ class KilnApp(App[int]):
             answered,
         )
 
-    def action_postprocess_file(self) -> None:
+    def action_postprocess_file(self, _how: str = "") -> None:
         picked = self._entry_for_action()
         if picked is None:
             return
@@ -856,7 +859,8 @@ class KilnApp(App[int]):
             self.select_build(b.key, b.failed_stage, focus_error=True)
             if what == "paused" and RETRY_CHOICES & set((b.question or {}).get("choices") or []):
                 self._ask_what_to_run(b)  # the answer to the r just pressed
-            elif what == "paused":
+            elif what == "paused" and (self.size.width >= 110 or self.screen.maximized):
+                # a narrow screen has the summary (just selected) say it, not a toast over it
                 q = b.question or {}
                 r = self._key_of("retry")
                 self.notify(
@@ -894,6 +898,7 @@ class KilnApp(App[int]):
         self._ensure_log(self.current_build())
         self.refresh_panes()
         self.show_selected()
+        self.refresh_bindings()  # the footer depends on whether this build waits for an answer
         if focus_error:
             self._scroll_to_error()
 
@@ -911,7 +916,7 @@ class KilnApp(App[int]):
 
     def _welcome(self) -> OutputBuffer:
         k = self._key_of
-        buf = OutputBuffer()
+        buf = OutputBuffer(wrap_all=True)  # it wraps to the pane's width
         buf.append(None, MARK, ["── Kiln"])
         buf.append(
             None,
@@ -919,18 +924,20 @@ class KilnApp(App[int]):
             [
                 "Pick a template on the left (or one of its builders), then press",
                 "",
-                f"  {k('build'):<6} to build it",
-                f"  {k('provision-null'):<6} to run its provisioners on the null builder: on this host,",
-                "         a machine kept from an earlier build, or a target from targets.toml",
-                f"  {k('postprocess-file'):<6} to run its post-processors on the file builder",
-                f"  {k('edit'):<6} to open it in $EDITOR",
+                f"  {k('build'):<3} to build it",
+                f"  {k('provision-null'):<3} to run its provisioners on the null builder: on a machine "
+                "kept from a failed build, a target from targets.toml, or this host",
+                f"  {k('postprocess-file'):<3} to run its post-processors on the file builder, in a "
+                "scratch directory",
+                f"  {k('edit'):<3} to open it in $EDITOR",
                 "",
-                "When a provisioner fails, its build waits with the machine still up. Fix the",
-                f"template, then press {k('retry')} to run just that provisioner again, {k('skip')} to "
-                f"skip it,",
-                f"{k('cleanup')} to clean up, or {k('keep')} to keep the machine and get into it.",
+                "When a provisioner fails, its build waits with the machine still up. Fix the "
+                f"template, then press {k('retry')} to run just that provisioner again, "
+                f"{k('skip')} to skip it, {k('cleanup')} to clean up, or {k('keep')} to keep the "
+                "machine and get into it.",
                 "",
-                f"{k('help')} shows every key, ctrl+p finds any action by name, tab moves between panes.",
+                f"{k('help')} shows every key, ctrl+p finds any action by name, tab moves between "
+                f"panes, {k('zoom')} zooms the one you are in.",
             ],
         )
         return buf
@@ -982,6 +989,7 @@ class KilnApp(App[int]):
 
     def on_synced_table_resized(self, _msg) -> None:
         self.refresh_panes()
+        self._update_summary()  # its wording follows the width
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         table = event.data_table
@@ -1051,7 +1059,8 @@ class KilnApp(App[int]):
             self.stages_table.sync([])
             self.stages_table.border_title = "Stages"
             return
-        rows = [(f"stage:{s.index}", stage_row(v, s, now)) for s in b.stages]
+        bar = self.stages_table.width_of("progress")
+        rows = [(f"stage:{s.index}", stage_row(v, s, now, bar, self.root)) for s in b.stages]
         sel = f"stage:{self.selected_stage}" if self.selected_stage is not None else None
         if sel is None and not self.stages_table.has_focus:
             cur = b.current_stage()
@@ -1113,29 +1122,30 @@ class KilnApp(App[int]):
             t.append(lines[0][:400])
             for more in lines[1:SUMMARY_ERROR_LINES]:  # a located template error, a retry's why
                 t.append("\n" + more[:400])
-        if st is not None:
-            for line in b.output.tail(st.index, 3, (STDOUT, STDERR)):
-                t.append("\n│ ", style=status.theme_style(v, "foreground-muted"))
-                t.append(line[:300])
         if kind == "paused":
             choices = (b.question or {}).get("choices") or []
             if RETRY_CHOICES & set(choices):
                 choices = ["which"] + [c for c in choices if c not in RETRY_CHOICES and c != "retry"]
+            short = self.output.size.width < 100  # one line at 80 columns
             names = {
                 "which": ("retry", "choose what to run"),
-                "retry": ("retry", "retry (re-reads the template)"),
+                "retry": ("retry", "retry" if short else "retry (re-reads the template)"),
                 "skip": ("skip", "skip"),
                 "cleanup": ("cleanup", "clean up"),
-                "abort": ("keep", "keep the machine"),
+                "abort": ("keep", "keep" if short else "keep the machine"),
                 "continue": ("retry", "continue"),
             }
             parts = [f"{self._key_of(names[c][0])} {names[c][1]}" for c in choices if c in names]
-            t.append("\n" + "  ·  ".join(parts), style="bold")
+            t.append("\n" + (" · " if short else "  ·  ").join(parts), style="bold")
         elif kind == "kept":
             hint = b.access_hint or "nothing to get into: it ran on this host"
             t.append("\nGet into it with: ", style="bold")
             t.append(hint)
             t.append(f"\nRemove it later with: {KEPT_CLEANUP}")
+        if st is not None:  # last, so a short terminal cuts these first
+            for line in b.output.tail(st.index, 3, (STDOUT, STDERR)):
+                t.append("\n│ ", style=status.theme_style(v, "foreground-muted"))
+                t.append(line[:300])
         self.output.set_summary(t, kind)
 
     def _key_of(self, binding_id: str) -> str:
@@ -1225,7 +1235,25 @@ class KilnApp(App[int]):
     def action_keep(self) -> None:
         self._answer("abort")
 
-    def action_cancel(self) -> None:
+    def action_zoom(self) -> None:
+        """The focused pane fills the screen; again (or escape) puts it back."""
+        screen = self.screen
+        if screen.maximized is not None:
+            screen.minimize()
+            return
+        pane = None
+        f = self.focused
+        if f is not None:
+            for w in f.ancestors_with_self:
+                if isinstance(w, (TemplatesPane, BuildsTable, StagesTable, OutputPane)):
+                    pane = w
+                    break
+        if pane is None:
+            pane = self.output
+            self.view.focus()
+        screen.maximize(pane, container=False)
+
+    def action_cancel(self, _how: str = "") -> None:
         b = self.current_build()
         if b is None or not b.live:
             live = [x for x in self.builds.values() if x.live]
@@ -1254,8 +1282,15 @@ class KilnApp(App[int]):
                 "keep": ("abort",),
             }[action]
             return any(c in choices for c in want)
-        if action == "cancel":
-            return any(b.live for b in self.builds.values())
+        quiet = keys.QUIET in parameters
+        if action == "cancel" and not any(b.live for b in self.builds.values()):
+            return False
+        if action in ("build", "provision_null", "postprocess_file", "cancel", "edit"):
+            # while a build waits for an answer the footer shows the answers; these keys
+            # still work, through their twin bindings (keys.quiet_when_paused)
+            b = self.current_build()
+            waiting = b is not None and b.question is not None
+            return quiet or not waiting
         return True
 
     # -- edit ---------------------------------------------------------------------------
@@ -1298,7 +1333,7 @@ class KilnApp(App[int]):
             path = os.path.join(path, files[0]) if files else path
         return path, line
 
-    def action_edit(self) -> None:
+    def action_edit(self, _how: str = "") -> None:
         picked = self._edit_target()
         if picked is None:
             self.notify("No template selected.", severity="warning")

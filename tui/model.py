@@ -59,7 +59,7 @@ class OutputBuffer:
     pointing at the same lines when old ones are dropped.
     """
 
-    def __init__(self, max_lines: int = 50_000):
+    def __init__(self, max_lines: int = 50_000, wrap_all: bool = False):
         self.lines: list[str] = []
         self.codes: list[int] = []
         self.base = 0  # absolute index of lines[0]
@@ -67,6 +67,10 @@ class OutputBuffer:
         self.width = 0  # longest line seen (characters)
         self.max_lines = max_lines
         self.stage_rows: dict[int, list[int]] = {}
+        #: lines the view wraps (Kiln's own messages; every line of a text like the welcome):
+        #: command output keeps one row per line and scrolls sideways
+        self.wrap_all = wrap_all
+        self.msg_rows: list[int] = []
 
     def __len__(self) -> int:
         return len(self.lines)
@@ -80,6 +84,8 @@ class OutputBuffer:
         self.lines.extend(lines)
         self.codes.extend(repeat((st + 1) << STREAM_BITS | stream, n))
         self.rows_of(st).extend(range(start, start + n))
+        if self.wrap_all or stream in (UI, UI_ERROR, MARK):
+            self.msg_rows.extend(range(start, start + n))
         self.total = start + n
         w = max(map(len, lines))
         if w > self.width:
@@ -94,7 +100,7 @@ class OutputBuffer:
         del self.lines[:drop]
         del self.codes[:drop]
         self.base += drop
-        for rows in self.stage_rows.values():
+        for rows in (*self.stage_rows.values(), self.msg_rows):
             k = bisect_left(rows, self.base)
             if k:
                 del rows[:k]
