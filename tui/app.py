@@ -537,13 +537,15 @@ class KilnApp(App[int]):
         uid = os.geteuid()
         names = [choice.build] if choice.build else entry.build_names
         kinds = ", ".join(
-            f"{n} ({t})" for n, t, _l in entry.builds if n in names and n not in entry.local_builds
+            f"a {t} machine (build {n})"
+            for n, t, _l in entry.builds
+            if n in names and n not in entry.local_builds
         )
         who = f"{user} (uid {uid})" + (", root: they can change anything here" if uid == 0 else "")
         lines = entry.provisioner_lines[:8]
         more = len(entry.provisioner_lines) - len(lines)
         body = (
-            f"{entry.name} builds {kinds}; its provisioners were written for that machine.\n"
+            f"{entry.name} builds {kinds}; its provisioners were written for it.\n"
             f"Here they run on this host ({socket.gethostname()}), as {who}, in {os.getcwd()}:\n"
             + "".join(f"  {i + 1}. {line}\n" for i, line in enumerate(lines))
             + (f"  … and {more} more\n" if more > 0 else "")
@@ -1438,6 +1440,8 @@ class KilnApp(App[int]):
                         run_id=r["id"],
                         history_ts=r["started"],
                         duration=bd.get("duration"),
+                        kept=bool(bd.get("kept")),
+                        access_hint=bd.get("access_hint") or "",
                     )
                     b.db_path = db
                     rows.append(b)

@@ -330,8 +330,8 @@ class StandInFileStep(WriteFileStep):
         self.scope = scope
 
     def run(self, ctx) -> None:
-        ctx.ui.say(f"Outputs go to {self.scope.scratch} and stay there; nothing outside it is "
-                   "written, no docker tag of the template is moved, nothing is pushed")
+        ctx.ui.say(f"Outputs go to {_shown(self.scope.scratch)} and stay there; nothing outside "
+                   "it is written, no docker tag of the template is moved, nothing is pushed")
         super().run(ctx)
 
 
@@ -497,12 +497,18 @@ class GuardedPostProcessor(PostProcessor):
         finally:
             after = _files_in(self.scope.scratch)
             for path in sorted(p for p, stamp in after.items() if before.get(p) != stamp):
-                ui.say(f"Wrote {path}")
+                ui.say(f"Wrote {_shown(path)}")
         if out is None:
             return None
         if self.type in ("docker-tag", "docker-import") and not self.scope.made(out.id()):
             self.scope.images.append((ctx.build_name, out.id(), None))
         return out if isinstance(out, GuardedArtifact) else GuardedArtifact(out, self.scope)
+
+
+def _shown(path: str) -> str:
+    """A path as the user would type it from where Kiln runs."""
+    rel = os.path.relpath(path)
+    return path if rel.startswith("..") else rel
 
 
 def _files_in(root: str, limit: int = 2000) -> dict[str, tuple[float, int]]:

@@ -184,7 +184,7 @@ async def test_p_runs_on_the_kept_container_by_default_and_this_host_only_when_c
         body = app.screen.body
         import getpass
 
-        assert "docker (docker)" in body and "on this host" in body
+        assert "a docker machine (build docker)" in body and "on this host" in body
         assert f"as {getpass.getuser()} (uid {os.geteuid()})" in body
         assert f"touch {mark}" in body
         await pilot.press("enter")  # the focused button is Cancel

@@ -144,7 +144,7 @@ class BuildsTable(SyncedTable):
     COLUMNS = (
         Col("status", "status", 12, narrow_from=56, narrow=1),
         Col("build", "build", None),
-        Col("stage", "stage", 14, shown_from=72),
+        Col("stage", "stage", 14, shown_from=64),
         Col("time", "time", 6),
     )
     FLEX_MIN = 12
