@@ -154,6 +154,7 @@ class KilnApp(App[int]):
         self.ready_at: float | None = None
         self._validating: set[str] = set()
         self._launching: dict[str, int] = {}  # template path -> builds starting (b pressed)
+        self._footer_waiting = False  # the footer last drawn for a build waiting for an answer
         self._last_rescan = 0.0
         self._quitting = False
         self._question_keys: frozenset[str] = frozenset()
@@ -825,6 +826,7 @@ class KilnApp(App[int]):
             keys_now = frozenset(k for k, b in builds.items() if b.question)
             if keys_now != self._question_keys or notable:
                 self._question_keys = keys_now
+                self._footer_waiting = self._waiting_selected()
                 self.refresh_bindings()
         if self.selected_build in output or self.selected_build in state:
             t = time.monotonic()
@@ -900,7 +902,10 @@ class KilnApp(App[int]):
         self._ensure_log(self.current_build())
         self.refresh_panes()
         self.show_selected()
-        self.refresh_bindings()  # the footer depends on whether this build waits for an answer
+        waiting = self._waiting_selected()
+        if waiting != self._footer_waiting:  # the footer shows the answers while it waits
+            self._footer_waiting = waiting
+            self.refresh_bindings()
         if focus_error:
             self._scroll_to_error()
 
@@ -1290,10 +1295,12 @@ class KilnApp(App[int]):
         if action in ("build", "provision_null", "postprocess_file", "cancel", "edit"):
             # while a build waits for an answer the footer shows the answers; these keys
             # still work, through their twin bindings (keys.quiet_when_paused)
-            b = self.current_build()
-            waiting = b is not None and b.question is not None
-            return quiet or not waiting
+            return quiet or not self._waiting_selected()
         return True
+
+    def _waiting_selected(self) -> bool:
+        b = self.current_build()
+        return b is not None and b.question is not None
 
     # -- edit ---------------------------------------------------------------------------
     def _edit_target(self) -> tuple[str, int] | None:
