@@ -168,8 +168,6 @@ def build_row(v: Mapping[str, str], b: BuildModel, now: float) -> tuple:
             fmt_ago(now - b.history_ts) if b.history_ts else "",
             style=status.theme_style(v, "foreground-muted"),
         )
-    elif b.status == "succeeded" and (skipped := b.skipped_provisioners()):
-        stage = Text(f"{skipped} skipped", style=status.theme_style(v, "warning"))
     elif b.status == "succeeded":
         stage = Text(f"{len(b.stages)} stages", style=status.theme_style(v, "foreground-muted"))
     elif st is not None:
@@ -180,6 +178,9 @@ def build_row(v: Mapping[str, str], b: BuildModel, now: float) -> tuple:
     name = Text(b.label, no_wrap=True, overflow="ellipsis")
     if b.mode == "history":
         name.stylize(status.theme_style(v, "foreground-muted"))
+    skipped = b.skipped_provisioners() if b.status == "succeeded" else 0
+    if skipped:  # "succeeded, 1 skipped": with the name, which every width shows
+        name.append(f" · {skipped} skipped", style=status.theme_style(v, "warning"))
     return (status.status_text(v, shown), name, stage, Text(fmt_duration(b.elapsed(now))))
 
 
