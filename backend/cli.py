@@ -110,7 +110,8 @@ Usage: kiln cleanup [options]
   The ledger lives in $KILN_STATE_DIR (default ~/.local/state/kiln).
 
 Options:
-  -all         Also remove resources kept on purpose (-on-error=abort).
+  -all         Also remove machines kept on purpose (-on-error=abort, or k in the
+               dashboard), even while the dashboard that kept them is open.
   -dry-run     Only list what would be removed.
 """
 
@@ -409,7 +410,12 @@ def cmd_cleanup(argv: list[str], machine: bool) -> int:
     ledger = Ledger("cleanup-" + str(uuid.uuid4()))
     entries = orphaned(ledger, include_kept=bool(flags.get("all")))
     if not entries:
-        print("Nothing to clean up.")
+        kept = [e for e in orphaned(ledger, include_kept=True) if e.kept]
+        print("Nothing to clean up." if not kept else
+              f"Nothing to clean up; {len(kept)} resource{'s' if len(kept) != 1 else ''} kept "
+              "on purpose stay (kiln cleanup -all removes them too):")
+        for e in kept:
+            print(f"  kept {e.kind} {e.ident}" + (f" (build {e.build})" if e.build else ""))
         return 0
     failed = 0
     for e in entries:

@@ -1,14 +1,15 @@
 #!/usr/bin/env python3
-"""Screenshots of the real dashboard, headless, at 140x40 with a fake clock.
+"""Screenshots of the real dashboard driving real docker builds of the bundled templates.
 
     python3 scripts/screenshots.py [OUTDIR]      (default: screenshots/)
 
-Each scenario builds a small project in a temp directory (null and file
-builders, shell-local provisioners, a little seeded history so the progress
-bars have an expected length), drives the app with Textual's Pilot through the
-real engine, and saves an SVG: idle, builds running, a failed provisioner
-waiting for retry, the help screen. The snapshot tests (tests/tui) use the same
-scenarios.
+Each scenario copies the bundled templates (templates/) into a fresh project, seeds a little
+history so the progress bars have an expected length, drives the app headless with Textual's
+Pilot and a fake clock through the real engine and the real Docker engine (base image
+kiln/busybox: scripts/make-base-image.sh), and saves an SVG. Where a scenario needs a
+provisioner to fail or to take its time, it edits the copy of docker-busybox.json the way a
+user would (a typo in a path, a slow step) and says so in its docstring. The snapshot tests
+(tests/tui/test_tui_snapshots.py) run the same scenarios at the same sizes.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import shutil
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Awaitable, Callable
 
@@ -28,77 +30,49 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-SIZE = (140, 40)
 PROJECT = "kiln-demo"  # the project directory's name (shown in the header)
+DOCKER = "docker-busybox.json"
 
 
 # -- the demo project ------------------------------------------------------------------------
 
 
 def make_project(parent: Path) -> Path:
-    """Templates a new user might have: two valid, one with mistakes; plus earlier runs."""
+    """The bundled templates as a new user has them, one template with mistakes, and history."""
     root = parent / PROJECT
     if root.exists():
         shutil.rmtree(root)
     root.mkdir(parents=True)
-    gate = root / ".hold"  # while it exists the long provisioner keeps running
-    gate.write_text("")
-    web = {
-        "description": "An app server and its release notes, provisioned locally",
-        "builders": [
-            {"type": "null", "name": "app-server", "communicator": "none"},
-            {
-                "type": "file",
-                "name": "release-notes",
-                "target": str(root / "out" / "notes.txt"),
-                "content": "release notes\n",
-            },
-        ],
-        "provisioners": [
-            {
-                "type": "shell-local",
-                "inline": [
-                    "echo 'Reading package lists... Done'",
-                    "printf '\\033[32m✓\\033[0m nginx 1.24.0 installed\\n'",
-                    "printf '\\033[32m✓\\033[0m postgresql-client 16.2 installed\\n'",
-                    # the pauses keep stdout and stderr lines in this order on screen
-                    "sleep 0.1; echo 'W: [security] 2 packages can be upgraded' >&2; sleep 0.1",
-                    "printf 'config: listen [::]:80 \\033[1mdefault_server\\033[0m\\n'",
-                ],
-            },
-            {
-                "type": "shell-local",
-                "inline": [
-                    "echo 'compiling assets (webpack --mode production)'",
-                    'i=1; while [ $i -le 8 ]; do echo "  chunk $i/8 built"; i=$((i+1)); done',
-                    f"while [ -e {gate} ]; do sleep 0.1; done",
-                ],
-            },
-        ],
-    }
-    db = {
-        "builders": [{"type": "null", "name": "database", "communicator": "none"}],
-        "provisioners": [
-            {"type": "shell-local", "inline": ["echo 'creating role app'", "echo 'role created'"]},
-            {
-                "type": "shell-local",
-                "inline": [
-                    "echo 'Reading package lists... Done'",
-                    "sleep 0.1; echo 'E: Unable to locate package postgresql-17' >&2",
-                    "exit 100",
-                ],
-            },
-            {"type": "shell-local", "inline": ["echo 'loading schema'"]},
-        ],
-    }
-    (root / "web.json").write_text(json.dumps(web, indent=2) + "\n")
-    (root / "db.json").write_text(json.dumps(db, indent=2) + "\n")
+    for name in (DOCKER, "null-local.json", "hcl2-null.pkr.hcl"):
+        shutil.copy(ROOT / "templates" / name, root / name)
+    shutil.copytree(ROOT / "templates" / "files", root / "files")
     (root / "broken.json").write_text(
         '{\n  "builders": [\n    {"type": "null", "communicator": "none", "nmae": "cache"}\n  ],\n'
         '  "provisioners": [\n    {"type": "shell-local", "inlne": ["echo hi"]}\n  ]\n}\n'
     )
     seed_history(root)
     return root
+
+
+def edit_docker_template(root: Path, change: Callable[[dict], None]) -> None:
+    """Edit the copy of the docker template as an editor saves: all at once (the dashboard
+    re-reads templates that change, and must never see half a file)."""
+    path = root / DOCKER
+    data = json.loads(path.read_text())
+    change(data)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+def typo(data: dict) -> None:
+    """A typo in a path: the third provisioner's first command fails (and says so on
+    stderr only, so the screenshot's lines come in one order)."""
+    data["provisioners"][2]["inline"][0] = "ls -l /srv/ap"
+
+
+def slow_step(data: dict) -> None:
+    data["provisioners"][2]["inline"].append("sleep 120")
 
 
 def seed_history(root: Path, now: float | None = None) -> None:
@@ -108,37 +82,33 @@ def seed_history(root: Path, now: float | None = None) -> None:
 
     now = FakeClock().now() if now is None else now
     db = connect(str(root / ".kiln" / "history.db"))
-    web_stages = [
+    docker_stages = [
+        ("Connect to Docker engine", "builder", 0.1),
+        ("Create shared temp dir", "builder", 0.1),
+        ("Start container", "builder", 0.6),
         ("Connect", "builder", 0.1),
-        ("shell-local: echo 'Reading package lists... Done' (+4 lines)", "provisioner", 4.0),
-        (
-            "shell-local: echo 'compiling assets (webpack --mode production)' (+2 lines)",
-            "provisioner",
-            60.0,
-        ),
+        ("shell: mkdir -p /srv/app (+2 lines)", "provisioner", 1.2),
+        (f"file: {root}/files/motd.txt => /srv/app/motd.txt", "provisioner", 0.4),
+        ("shell: ls -l /srv/app (+1 lines)", "provisioner", 40.0),
+        ("shell: ls -l /srv/app (+2 lines)", "provisioner", 40.0),  # slow_step()
+        ("Commit container", "builder", 2.5),
+        ("docker-tag", "post-processor", 0.2),
+        ("manifest", "post-processor", 0.1),
     ]
     runs = [
-        ("run-web-1", "web.json", now - 7200, [("app-server", "null", "succeeded", web_stages)]),
+        ("run-docker-1", DOCKER, now - 7200, [("docker", "docker", "succeeded", docker_stages)]),
         (
-            "run-db-1",
-            "db.json",
+            "run-null-1",
+            "null-local.json",
             now - 90000,
-            [("database", "null", "failed", [("Connect", "builder", 0.1)])],
+            [("local", "null", "succeeded", [("Connect", "builder", 0.1)])],
         ),
     ]
     for rid, tpl, started, builds in runs:
         db.execute(
             "INSERT INTO runs(id, template, started, finished, status, exit_code, pid) "
             "VALUES (?,?,?,?,?,?,?)",
-            (
-                rid,
-                str(root / tpl),
-                started,
-                started + 70,
-                builds[0][2],
-                0 if builds[0][2] == "succeeded" else 1,
-                0,
-            ),
+            (rid, str(root / tpl), started, started + 70, builds[0][2], 0, 0),
         )
         for name, btype, st, stages in builds:
             db.execute(
@@ -159,7 +129,7 @@ def seed_history(root: Path, now: float | None = None) -> None:
 # -- driving the app -----------------------------------------------------------------------
 
 
-async def _wait(pilot, cond: Callable[[], object], timeout: float = 30.0, what: str = "") -> None:
+async def _wait(pilot, cond: Callable[[], object], timeout: float = 180.0, what: str = "") -> None:
     deadline = time.monotonic() + timeout
     while not cond():
         if time.monotonic() > deadline:
@@ -191,7 +161,7 @@ async def _select(pilot, app, name: str) -> None:
             and node.data.kind == "template"
             and app.templates.entry(node.data.path).name == name
         ):
-            tree.cursor_line = line
+            tree.move_cursor_to_line(line)
             await pilot.pause()
             return
     raise LookupError(name)
@@ -202,53 +172,6 @@ async def _settle(pilot, app) -> None:
     await pilot.pause(0.3)
     app.clear_notifications()
     await pilot.pause(0.1)
-
-
-async def idle(pilot, app, root: Path) -> None:
-    await _ready(pilot, app)
-    await _select(pilot, app, "web.json")
-    await _settle(pilot, app)
-    await _stable_layout(pilot, app)
-
-
-async def running(pilot, app, root: Path) -> None:
-    await _ready(pilot, app)
-    await _select(pilot, app, "web.json")
-    await pilot.press("b")
-
-    def compiling() -> bool:
-        bs = list(app.builds.values())
-        return len(bs) == 2 and all(
-            b.stages
-            and b.stages[-1].status == "running"
-            and any("chunk 8/8" in line for line in b.output.lines)
-            for b in bs
-        )
-
-    await _wait(pilot, compiling, what="both builds compiling")
-    app.clock.advance(42)
-    app.refresh_panes()
-    await _settle(pilot, app)
-    await _stable_layout(pilot, app)
-
-
-async def paused(pilot, app, root: Path) -> None:
-    await _ready(pilot, app)
-    await _select(pilot, app, "db.json")
-    await pilot.press("b")
-    await _wait(pilot, lambda: any(b.question for b in app.builds.values()), what="paused")
-    app.clock.advance(3)
-    app.refresh_panes()
-    await _settle(pilot, app)
-    await _stable_layout(pilot, app)
-
-
-async def help_screen(pilot, app, root: Path) -> None:
-    await _ready(pilot, app)
-    await _select(pilot, app, "web.json")
-    await pilot.press("question_mark")
-    await _wait(pilot, lambda: type(app.screen).__name__ == "HelpScreen", what="help")
-    await _settle(pilot, app)
     await _stable_layout(pilot, app)
 
 
@@ -267,11 +190,87 @@ async def _stable_layout(pilot, app) -> None:
         last = now
 
 
-SCENARIOS: dict[str, Callable[..., Awaitable[None]]] = {
-    "idle": idle,
-    "running": running,
-    "paused-for-retry": paused,
-    "help": help_screen,
+async def _paused(pilot, app, root: Path) -> None:
+    """A typo in the bundled docker template's last provisioner (version.txt is not there,
+    see typo()): the build pauses with the container up, waiting for r, s, c or k."""
+    await _ready(pilot, app)
+    await _select(pilot, app, DOCKER)
+    await pilot.press("b")
+    await _wait(pilot, lambda: any(b.question for b in app.builds.values()), what="paused")
+    app.clock.advance(3)
+    app.refresh_panes()
+    await _settle(pilot, app)
+
+
+async def idle(pilot, app, root: Path) -> None:
+    """The bundled templates, one with mistakes, and two earlier runs."""
+    await _ready(pilot, app)
+    await _select(pilot, app, DOCKER)
+    await _settle(pilot, app)
+
+
+async def running(pilot, app, root: Path) -> None:
+    """The bundled docker template with a slow last step (slow_step(): a sleep after its
+    output)."""
+    await _ready(pilot, app)
+    await _select(pilot, app, DOCKER)
+    await pilot.press("b")
+
+    def provisioning() -> bool:
+        bs = list(app.builds.values())
+        return (
+            len(bs) == 1
+            and bs[0].stages
+            and bs[0].stages[6].status == "running"
+            and any("Welcome to an image built by Kiln" in line for line in bs[0].output.lines)
+        )
+
+    await _wait(pilot, provisioning, what="the last provisioner running")
+    app.clock.advance(12)
+    app.refresh_panes()
+    await _settle(pilot, app)
+
+
+async def retry_question(pilot, app, root: Path) -> None:
+    """Paused as above; the user fixes the typo and adds a provisioner above it, then presses
+    r: Kiln asks which one to run."""
+    await _paused(pilot, app, root)
+
+    def fix_and_insert(data: dict) -> None:
+        data["provisioners"][2]["inline"][0] = "ls -l /srv/app"
+        data["provisioners"].insert(2, {"type": "shell", "inline": ["echo 1.4.2 > /srv/app/v"]})
+
+    edit_docker_template(root, fix_and_insert)
+    await pilot.press("r")
+    await _wait(pilot, lambda: type(app.screen).__name__ == "RetryChoiceScreen", what="question")
+    await _settle(pilot, app)
+
+
+async def help_screen(pilot, app, root: Path) -> None:
+    await _ready(pilot, app)
+    await _select(pilot, app, DOCKER)
+    await pilot.press("question_mark")
+    await _wait(pilot, lambda: type(app.screen).__name__ == "HelpScreen", what="help")
+    await _settle(pilot, app)
+
+
+@dataclass(frozen=True)
+class Scenario:
+    run: Callable[..., Awaitable[None]]
+    size: tuple[int, int]
+    docker: bool = True
+    edit: Callable[[dict], None] | None = None  # done to the docker template before the app
+
+
+SCENARIOS: dict[str, Scenario] = {
+    "idle": Scenario(idle, (120, 40), docker=False),
+    "idle-80x24": Scenario(idle, (80, 24), docker=False),
+    "running": Scenario(running, (120, 40), edit=slow_step),
+    "paused-for-retry": Scenario(_paused, (120, 40), edit=typo),
+    "paused-80x24": Scenario(_paused, (80, 24), edit=typo),
+    "paused-200x60": Scenario(_paused, (200, 60), edit=typo),
+    "retry-question": Scenario(retry_question, (120, 40), edit=typo),
+    "help": Scenario(help_screen, (120, 40), docker=False),
 }
 
 
@@ -280,31 +279,63 @@ async def capture(name: str, workdir: Path) -> str:
     from tui.app import make_app
     from tui.clock import FakeClock
 
-    root = make_project(workdir / name)
+    scenario = SCENARIOS[name]
+    # a project path of one length every time (/tmp/k + 8 characters), so a screenshot's text
+    # lines up from run to run; normalise() names it /home/me/build
+    base = Path(tempfile.mkdtemp(prefix="k", dir="/tmp"))
+    root = make_project(base)
+    if scenario.edit is not None:
+        edit_docker_template(root, scenario.edit)
     # the help screen shows the config directory: one whose name always has the same length
     config = Path(
         tempfile.mkdtemp(prefix="kiln-cfg-", dir="/tmp" if os.path.isdir("/tmp") else None)
     )
+    cwd = os.getcwd()
+    os.chdir(root)  # templates write relative paths from the working directory, as kiln does
     app = make_app(str(root), clock=FakeClock(), config_dir=config)
-    async with app.run_test(size=SIZE) as pilot:
-        try:
-            await SCENARIOS[name](pilot, app, root)
-            svg = app.export_screenshot(title="Kiln")
-        finally:
-            (root / ".hold").unlink(missing_ok=True)
-            for rec in app.sessions.values():
-                rec.session.cancel("screenshot taken")
-            for rec in app.sessions.values():
-                rec.session.wait(30)
-            shutil.rmtree(config, ignore_errors=True)
+    try:
+        async with app.run_test(size=scenario.size) as pilot:
+            try:
+                await scenario.run(pilot, app, root)
+                svg = app.export_screenshot(title="Kiln")
+            finally:
+                for rec in app.sessions.values():
+                    rec.session.cancel("screenshot taken")
+                for rec in app.sessions.values():
+                    rec.session.wait(60)
+    finally:
+        os.chdir(cwd)
+        shutil.rmtree(config, ignore_errors=True)
+        shutil.rmtree(base, ignore_errors=True)
     return svg
 
 
+_SAME_LENGTH = [
+    (re.compile(r"terminal-\d+-"), lambda m: "terminal-"),
+    (re.compile(r"/tmp/k[a-z0-9_]{8}\b"), lambda m: "/home/me/build"),
+    # ids and names that differ from run to run; replaced by text of the same length
+    (re.compile(r"\b[0-9a-f]{64}\b"), lambda m: "0" * 64),
+    (re.compile(r"\b(sha256:)?[0-9a-f]{12}\b"), lambda m: "0" * len(m.group(0))),
+    # the end of an id a dialog covers the rest of
+    (re.compile(r'(clip-path="url\(#terminal-line-\d+\)">)([0-9a-f]{3,11})(</text>)'),
+     lambda m: m.group(1) + "0" * len(m.group(2)) + m.group(3)),
+    (re.compile(r"packer-shell[A-Za-z0-9_]+"), lambda m: "packer-shell" + "X" * (len(m.group(0)) - 12)),
+    (re.compile(r"kiln-docker-[A-Za-z0-9_]+"), lambda m: "kiln-docker-" + "X" * (len(m.group(0)) - 12)),
+    (re.compile(r"kiln-cfg-[A-Za-z0-9_]{8}"), lambda m: "kiln-cfg-XXXXXXXX"),
+    (re.compile(r"kiln-[0-9a-f]{12}-\d+-\d+"), lambda m: "kiln-" + "0" * (len(m.group(0)) - 5)),
+    # ls -l dates
+    (
+        re.compile(r"(Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)(&#160;| )[ \d&#;]{1,6}\d(&#160;| )\d\d:\d\d"),
+        lambda m: "Jan" + m.group(0)[3:-5] + "00:00",
+    ),
+]
+
+
 def normalise(svg: str) -> str:
-    """What differs between runs of the same scenario: Rich's ids and temp script names."""
-    svg = re.sub(r"terminal-\d+-", "terminal-", svg)
-    svg = re.sub(r"packer-shell[A-Za-z0-9_]+", "packer-shellXXXXXXXX", svg)
-    svg = re.sub(r"kiln-cfg-[A-Za-z0-9_]{8}", "kiln-cfg-XXXXXXXX", svg)
+    """What differs between runs of the same scenario: Rich's ids, container and image ids,
+    temp names, file dates. Replacements keep the length, so the layout stays as it was."""
+    for pattern, repl in _SAME_LENGTH:
+        svg = pattern.sub(repl, svg)
     return svg.replace("\r\n", "\n")
 
 
@@ -318,6 +349,7 @@ def main(argv: list[str]) -> int:
             svg = asyncio.run(capture(name, work))
             # the README shows the usual config directory (padded: SVG text has fixed lengths)
             svg = re.sub(r"/tmp/kiln-cfg-[A-Za-z0-9_]{8}", "~/.config/kiln" + "&#160;" * 8, svg)
+            svg = re.sub(r"/tmp/k[a-z0-9_]{8}\b", "/home/me/build", svg)
             path = out / f"{name}.svg"
             path.write_text(svg, encoding="utf-8", newline="\n")
             print(f"wrote {path}")

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import re
-import shlex
 import subprocess
 import time
 import uuid
@@ -29,9 +28,17 @@ from textual.worker import Worker, WorkerState
 
 from tui import keys, status
 from tui.bridge import DRAIN_INTERVAL, Bridge
-from tui.clock import Clock, fmt_duration
+from tui.clock import Clock, fmt_ago, fmt_duration
 from tui.commands import KilnCommands
-from tui.discovery import ProblemView, TemplateEntry, discover, mtime_of, relative, validate
+from tui.discovery import (
+    ProblemView,
+    TemplateEntry,
+    discover,
+    display_name,
+    mtime_of,
+    relative,
+    validate,
+)
 from tui.history import history_status, live_runs, read_log, write_log
 from tui.model import (
     MARK,
@@ -48,11 +55,12 @@ from tui.widgets.output import OutputPane, OutputView
 from tui.widgets.tables import BuildsTable, StagesTable, build_row, stage_row
 from tui.widgets.templates import NodeRef, TemplatesPane
 
-#: editors that take "+LINE file" to open at a line
-PLUS_LINE_EDITORS = set(
-    "vi vim nvim view nano emacs emacsclient micro kak joe mg ne jed pico ex gvim mvim".split()
-)
 HISTORY_ROWS = 12
+SUMMARY_ERROR_LINES = 5  # lines of a multi-line error the sticky summary shows
+#: answers a retry asks for when the template changed around the failed provisioner
+RETRY_CHOICES = frozenset({"matched", "from-changed"})
+#: what removes a kept machine (the engine prints the same command when it keeps one)
+KEPT_CLEANUP = "kiln cleanup -all"
 BAR_PERIOD = 0.25  # seconds between updates of the output pane's line count while streaming
 
 
@@ -84,9 +92,12 @@ class Validated(Message):
 
 
 class LaunchFailed(Message):
-    def __init__(self, entry_path: str, title: str, problems: list[ProblemView]) -> None:
+    def __init__(
+        self, entry_path: str, title: str, problems: list[ProblemView], mode: str = "build"
+    ) -> None:
         super().__init__()
         self.entry_path = entry_path
+        self.mode = mode
         self.title = title
         self.problems = problems
 
@@ -111,6 +122,9 @@ class KilnApp(App[int]):
     BINDINGS = keys.bindings("app")
     COMMANDS = App.COMMANDS | {KilnCommands}
     ENABLE_COMMAND_PALETTE = True
+    # below 110 columns the panes stack (kiln.tcss); below 32 rows the output gets the room
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (110, "-wide")]
+    VERTICAL_BREAKPOINTS = [(0, "-short"), (32, "-tall")]
 
     def __init__(
         self,
@@ -129,7 +143,7 @@ class KilnApp(App[int]):
         self.var_files = tuple(var_files)
         self.config_dir = keys.config_dir(config_dir)
         self.keymap, self.config_problems = keys.load_keymap(self.config_dir)
-        self.set_keymap(self.keymap)
+        self.set_keymap(keys.with_twins(self.keymap))
         self.bridge = Bridge()
         self.builds: dict[str, BuildModel] = {}
         self.sessions: dict[str, SessionRecord] = {}
@@ -139,12 +153,15 @@ class KilnApp(App[int]):
         self.shown_problems: str | None = None  # template path whose problems the output shows
         self.ready_at: float | None = None
         self._validating: set[str] = set()
+        self._launching: dict[str, int] = {}  # template path -> builds starting (b pressed)
+        self._footer_waiting = False  # the footer last drawn for a build waiting for an answer
         self._last_rescan = 0.0
         self._quitting = False
         self._question_keys: frozenset[str] = frozenset()
         self._bar_at = 0.0
         self._bar_pending = False
         self.force_quit = False  # quit without waiting for cleanups (q on the wait screen)
+        self.handle_signals = False  # kiln tui: SIGHUP/SIGTERM quit with cleanup (not in tests)
         self.sub_title = os.path.basename(self.root.rstrip(os.sep)) or self.root
 
     # -- layout ---------------------------------------------------------------------------
@@ -157,7 +174,7 @@ class KilnApp(App[int]):
             with Vertical(id="right"):
                 yield StagesTable(id="stages")
                 yield OutputPane(id="output")
-        yield Footer()
+        yield Footer(show_command_palette=False, compact=True)  # ctrl+p: in the help, the welcome
 
     # the main screen's panes (looked up once: a modal screen may be on top later)
     templates: TemplatesPane
@@ -182,6 +199,8 @@ class KilnApp(App[int]):
         view.on_scope = self.toggle_scope
         self.output.on_save_path = self.save_output
         self.templates.tree_widget.focus()
+        if self.handle_signals:
+            self._watch_hangup()
         self.set_interval(DRAIN_INTERVAL, self.drain)
         self.set_interval(1.0, self.tick)
         self.set_interval(2.0, self.watch_files)
@@ -197,6 +216,23 @@ class KilnApp(App[int]):
             return
         # after the first frame: the workers import the engine, which would slow the first paint
         self._discover()
+
+    def _watch_hangup(self) -> None:
+        """The terminal closed (SIGHUP) or someone asked us to stop (SIGTERM): leave as quit
+        does, so builds are cancelled and their machines removed, not left running."""
+        import asyncio
+        import signal
+
+        try:
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGHUP, signal.SIGTERM):
+                loop.add_signal_handler(sig, self._hang_up)
+        except (NotImplementedError, RuntimeError, ValueError):  # not the main thread (tests)
+            pass
+
+    def _hang_up(self) -> None:
+        self._quitting = True
+        self.exit(1)
 
     def on_unmount(self) -> None:
         """However the app ends (an error, a test failing, quit), builds still running are
@@ -304,7 +340,7 @@ class KilnApp(App[int]):
     def show_problems(self, entry: TemplateEntry, focus: ProblemView | None = None) -> None:
         """The template's problems in the output pane, each with file:line."""
         self.shown_problems = entry.path
-        buf = OutputBuffer()
+        buf = OutputBuffer(wrap_all=True)
         errors = [p for p in entry.problems if p.severity == "error"]
         head = (
             f"{entry.name}: {len(errors)} problem{'s' if len(errors) != 1 else ''}"
@@ -345,7 +381,7 @@ class KilnApp(App[int]):
             return None
         return entry, (ref.build if ref is not None and ref.kind == "build" else None)
 
-    def action_build(self) -> None:
+    def action_build(self, _how: str = "") -> None:
         picked = self._entry_for_action()
         if picked is None:
             return
@@ -359,12 +395,46 @@ class KilnApp(App[int]):
             )
             self.show_problems(entry)
             return
-        self.launch(entry.path, "build", only=(build,) if build else ())
+        self.build_path(entry.path, (build,) if build else ())
 
-    def build_path(self, path: str) -> None:
-        self.launch(path, "build")
+    def build_path(self, path: str, only: tuple[str, ...] = ()) -> None:
+        """Build a template; when a build of it is already starting or running, ask first."""
+        busy = self._launching.get(path, 0) + sum(
+            1
+            for b in self.builds.values()
+            if b.live and b.mode == "build" and b.template_path == path
+            and (not only or b.name in only)
+        )
+        if not busy:
+            self.launch(path, "build", only=only)
+            return
+        from tui.screens.dialogs import ConfirmScreen
 
-    def action_provision_null(self) -> None:
+        entry = self.templates.entry(path)
+        name = entry.name if entry else os.path.basename(path)
+        what = f"{name} ({', '.join(only)})" if only else name
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.launch(path, "build", only=only)
+
+        self.push_screen(
+            ConfirmScreen(
+                f"{what} is already building",
+                "Start another build of it? Both run at once: two machines, and the same "
+                "output files written twice.",
+                yes="Build again",
+                no="Don't",
+                danger=False,
+                focus_yes=False,
+            ),
+            answered,
+        )
+
+    def action_provision_null(self, _how: str = "") -> None:
+        """p: the template's provisioners on the null builder. A machine kept from a build of
+        this template comes first; this host only by an explicit, warned choice when the
+        template builds a container or a cloud machine."""
         picked = self._entry_for_action()
         if picked is None:
             return
@@ -374,17 +444,28 @@ class KilnApp(App[int]):
             return
         from backend.engine.debugruns import NullTarget, kept_machines
 
-        targets: list[tuple[str, Any]] = [("this host (local communicator)", NullTarget("local"))]
+        here_ok = bool(entry.builds) and all(n in entry.local_builds for n in entry.build_names)
+        host = NullTarget("local")
+        ours: list[tuple[str, Any]] = []
+        others: list[tuple[str, Any]] = []
         notes: list[str] = []
+        runs = {rec.session.run_id: rec.entry_path for rec in self.sessions.values()}
+        runs.update({h.run_id: h.template_path for h in self.history})
         try:
             from backend.engine.ledger import Ledger
 
             led = Ledger("kiln-dashboard")
             try:
-                for t in kept_machines(led.entries()):
-                    targets.append((t.describe(), t))
+                kept = kept_machines(led.entries())
             finally:
                 led.close()
+            for t in kept:
+                tpl = runs.get(t.run_id)
+                if tpl == entry.path:
+                    ours.append((f"{t.short()}, kept from {entry.name} › {t.build}", t))
+                else:
+                    where = f"{display_name(tpl, self.root)} › " if tpl else ""
+                    others.append((f"{t.short()}, kept from {where}{t.build}", t))
         except Exception as e:  # noqa: BLE001 - the list is a convenience
             notes.append(f"kept machines could not be listed: {e}")
         configured, problems = keys.load_targets(self.config_dir)
@@ -402,25 +483,94 @@ class KilnApp(App[int]):
                     private_key_file=c.private_key_file,
                     label=f"{c.name} ({c.user}@{c.host}:{c.port})",
                 )
-            targets.append((t.describe(), t))
+            others.append((t.describe(), t))
+        if here_ok:
+            targets = [("this host (local communicator)", host)] + ours + others
+        else:
+            kinds = ", ".join(sorted({t for _n, t, _l in entry.builds}))
+            targets = ours + others + [(f"this host, not a {kinds} machine (asks first)", host)]
+            if not ours:
+                notes.append(
+                    f"No machine is kept from a build of {entry.name}: build it, and when a "
+                    f"provisioner fails press {self._key_of('keep')} to keep the machine."
+                )
         if not configured:
             notes.append(f"Name more targets in {self.config_dir / 'targets.toml'}.")
 
         from tui.screens.dialogs import TargetPicker
 
         def chosen(choice: Any) -> None:
-            if choice is not None:
-                self.launch(
-                    entry.path,
-                    "null",
-                    target=choice.target,
-                    builds=choice.build,
-                    target_label=choice.label,
-                )
+            if choice is None:
+                return
+            if choice.target.kind == "local" and not self._runs_here(entry, choice.build):
+                self._confirm_this_host(entry, choice)
+                return
+            self._run_on_target(entry, choice)
 
         self.push_screen(TargetPicker(entry.name, targets, entry.build_names, build, notes), chosen)
 
-    def action_postprocess_file(self) -> None:
+    @staticmethod
+    def _runs_here(entry: TemplateEntry, build: str | None) -> bool:
+        names = [build] if build else entry.build_names
+        return bool(names) and all(n in entry.local_builds for n in names)
+
+    def _run_on_target(self, entry: TemplateEntry, choice: Any) -> None:
+        self.launch(
+            entry.path,
+            "null",
+            target=choice.target,
+            builds=choice.build,
+            target_label=choice.target.short(),
+        )
+
+    def _confirm_this_host(self, entry: TemplateEntry, choice: Any) -> None:
+        """Say what would run where, as whom, before a container's or cloud machine's
+        provisioners run on the user's own machine."""
+        import getpass
+        import socket
+
+        from tui.screens.dialogs import ConfirmScreen
+
+        try:
+            user = getpass.getuser()
+        except Exception:  # noqa: BLE001 - no name for this uid
+            user = "?"
+        uid = os.geteuid()
+        names = [choice.build] if choice.build else entry.build_names
+        kinds = ", ".join(
+            f"a {t} machine (build {n})"
+            for n, t, _l in entry.builds
+            if n in names and n not in entry.local_builds
+        )
+        who = f"{user} (uid {uid})" + (", root: they can change anything here" if uid == 0 else "")
+        lines = entry.provisioner_lines[:8]
+        more = len(entry.provisioner_lines) - len(lines)
+        body = (
+            f"{entry.name} builds {kinds}; its provisioners were written for it.\n"
+            f"Here they run on this host ({socket.gethostname()}), as {who}, in {os.getcwd()}:\n"
+            + "".join(f"  {i + 1}. {line}\n" for i, line in enumerate(lines))
+            + (f"  … and {more} more\n" if more > 0 else "")
+            + "shell and file provisioners go through the local communicator: commands run "
+            "here, files are copied here."
+        )
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self._run_on_target(entry, choice)
+
+        self.push_screen(
+            ConfirmScreen(
+                "Run these provisioners on this host?",
+                relative(body, self.root),
+                yes="Run them here",
+                no="Cancel",
+                danger=True,
+                focus_yes=False,
+            ),
+            answered,
+        )
+
+    def action_postprocess_file(self, _how: str = "") -> None:
         picked = self._entry_for_action()
         if picked is None:
             return
@@ -430,7 +580,55 @@ class KilnApp(App[int]):
                 f"{entry.name} has no post-processors to run.", severity="warning", timeout=4
             )
             return
-        self.launch(entry.path, "file", builds=build, target_label="a stand-in file")
+        from backend.engine.ppdebug import last_artifacts
+        from backend.engine.session import default_state_dir
+
+        try:
+            real = last_artifacts(
+                os.path.join(default_state_dir(entry.path), "history.db"), entry.path
+            )
+        except Exception:  # noqa: BLE001 - without history there is only the stand-in
+            real = {}
+        names = [build] if build else entry.build_names
+        real = {n: a for n, a in real.items() if n in names}
+        if not real:
+            self.launch(entry.path, "file", builds=build, target_label="a stand-in")
+            return
+        from tui.screens.dialogs import ArtifactPicker
+
+        first = max(real.values(), key=lambda a: a.started)
+        ago = fmt_ago(time.time() - first.started)
+        missing = [n for n in names if n not in real]
+        options = [
+            ("stand-in", "a stand-in of each builder's own artifact, made for this run"),
+            (
+                "last",
+                f"the last build's artifact ({ago}): {first.describe().splitlines()[0]}"
+                + (f"; a stand-in for {', '.join(missing)}" if missing else ""),
+            ),
+        ]
+        note = (
+            "Either way the outputs go to a new directory under .kiln/debug-runs/pp-debug/ "
+            "and stay there: nothing outside it is written, the template's docker tags are "
+            "replaced by a kiln-debug tag, docker-push does not push, and the last build's "
+            "files are copied first, never changed."
+        )
+
+        def chosen(choice: str | None) -> None:
+            if choice == "stand-in":
+                self.launch(entry.path, "file", builds=build, target_label="a stand-in")
+            elif choice == "last":
+                self.launch(
+                    entry.path,
+                    "file",
+                    builds=build,
+                    target=real,
+                    target_label="the last build's artifact",
+                )
+
+        self.push_screen(
+            ArtifactPicker(f"Run the post-processors of {entry.name}", options, note), chosen
+        )
 
     def launch(
         self,
@@ -450,7 +648,15 @@ class KilnApp(App[int]):
             "file": "Running the post-processors of",
         }[mode]
         self.notify(f"{what} {name}{' (' + ', '.join(only) + ')' if only else ''}…", timeout=3)
+        if mode == "build":  # until its session exists, a second b must still see it
+            self._launching[path] = self._launching.get(path, 0) + 1
         self._launch_worker(path, mode, only, target, builds, target_label)
+
+    def _launched(self, path: str, mode: str) -> None:
+        if mode == "build" and self._launching.get(path):
+            self._launching[path] -= 1
+            if not self._launching[path]:
+                del self._launching[path]
 
     @work(thread=True, exit_on_error=False, group="launch")
     def _launch_worker(
@@ -480,14 +686,23 @@ class KilnApp(App[int]):
 
                 tpl = provisioners_on_null(tpl, target, builds=[builds] if builds else None)
                 opts.state_dir = os.path.join(state, "debug-runs")
-            elif mode == "file":
-                from backend.engine.debugruns import postprocessors_on_file
-
-                tpl = postprocessors_on_file(
-                    tpl, os.path.join(state, "pp-debug"), builds=[builds] if builds else None
+            if mode == "file":
+                from backend.engine.ppdebug import (
+                    DebugScope,
+                    PostProcessorSession,
+                    new_scratch,
+                    prepare_postprocessor_run,
                 )
+
                 opts.state_dir = os.path.join(state, "debug-runs")
-            session = Session(tpl, opts)
+                scope = DebugScope(new_scratch(opts.state_dir), f"kiln-debug-{uuid.uuid4().hex[:8]}")
+                tpl, prepared, warnings = prepare_postprocessor_run(
+                    tpl, opts, scope, builds=[builds] if builds else None, real=target
+                )
+                session = PostProcessorSession(tpl, opts, prepared, scope)
+                session.warnings += warnings
+            else:
+                session = Session(tpl, opts)
         except TemplateError as e:
             self.post_message(
                 LaunchFailed(
@@ -499,12 +714,13 @@ class KilnApp(App[int]):
                         )
                         for p in e.problems
                     ],
+                    mode,
                 )
             )
             return
         except Exception as e:  # noqa: BLE001 - reported, never a crash of the dashboard
             self.post_message(
-                LaunchFailed(path, title, [ProblemView(f"{type(e).__name__}: {e}", path)])
+                LaunchFailed(path, title, [ProblemView(f"{type(e).__name__}: {e}", path)], mode)
             )
             return
         session.on_question = None  # the dashboard answers (the `paused` event tells it)
@@ -514,6 +730,7 @@ class KilnApp(App[int]):
         session.start()
 
     def _register_session(self, rec: SessionRecord) -> None:
+        self._launched(rec.entry_path, rec.mode)
         s = rec.session
         logs = s.log_paths
         first = None
@@ -526,6 +743,7 @@ class KilnApp(App[int]):
                 template_path=rec.entry_path,
                 mode=rec.mode,
                 target=rec.target,
+                template_name=display_name(rec.entry_path, self.root),
                 build_type=pb.type,
                 log_path=logs.get(pb.name, ""),
                 run_id=s.run_id,
@@ -542,6 +760,7 @@ class KilnApp(App[int]):
         self.refresh_bindings()
 
     def on_launch_failed(self, msg: LaunchFailed) -> None:
+        self._launched(msg.entry_path, msg.mode)
         entry = self.templates.entry(msg.entry_path)
         self.notify(
             f"{entry.name if entry else msg.entry_path}: {msg.title}; see the output pane.",
@@ -607,6 +826,7 @@ class KilnApp(App[int]):
             keys_now = frozenset(k for k, b in builds.items() if b.question)
             if keys_now != self._question_keys or notable:
                 self._question_keys = keys_now
+                self._footer_waiting = self._waiting_selected()
                 self.refresh_bindings()
         if self.selected_build in output or self.selected_build in state:
             t = time.monotonic()
@@ -641,7 +861,10 @@ class KilnApp(App[int]):
         if what in ("failed", "paused") and b.failed_stage is not None:
             # failure first: select it, scroll its output to the error
             self.select_build(b.key, b.failed_stage, focus_error=True)
-            if what == "paused":
+            if what == "paused" and RETRY_CHOICES & set((b.question or {}).get("choices") or []):
+                self._ask_what_to_run(b)  # the answer to the r just pressed
+            elif what == "paused" and (self.size.width >= 110 or self.screen.maximized):
+                # a narrow screen has the summary (just selected) say it, not a toast over it
                 q = b.question or {}
                 r = self._key_of("retry")
                 self.notify(
@@ -676,8 +899,13 @@ class KilnApp(App[int]):
         self.selected_build = key
         self.selected_stage = stage
         self.shown_problems = None
+        self._ensure_log(self.current_build())
         self.refresh_panes()
         self.show_selected()
+        waiting = self._waiting_selected()
+        if waiting != self._footer_waiting:  # the footer shows the answers while it waits
+            self._footer_waiting = waiting
+            self.refresh_bindings()
         if focus_error:
             self._scroll_to_error()
 
@@ -695,7 +923,7 @@ class KilnApp(App[int]):
 
     def _welcome(self) -> OutputBuffer:
         k = self._key_of
-        buf = OutputBuffer()
+        buf = OutputBuffer(wrap_all=True)  # it wraps to the pane's width
         buf.append(None, MARK, ["── Kiln"])
         buf.append(
             None,
@@ -703,18 +931,20 @@ class KilnApp(App[int]):
             [
                 "Pick a template on the left (or one of its builders), then press",
                 "",
-                f"  {k('build'):<6} to build it",
-                f"  {k('provision-null'):<6} to run its provisioners on the null builder: on this host,",
-                "         a machine kept from an earlier build, or a target from targets.toml",
-                f"  {k('postprocess-file'):<6} to run its post-processors on the file builder",
-                f"  {k('edit'):<6} to open it in $EDITOR",
+                f"  {k('build'):<3} to build it",
+                f"  {k('provision-null'):<3} to run its provisioners on the null builder: on a machine "
+                "kept from a failed build, a target from targets.toml, or this host",
+                f"  {k('postprocess-file'):<3} to run its post-processors on the file builder, in a "
+                "scratch directory",
+                f"  {k('edit'):<3} to open it in $EDITOR",
                 "",
-                "When a provisioner fails, its build waits with the machine still up. Fix the",
-                f"template, then press {k('retry')} to run just that provisioner again, {k('skip')} to "
-                f"skip it,",
-                f"{k('cleanup')} to clean up, or {k('keep')} to keep the machine and get into it.",
+                "When a provisioner fails, its build waits with the machine still up. Fix the "
+                f"template, then press {k('retry')} to run just that provisioner again, "
+                f"{k('skip')} to skip it, {k('cleanup')} to clean up, or {k('keep')} to keep the "
+                "machine and get into it.",
                 "",
-                f"{k('help')} shows every key, ctrl+p finds any action by name, tab moves between panes.",
+                f"{k('help')} shows every key, ctrl+p finds any action by name, tab moves between "
+                f"panes, {k('zoom')} zooms the one you are in.",
             ],
         )
         return buf
@@ -766,6 +996,7 @@ class KilnApp(App[int]):
 
     def on_synced_table_resized(self, _msg) -> None:
         self.refresh_panes()
+        self._update_summary()  # its wording follows the width
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         table = event.data_table
@@ -793,14 +1024,15 @@ class KilnApp(App[int]):
             key = event.row_key.value
             if key != self.selected_build:
                 self.select_build(key, None)
-            b = self.current_build()
-            if b is not None and b.mode == "history" and not b.output.total:
-                self._load_log(b)
+            self._ensure_log(self.current_build())
 
     def on_descendant_focus(self, event) -> None:
-        # a history row's log is read when it is first looked at
-        b = self.current_build()
-        if b is not None and b.mode == "history" and not b.output.total and b.log_path:
+        self._ensure_log(self.current_build())
+
+    def _ensure_log(self, b: BuildModel | None) -> None:
+        """A past run's stages and log are read when it is first selected."""
+        if b is not None and b.mode == "history" and not b.log_requested and b.log_path:
+            b.log_requested = True
             self._load_log(b)
 
     def toggle_scope(self) -> None:
@@ -834,7 +1066,8 @@ class KilnApp(App[int]):
             self.stages_table.sync([])
             self.stages_table.border_title = "Stages"
             return
-        rows = [(f"stage:{s.index}", stage_row(v, s, now)) for s in b.stages]
+        bar = self.stages_table.width_of("progress")
+        rows = [(f"stage:{s.index}", stage_row(v, s, now, bar, self.root)) for s in b.stages]
         sel = f"stage:{self.selected_stage}" if self.selected_stage is not None else None
         if sel is None and not self.stages_table.has_focus:
             cur = b.current_stage()
@@ -846,7 +1079,9 @@ class KilnApp(App[int]):
         _set_title(
             self.stages_table,
             escape(
-                f"Stages · {b.label} · {status.plain(b.status)}{' · ' + elapsed if elapsed else ''}"
+                f"Stages · {b.label} · {status.plain(b.status)}"
+                + (b.status_words[len(b.status) :] if b.status_words != b.status else "")
+                + (f" · {elapsed}" if elapsed else "")
             ),
         )
         _set_title(
@@ -890,27 +1125,34 @@ class KilnApp(App[int]):
             t.append("\n")
             if code:
                 t.append(f"exit code {code.group(1)} · ", style="bold")
-            t.append(error.splitlines()[0][:400])
-        if st is not None:
-            for line in b.output.tail(st.index, 3, (STDOUT, STDERR)):
-                t.append("\n│ ", style=status.theme_style(v, "foreground-muted"))
-                t.append(line[:300])
+            lines = relative(error, self.root).splitlines()
+            t.append(lines[0][:400])
+            for more in lines[1:SUMMARY_ERROR_LINES]:  # a located template error, a retry's why
+                t.append("\n" + more[:400])
         if kind == "paused":
             choices = (b.question or {}).get("choices") or []
+            if RETRY_CHOICES & set(choices):
+                choices = ["which"] + [c for c in choices if c not in RETRY_CHOICES and c != "retry"]
+            short = self.output.size.width < 100  # one line at 80 columns
             names = {
-                "retry": ("retry", "retry (re-reads the template)"),
+                "which": ("retry", "choose what to run"),
+                "retry": ("retry", "retry" if short else "retry (re-reads the template)"),
                 "skip": ("skip", "skip"),
                 "cleanup": ("cleanup", "clean up"),
-                "abort": ("keep", "keep the machine"),
+                "abort": ("keep", "keep" if short else "keep the machine"),
                 "continue": ("retry", "continue"),
             }
             parts = [f"{self._key_of(names[c][0])} {names[c][1]}" for c in choices if c in names]
-            t.append("\n" + "  ·  ".join(parts), style="bold")
+            t.append("\n" + (" · " if short else "  ·  ").join(parts), style="bold")
         elif kind == "kept":
             hint = b.access_hint or "nothing to get into: it ran on this host"
             t.append("\nGet into it with: ", style="bold")
             t.append(hint)
-            t.append("\nRemove it later with: kiln cleanup --all")
+            t.append(f"\nRemove it later with: {KEPT_CLEANUP}")
+        if st is not None:  # last, so a short terminal cuts these first
+            for line in b.output.tail(st.index, 3, (STDOUT, STDERR)):
+                t.append("\n│ ", style=status.theme_style(v, "foreground-muted"))
+                t.append(line[:300])
         self.output.set_summary(t, kind)
 
     def _key_of(self, binding_id: str) -> str:
@@ -934,6 +1176,9 @@ class KilnApp(App[int]):
             self.notify("No build is waiting for an answer.", severity="warning", timeout=3)
             return
         choices = (b.question or {}).get("choices") or []
+        if choice == "retry" and RETRY_CHOICES & set(choices):
+            self._ask_what_to_run(b)
+            return
         if choice == "retry" and "retry" not in choices and "continue" in choices:
             choice = "continue"
         if choice not in choices:
@@ -942,6 +1187,9 @@ class KilnApp(App[int]):
                 severity="warning",
             )
             return
+        self._send_answer(b, choice)
+
+    def _send_answer(self, b: BuildModel, choice: str) -> None:
         rec = self.sessions.get(b.session_id)
         if rec is None or not rec.session.answer(b.name, choice):
             self.notify(f"{b.label} is no longer waiting.", severity="warning", timeout=3)
@@ -955,6 +1203,33 @@ class KilnApp(App[int]):
         self.refresh_panes()
         self.refresh_bindings()
 
+    def _ask_what_to_run(self, b: BuildModel) -> None:
+        """The template changed around the failed provisioner: the user says what runs."""
+        from tui.screens.dialogs import RetryChoiceScreen
+
+        if isinstance(self.screen, RetryChoiceScreen):
+            return
+        q = b.question or {}
+        details = q.get("details") or {}
+        options = [(c, details.get(c, c)) for c in ("matched", "from-changed") if c in q["choices"]]
+        options.append(("retry", "read the template again (after more edits)"))
+        options.append(("", "stay paused (r asks again; s, c and k still answer)"))
+        key = b.key
+
+        def chosen(choice: str | None) -> None:
+            current = self.builds.get(key)
+            if choice and current is not None and current.question is q:
+                self._send_answer(current, choice)
+
+        self.push_screen(
+            RetryChoiceScreen(
+                f"{b.label}: {q.get('prompt') or 'what should run?'}",
+                relative(q.get("error") or "", self.root),
+                [(c, relative(text, self.root)) for c, text in options],
+            ),
+            chosen,
+        )
+
     def action_retry(self) -> None:
         self._answer("retry")
 
@@ -967,7 +1242,25 @@ class KilnApp(App[int]):
     def action_keep(self) -> None:
         self._answer("abort")
 
-    def action_cancel(self) -> None:
+    def action_zoom(self) -> None:
+        """The focused pane fills the screen; again (or escape) puts it back."""
+        screen = self.screen
+        if screen.maximized is not None:
+            screen.minimize()
+            return
+        pane = None
+        f = self.focused
+        if f is not None:
+            for w in f.ancestors_with_self:
+                if isinstance(w, (TemplatesPane, BuildsTable, StagesTable, OutputPane)):
+                    pane = w
+                    break
+        if pane is None:
+            pane = self.output
+            self.view.focus()
+        screen.maximize(pane, container=False)
+
+    def action_cancel(self, _how: str = "") -> None:
         b = self.current_build()
         if b is None or not b.live:
             live = [x for x in self.builds.values() if x.live]
@@ -996,9 +1289,18 @@ class KilnApp(App[int]):
                 "keep": ("abort",),
             }[action]
             return any(c in choices for c in want)
-        if action == "cancel":
-            return any(b.live for b in self.builds.values())
+        quiet = keys.QUIET in parameters
+        if action == "cancel" and not any(b.live for b in self.builds.values()):
+            return False
+        if action in ("build", "provision_null", "postprocess_file", "cancel", "edit"):
+            # while a build waits for an answer the footer shows the answers; these keys
+            # still work, through their twin bindings (keys.quiet_when_paused)
+            return quiet or not self._waiting_selected()
         return True
+
+    def _waiting_selected(self) -> bool:
+        b = self.current_build()
+        return b is not None and b.question is not None
 
     # -- edit ---------------------------------------------------------------------------
     def _edit_target(self) -> tuple[str, int] | None:
@@ -1040,17 +1342,19 @@ class KilnApp(App[int]):
             path = os.path.join(path, files[0]) if files else path
         return path, line
 
-    def action_edit(self) -> None:
+    def action_edit(self, _how: str = "") -> None:
         picked = self._edit_target()
         if picked is None:
             self.notify("No template selected.", severity="warning")
             return
         path, line = picked
-        editor = os.environ.get("VISUAL") or os.environ.get("EDITOR") or "vi"
-        argv = shlex.split(editor)
-        if line and os.path.basename(argv[0]) in PLUS_LINE_EDITORS:
-            argv.append(f"+{line}")
-        argv.append(path)
+        from tui.editor import editor_argv, editor_command
+
+        try:
+            argv = editor_argv(editor_command(), path, line)
+        except ValueError as e:  # unbalanced quotes in $EDITOR
+            self.notify(f"cannot read $VISUAL/$EDITOR: {e}", severity="error")
+            return
         try:
             with self.suspend():
                 code = subprocess.call(argv)
@@ -1134,6 +1438,7 @@ class KilnApp(App[int]):
                         name=bd["name"],
                         session_id="",
                         template_path=r["template"],
+                        template_name=display_name(r["template"], self.root),
                         mode="history",
                         build_type=bd.get("type", ""),
                         status=history_status(bd["status"], r),
@@ -1142,6 +1447,8 @@ class KilnApp(App[int]):
                         run_id=r["id"],
                         history_ts=r["started"],
                         duration=bd.get("duration"),
+                        kept=bool(bd.get("kept")),
+                        access_hint=bd.get("access_hint") or "",
                     )
                     b.db_path = db
                     rows.append(b)
@@ -1302,6 +1609,7 @@ def run_app(
         return 1
     app = make_app(target, vars=vars, var_files=var_files)
     headless = os.environ.get("KILN_TUI_HEADLESS") == "1"
+    app.handle_signals = True
     rc = app.run(headless=headless, size=(140, 40) if headless else None)
     if os.environ.get("KILN_TUI_EXIT_ON_READY") and app.ready_at is not None:
         print(f"KILN_READY {app.ready_at:.6f}", flush=True)

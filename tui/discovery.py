@@ -40,6 +40,10 @@ class TemplateEntry:
     mtime: float = 0.0
     provisioners: int = 0
     post_processors: int = 0
+    #: builds whose provisioners already run on this host (null, local or no communicator)
+    local_builds: list[str] = field(default_factory=list)
+    #: the provisioners, one line each ("shell at t.json:7: echo hi"), for warnings
+    provisioner_lines: list[str] = field(default_factory=list)
 
     @property
     def build_names(self) -> list[str]:
@@ -108,10 +112,18 @@ def _entry(path: str, root: str) -> TemplateEntry:
         fmt = "yaml"
     else:
         fmt = "json"
+    return TemplateEntry(path=path, name=display_name(path, root), format=fmt, mtime=mtime_of(path))
+
+
+def display_name(path: str, root: str) -> str:
+    """A template as the dashboard names it: relative to its directory, ``dir/`` for HCL2
+    directories."""
     name = os.path.relpath(path, root)
+    if name.startswith(".." + os.sep):
+        name = path
     if os.path.isdir(path):
-        name = (name if name != "." else os.path.basename(path)) + "/"
-    return TemplateEntry(path=path, name=name, format=fmt, mtime=mtime_of(path))
+        name = (name if name != "." else os.path.basename(path.rstrip(os.sep))) + "/"
+    return name
 
 
 def mtime_of(path: str) -> float:
@@ -152,9 +164,15 @@ def validate(
     warnings: list[str] = []
     description = ""
     counts = (0, 0)
+    local: list[str] = []
+    lines: list[str] = []
     try:
         tpl = load_template(entry.path, opts)
         description = tpl.description
+        local = [b.name for b in tpl.builds if _runs_here(b)]
+        from backend.engine.retry import summary
+
+        lines = [summary(p, 100) for p in tpl.provisioners]
         counts = (
             sum(len(b.provisioners) for b in tpl.builds),
             sum(len(c) for b in tpl.builds for c in b.post_processors),
@@ -186,7 +204,17 @@ def validate(
         mtime=mtime,
         provisioners=counts[0],
         post_processors=counts[1],
+        local_builds=local,
+        provisioner_lines=lines,
     )
+
+
+def _runs_here(build) -> bool:
+    """A null build talking to this host (or to nothing): its provisioners are meant for here."""
+    if build.type != "null" or not build.config.is_map:
+        return False
+    comm = build.config.get("communicator")
+    return comm is not None and comm.value in ("local", "none")
 
 
 def _problem(p, root: str) -> ProblemView:

@@ -38,6 +38,9 @@ class KeySpec:
     scope: str  # app | templates | output | builds | stages
     show: bool = True
     priority: bool = False
+    #: left out of the footer while a build waits for an answer (the key still works), so
+    #: the answers fit in 80 columns
+    quiet_when_paused: bool = False
 
 
 SPECS: tuple[KeySpec, ...] = (
@@ -49,22 +52,27 @@ SPECS: tuple[KeySpec, ...] = (
         "Build",
         "Build the selected template (or only the selected builder)",
         "app",
+        quiet_when_paused=True,
     ),
     KeySpec(
         "provision-null",
         "p",
         "provision_null",
         "On null",
-        "Run its provisioners on the null builder (pick a target)",
+        "Run its provisioners on the null builder: a kept machine first, this host only "
+        "when you confirm",
         "app",
+        quiet_when_paused=True,
     ),
     KeySpec(
         "postprocess-file",
         "o",
         "postprocess_file",
         "On file",
-        "Run the template's post-processors on the file builder",
+        "Run its post-processors on the file builder, in a scratch directory, on a stand-in "
+        "(or the last build's artifact)",
         "app",
+        quiet_when_paused=True,
     ),
     KeySpec(
         "retry",
@@ -86,9 +94,31 @@ SPECS: tuple[KeySpec, ...] = (
         "Stop the failed build, keep its machine, show how to get in",
         "app",
     ),
-    KeySpec("cancel", "x", "cancel", "Cancel", "Cancel the selected build (cleanup runs)", "app"),
     KeySpec(
-        "edit", "e", "edit", "Edit", "Open the template in $EDITOR (at the problem's line)", "app"
+        "cancel",
+        "x",
+        "cancel",
+        "Cancel",
+        "Cancel the selected build (cleanup runs)",
+        "app",
+        quiet_when_paused=True,
+    ),
+    KeySpec(
+        "edit",
+        "e",
+        "edit",
+        "Edit",
+        "Open the template in $EDITOR (at the problem's line)",
+        "app",
+        quiet_when_paused=True,
+    ),
+    KeySpec(
+        "zoom",
+        "z",
+        "zoom",
+        "Zoom",
+        "Zoom the focused pane to the whole screen; again to put it back",
+        "app",
     ),
     KeySpec("help", "question_mark,f1", "help", "Help", "Show this help", "app"),
     KeySpec(
@@ -121,7 +151,13 @@ SPECS: tuple[KeySpec, ...] = (
     ),
     # templates pane
     KeySpec(
-        "templates-filter", "slash", "filter", "Filter", "Filter templates by name", "templates"
+        "templates-filter",
+        "slash",
+        "filter",
+        "Filter",
+        "Filter templates by name",
+        "templates",
+        show=False,  # the footer's room goes to the keys that act on builds
     ),
     KeySpec(
         "templates-rescan",
@@ -153,6 +189,7 @@ SPECS: tuple[KeySpec, ...] = (
         "Follow",
         "Jump to the end and follow new output",
         "output",
+        show=False,  # in the help and the palette: the footer is for the main keys
     ),
     KeySpec("output-top", "home", "top", "Top", "Jump to the first line", "output", show=False),
     KeySpec(
@@ -162,8 +199,17 @@ SPECS: tuple[KeySpec, ...] = (
         "Stage/build",
         "Show the selected stage only, or the whole build",
         "output",
+        show=False,  # in the help and the palette: the footer is for the main keys
     ),
-    KeySpec("output-copy", "y", "copy", "Copy", "Copy the output shown to the clipboard", "output"),
+    KeySpec(
+        "output-copy",
+        "y",
+        "copy",
+        "Copy",
+        "Copy the output shown to the clipboard",
+        "output",
+        show=False,
+    ),
     KeySpec(
         "output-save",
         "w",
@@ -171,6 +217,7 @@ SPECS: tuple[KeySpec, ...] = (
         "Save",
         "Save the stage's (or build's) full log to a file",
         "output",
+        show=False,  # in the help and the palette: the footer is for the main keys
     ),
     KeySpec(
         "output-clear",
@@ -192,12 +239,37 @@ SCOPE_TITLES = {
 }
 
 
+QUIET = "quiet"  # the parameter of a key's twin binding (see quiet_when_paused)
+
+
 def bindings(scope: str) -> list[Binding]:
-    return [
-        Binding(s.key, s.action, s.description, show=s.show, id=s.id, priority=s.priority)
-        for s in SPECS
-        if s.scope == scope
-    ]
+    out = []
+    for s in SPECS:
+        if s.scope != scope:
+            continue
+        out.append(
+            Binding(s.key, s.action, s.description, show=s.show, id=s.id, priority=s.priority)
+        )
+        if s.quiet_when_paused:
+            # when the app hides the binding above, the key falls through to this twin
+            twin = f"{s.action}('{QUIET}')"
+            out.append(
+                Binding(s.key, twin, s.description, show=False, id=twin_id(s.id))
+            )
+    return out
+
+
+def twin_id(binding_id: str) -> str:
+    return f"{binding_id}.{QUIET}"
+
+
+def with_twins(keymap: dict[str, str]) -> dict[str, str]:
+    """The keymap with each remapped key applied to its twin binding too."""
+    out = dict(keymap)
+    for s in SPECS:
+        if s.quiet_when_paused and s.id in keymap:
+            out[twin_id(s.id)] = keymap[s.id]
+    return out
 
 
 def spec(binding_id: str) -> KeySpec:

@@ -59,7 +59,7 @@ class OutputBuffer:
     pointing at the same lines when old ones are dropped.
     """
 
-    def __init__(self, max_lines: int = 50_000):
+    def __init__(self, max_lines: int = 50_000, wrap_all: bool = False):
         self.lines: list[str] = []
         self.codes: list[int] = []
         self.base = 0  # absolute index of lines[0]
@@ -67,6 +67,10 @@ class OutputBuffer:
         self.width = 0  # longest line seen (characters)
         self.max_lines = max_lines
         self.stage_rows: dict[int, list[int]] = {}
+        #: lines the view wraps (Kiln's own messages; every line of a text like the welcome):
+        #: command output keeps one row per line and scrolls sideways
+        self.wrap_all = wrap_all
+        self.msg_rows: list[int] = []
 
     def __len__(self) -> int:
         return len(self.lines)
@@ -80,6 +84,8 @@ class OutputBuffer:
         self.lines.extend(lines)
         self.codes.extend(repeat((st + 1) << STREAM_BITS | stream, n))
         self.rows_of(st).extend(range(start, start + n))
+        if self.wrap_all or stream in (UI, UI_ERROR, MARK):
+            self.msg_rows.extend(range(start, start + n))
         self.total = start + n
         w = max(map(len, lines))
         if w > self.width:
@@ -94,7 +100,7 @@ class OutputBuffer:
         del self.lines[:drop]
         del self.codes[:drop]
         self.base += drop
-        for rows in self.stage_rows.values():
+        for rows in (*self.stage_rows.values(), self.msg_rows):
             k = bisect_left(rows, self.base)
             if k:
                 del rows[:k]
@@ -158,7 +164,8 @@ class BuildModel:
     session_id: str
     template_path: str
     mode: str = "build"  # build | null | file | history
-    target: str = ""  # what a debug run ran on
+    target: str = ""  # what a debug run ran on ("this host", "container 8e81a2b3")
+    template_name: str = ""  # as the Templates pane shows it
     build_type: str = ""
     status: str = "pending"
     started: float | None = None
@@ -176,6 +183,7 @@ class BuildModel:
     resources: dict[str, str] = field(default_factory=dict)  # ident -> kind, while held
     failed_stage: int | None = None
     db_path: str = ""  # history rows: the history database they came from
+    log_requested: bool = False  # history rows: the log is being (or was) read
 
     @property
     def live(self) -> bool:
@@ -188,11 +196,25 @@ class BuildModel:
 
     @property
     def label(self) -> str:
+        """``retry-test.json › docker``, with where a debug run ran: builds of several
+        templates may share a name, and a debug run must not pass for a real build."""
+        base = f"{self.template_name} › {self.name}" if self.template_name else self.name
         if self.mode == "null":
-            return f"{self.name} (on null)"
+            return f"{base} · provisioners on {self.target or 'the null builder'}"
         if self.mode == "file":
-            return f"{self.name} (on file)"
-        return self.name
+            return f"{base} · post-processors on {self.target or 'a stand-in'}"
+        return base
+
+    def skipped_provisioners(self) -> int:
+        """Provisioners the user skipped (s) in a build that went on."""
+        return sum(1 for s in self.stages if s.kind == "provisioner" and s.status == "skipped")
+
+    @property
+    def status_words(self) -> str:
+        """``succeeded, 1 skipped``: what the build's status word leaves out."""
+        if self.status == "succeeded" and (n := self.skipped_provisioners()):
+            return f"succeeded, {n} skipped"
+        return self.status
 
     def stage(self, index: int | None) -> StageModel | None:
         if index is None:
@@ -245,6 +267,25 @@ def apply(b: BuildModel, ev, now: float) -> str | None:
             for s in d.get("stages", [])
         ]
         return "started"
+    if t == "build.replanned":
+        # a retry re-read the template: the stages from d["stage"] on are the new plan
+        frm = d["stage"]
+        old = {st.index: st for st in b.stages}
+        stages = []
+        for sd in d.get("stages", []):
+            prev = old.get(sd["index"])
+            if sd["index"] < frm and prev is not None:
+                stages.append(prev)
+                continue
+            st = StageModel(sd["index"], sd["name"], sd["kind"], status=sd.get("status", "pending"),
+                            source=sd.get("source", ""))
+            if sd["index"] == frm and d.get("retried") and prev is not None:
+                st.attempts = prev.attempts  # the same provisioner, tried again
+                st.expected = prev.expected
+            stages.append(st)
+        b.stages = stages
+        b.failed_stage = None  # the build goes on; the engine says how in its next line
+        return None
     if t == "stage.added":
         b.stages.append(StageModel(d["index"], d["name"], d["kind"], source=d.get("source", "")))
         return None
@@ -291,7 +332,7 @@ def apply(b: BuildModel, ev, now: float) -> str | None:
             _mark(b, None, "── cancelling: cleaning up what the build created…")
         return None
     if t == "paused":
-        b.question = {k: d.get(k) for k in ("stage", "prompt", "choices", "error")}
+        b.question = {k: d.get(k) for k in ("stage", "prompt", "choices", "error", "details")}
         b.status = "paused"
         if d.get("stage") is not None:
             b.failed_stage = d.get("stage")

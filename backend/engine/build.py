@@ -78,6 +78,7 @@ class BuildRunner:
         self.bus = session.bus
         self.options = session.options
         self.stages: list[Stage] = []
+        self.prov_stages: list[Stage] = []  # the provisioners' stages, in the order they run
         self.result = BuildResult(prepared.name)
         self._abort = False  # keep the machine: skip cleanups
         self._provision_error: str | None = None
@@ -121,9 +122,9 @@ class BuildRunner:
         for item in steps:
             if item is PROVISION:
                 for p in self.prepared.provisioners:
-                    d = p.definition
-                    self.stages.append(Stage(idx, self.mask(p.label), "provisioner", ref=p,
-                                             source=f"{os.path.basename(d.loc.file)}:{d.loc.line}"))
+                    st = self._provisioner_stage(idx, p)
+                    self.stages.append(st)
+                    self.prov_stages.append(st)
                     idx += 1
             else:
                 self.stages.append(Stage(idx, item.name, "builder", ref=item))
@@ -135,6 +136,11 @@ class BuildRunner:
                 self.stages.append(Stage(idx, label, "post-processor", ref=pp,
                                          source=f"{os.path.basename(d.loc.file)}:{d.loc.line}"))
                 idx += 1
+
+    def _provisioner_stage(self, idx: int, p: PreparedProvisioner) -> Stage:
+        d = p.definition
+        return Stage(idx, self.mask(p.label), "provisioner", ref=p,
+                     source=f"{os.path.basename(d.loc.file)}:{d.loc.line}")
 
     def _stage_ui(self, stage: Stage) -> StageUI:
         ui = StageUI(self.bus, self.name, stage.index, self.mask)
@@ -208,13 +214,13 @@ class BuildRunner:
         self.result.status = "running"
         stack = ExitStack()
         error: BaseException | None = None
-        stage_iter = iter(self.stages)
+        stage_of = {id(s.ref): s for s in self.stages if s.kind == "builder"}
         try:
             for item in steps:
                 if item is PROVISION:
-                    self._provision(stack, stage_iter)
+                    self._provision(stack)
                     continue
-                stage = next(stage_iter)
+                stage = stage_of[id(item)]
                 self.cancel.check()
                 if self.options.debug:
                     self.ask(f"Pausing before step '{stage.name}'. Press enter to continue.", "",
@@ -311,7 +317,7 @@ class BuildRunner:
             self.ctx.ui.error(f"Cleanup of {stage.name} failed: {_message(e)}")
 
     # -- provisioners -----------------------------------------------------------------
-    def _provision(self, stack: ExitStack, stage_iter) -> None:
+    def _provision(self, stack: ExitStack) -> None:
         comm = self.ctx.communicator
         data = dict(self.ctx.generated_data)
         data.setdefault("ID", self.ctx.instance_id or "ERR_ID_NOT_IMPLEMENTED_BY_BUILDER")
@@ -325,53 +331,104 @@ class BuildRunner:
                 pass
         self.ctx.generated_data = data
         stack.callback(self._error_cleanup_provisioner)
-        for prov in self.prepared.provisioners:
-            stage = next(stage_iter)
+        pos = 0
+        while pos < len(self.prov_stages):  # a retry may re-plan the rest, or go back
             self.cancel.check()
-            self._run_provisioner_stage(stage, prov, data)
+            pos = self._run_provisioner_stage(pos, data)
 
-    def _run_provisioner_stage(self, stage: Stage, prov: PreparedProvisioner, data: dict) -> None:
-        while True:
-            ui = self._start(stage)
-            try:
-                self._run_provisioner(prov, ui, data)
-            except Cancelled as e:
-                self._finish(stage, "cancelled", "cancelled")
-                raise e
-            except Exception as e:  # noqa: BLE001
-                msg = _message(e)
-                status = "failed" if isinstance(e, (StepError, CommunicatorError, BuildFailed)) else "crashed"
-                if status == "crashed":
-                    self.session.log_crash(self.name, traceback.format_exception(e))
-                    msg = f"{type(e).__name__}: {e}"
-                    ui.error(msg)
-                if self.prepared.definition.provisioners and prov.definition.continue_on_error:
-                    ui.error(f"Provisioner failed with \"{msg}\", but continue_on_error is set; continuing.")
-                    self._finish(stage, "failed", msg)
-                    return
-                try:
-                    choice = self._on_failure(stage, msg)
-                except Cancelled:  # cancelled while waiting for an answer
-                    self._finish(stage, "cancelled", msg)
-                    raise
+    def _run_provisioner_stage(self, pos: int, data: dict) -> int:
+        """Run the provisioner at ``pos``; returns the position to go on from."""
+        stage = self.prov_stages[pos]
+        prov: PreparedProvisioner = stage.ref
+        ui = self._start(stage)
+        try:
+            self._run_provisioner(prov, ui, data)
+        except Cancelled as e:
+            self._finish(stage, "cancelled", "cancelled")
+            raise e
+        except Exception as e:  # noqa: BLE001
+            msg = _message(e)
+            status = "failed" if isinstance(e, (StepError, CommunicatorError, BuildFailed)) else "crashed"
+            if status == "crashed":
+                self.session.log_crash(self.name, traceback.format_exception(e))
+                msg = f"{type(e).__name__}: {e}"
+                ui.error(msg)
+            if self.prepared.definition.provisioners and prov.definition.continue_on_error:
+                ui.error(f"Provisioner failed with \"{msg}\", but continue_on_error is set; continuing.")
+                self._finish(stage, "failed", msg)
+                return pos + 1
+            return self._after_failure(pos, stage, msg)
+        self._finish(stage, "succeeded")
+        return pos + 1
+
+    def _after_failure(self, pos: int, stage: Stage, msg: str) -> int:
+        """The on-error policy; with ask, the user's answers until the build goes on or ends."""
+        from .retry import FROM_CHANGED, MATCHED
+
+        try:
+            choice = self._on_failure(stage, msg)
+            reload = None
+            while True:
                 if choice == "retry":
-                    new = self.session.reload_provisioner(self.prepared, prov)
-                    if new is not None:
-                        prov = new
-                        stage.ref = new
-                        stage.name = self.mask(new.label)  # the edited command, as it now reads
-                    continue
+                    running = [s.ref for s in self.prov_stages]
+                    reload = self.session.reload_provisioner(self.prepared, running, pos)
+                    if reload.error:  # the build stays paused with the located error
+                        choice = self.ask("The template could not be read again: fix it, then "
+                                          "retry", reload.error, list(CHOICES), stage)
+                        continue
+                    plan = reload.plan
+                    if not plan.automatic:
+                        choice = self.ask(plan.prompt(), plan.detail(),
+                                          plan.choices() + list(CHOICES), stage,
+                                          details=plan.details())
+                        continue
+                    choice = MATCHED
+                if choice in (MATCHED, FROM_CHANGED) and reload is not None and reload.plan:
+                    return self._replan(pos, reload, choice)
                 if choice == "skip":
                     self._finish(stage, "skipped", msg)
-                    ui.say("Skipped; carrying on with the next stage.")
-                    return
-                self._finish(stage, "failed", msg)
-                self._provision_error = msg
-                if choice == "abort":
-                    self._abort = True
-                raise BuildFailed(msg, keep=choice == "abort") from None
-            self._finish(stage, "succeeded")
-            return
+                    self.ctx.ui.say("Skipped; carrying on with the next stage.")
+                    return pos + 1
+                break
+        except Cancelled:  # cancelled while waiting for an answer
+            self._finish(stage, "cancelled", msg)
+            raise
+        self._finish(stage, "failed", msg)
+        self._provision_error = msg
+        if choice == "abort":
+            self._abort = True
+        raise BuildFailed(msg, keep=choice == "abort") from None
+
+    def _replan(self, pos: int, reload: Any, choice: str) -> int:
+        """Go on as the re-read template says: the provisioners from the chosen one on replace
+        the rest of the plan; returns the position to run next."""
+        plan = reload.plan
+        start = plan.start_of(choice)
+        keep = plan.kept(choice)
+        runs = [reload.prepared[j] for j in range(start, len(plan.new)) if j in reload.prepared]
+        old = self.prov_stages
+        first = self.stages.index(old[0])
+        last = self.stages.index(old[-1])
+        stages: list[Stage] = list(old[:keep])
+        for k, p in enumerate(runs):
+            i = keep + k
+            st = old[i] if i < len(old) else self._provisioner_stage(0, p)
+            fresh = self._provisioner_stage(st.index, p)
+            st.name, st.ref, st.source = fresh.name, p, fresh.source
+            st.status, st.duration, st.error, st.started = "pending", 0.0, "", 0.0
+            stages.append(st)
+        self.prov_stages = stages
+        self.prepared.provisioners = [s.ref for s in stages]
+        self.stages[first:last + 1] = stages
+        for i, st in enumerate(self.stages):
+            st.index = i
+        note = self.mask(plan.note_for(choice, self.session.template.path))
+        self.bus.publish(
+            "build.replanned", build=self.name, stage=stages[keep].index, reason=note,
+            retried=choice == "matched", stages=[s.to_dict() for s in self.stages],
+        )
+        StageUI(self.bus, self.name, None, self.mask).say(note)
+        return keep
 
     def _on_failure(self, stage: Stage, msg: str) -> str:
         mode = self.options.on_error
@@ -458,8 +515,10 @@ class BuildRunner:
         self._finish(stage, "succeeded")
 
     # -- asking -----------------------------------------------------------------------
-    def ask(self, prompt: str, error: str, choices: list[str], stage: Stage | None = None) -> str:
-        """Pause the build until the user picks one of ``choices`` (or cancel -> cleanup)."""
+    def ask(self, prompt: str, error: str, choices: list[str], stage: Stage | None = None,
+            details: dict[str, str] | None = None) -> str:
+        """Pause the build until the user picks one of ``choices`` (or cancel -> cleanup).
+        ``details`` says in a line what each choice would do, when the word is not enough."""
         st = stage or self._current_stage()
         if st is not None:
             prev = st.status
@@ -467,6 +526,8 @@ class BuildRunner:
             self.bus.publish("stage.status", build=self.name, stage=st.index, status="paused")
         question = {"build": self.name, "stage": st.index if st else None, "prompt": prompt,
                     "error": self.mask(error), "choices": choices}
+        if details:
+            question["details"] = {k: self.mask(v) for k, v in details.items()}
         with self._answer_lock:
             self._answer = None
             self.pending_question = question
@@ -527,8 +588,10 @@ class BuildRunner:
                     continue
                 d = pp.definition
                 label = d.type if d.name == d.type else f"{d.name} (type {d.type})"
-                build_ui.say(f"Running post-processor: {label}")
                 ui = self._start(stage)
+                # a build-level line (no stage: Packer prints it without the post-processor's
+                # name) published after stage.started, so it sits under that stage's header
+                StageUI(self.bus, self.name, None, self.mask).say(f"Running post-processor: {label}")
                 try:
                     art = pp.plugin.post_process(self.ctx, ui, prior)
                 except Cancelled:

@@ -125,7 +125,7 @@ class ConsoleRenderer:
                     out.append("\n")
             if out:
                 self.w.write("".join(out))
-        elif t == "build.started":
+        elif t in ("build.started", "build.replanned"):  # a retry may move later stages
             for st in ev.data["stages"]:
                 if st["kind"] == "post-processor":
                     self.pp_types[(ev.data["build"], st["index"])] = st["name"].split(" (")[-1].rstrip(")")

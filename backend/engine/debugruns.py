@@ -1,18 +1,18 @@
-"""Debug runs: a template's provisioners on the null builder, its post-processors on the file builder.
+"""Debug runs: a template's provisioners on the null builder (its post-processors on the
+file builder are in :mod:`.ppdebug`).
 
-Both keep the template's provisioners or post-processors exactly as written
-and swap only the builder, so a user debugging a script or a post-processor
-chain gets an answer in seconds instead of waiting for a real machine.
+The provisioners stay exactly as written and only the builder is swapped, so a user
+debugging a script gets an answer in seconds, on a machine kept from a failed build, an SSH
+target, or (asked for explicitly) this host.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import os
 from dataclasses import dataclass
 
 from backend.template.model import BuildDef, Template
-from backend.template.source import Loc, Node, from_plain
+from backend.template.source import Loc, from_plain
 
 
 @dataclass(frozen=True)
@@ -31,6 +31,8 @@ class NullTarget:
     private_key_file: str = ""
     container: str = ""
     label: str = ""
+    run_id: str = ""  # a kept machine: the run that kept it
+    build: str = ""  # and its build
 
     def communicator_config(self) -> dict:
         if self.kind == "local":
@@ -44,6 +46,15 @@ class NullTarget:
         elif self.password:
             cfg["ssh_password"] = self.password
         return cfg
+
+    def short(self) -> str:
+        """Where, in a few words: "this host", "container 8e81a2b3", "ubuntu@10.0.0.5:22"."""
+        if self.kind == "local":
+            return "this host"
+        if self.kind == "docker":
+            c = self.container
+            return f"container {c[:8] if _is_hex(c) else c}"
+        return f"{self.user}@{self.host}:{self.port}"
 
     def describe(self) -> str:
         if self.label:
@@ -71,28 +82,8 @@ def provisioners_on_null(template: Template, target: NullTarget, builds: list[st
     return dataclasses.replace(template, builds=tuple(out))
 
 
-def postprocessors_on_file(template: Template, workdir: str, builds: list[str] | None = None) -> Template:
-    """Every build's builder replaced by a file builder writing a stand-in artifact.
-
-    Provisioners are dropped; the post-processor chains run on
-    ``<workdir>/<build>.artifact``, a small text file.
-    """
-    os.makedirs(workdir, exist_ok=True)
-    out = []
-    for b in template.builds:
-        if builds and b.name not in builds:
-            continue
-        target = os.path.join(workdir, f"{_safe(b.name)}.artifact")
-        content = f"stand-in artifact for build {b.name} ({b.type}), made by kiln for post-processor debugging\n"
-        loc = b.loc
-        config = Node({"target": Node(target, loc), "content": Node(content, loc)}, loc)
-        out.append(dataclasses.replace(b, index=len(out), type="file", config=config, provisioners=(),
-                                       error_cleanup=None))
-    return dataclasses.replace(template, builds=tuple(out))
-
-
-def _safe(name: str) -> str:
-    return "".join(c if c.isalnum() or c in "._-" else "_" for c in name)
+def _is_hex(text: str) -> bool:
+    return len(text) >= 12 and all(c in "0123456789abcdef" for c in text)
 
 
 def kept_machines(ledger_entries) -> list[NullTarget]:
@@ -102,14 +93,16 @@ def kept_machines(ledger_entries) -> list[NullTarget]:
         if not e.kept:
             continue
         if e.kind == "docker-container":
-            out.append(NullTarget(kind="docker", container=e.ident,
-                                  label=f"container {e.ident[:12]} kept from build {e.build}"))
+            cid = str(e.data.get("id") or e.ident)
+            out.append(NullTarget(kind="docker", container=cid, run_id=e.run_id, build=e.build,
+                                  label=f"container {cid[:12]} kept from build {e.build}"))
         elif e.kind == "aws-instance" and e.data.get("ssh_host"):
             d = e.data
             out.append(NullTarget(kind="ssh", host=d["ssh_host"], port=int(d.get("ssh_port", 22)),
                                   user=d.get("ssh_username", ""), private_key_file=d.get("ssh_private_key_file", ""),
+                                  run_id=e.run_id, build=e.build,
                                   label=f"instance {e.ident} kept from build {e.build}"))
     return out
 
 
-__all__ = ["NullTarget", "provisioners_on_null", "postprocessors_on_file", "kept_machines", "BuildDef"]
+__all__ = ["NullTarget", "provisioners_on_null", "kept_machines", "BuildDef"]

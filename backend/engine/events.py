@@ -15,7 +15,8 @@ stage.finished      build, stage, name, kind, status, duration, error
 output              build, stage, stream (ui|ui-error|stdout|stderr), lines [str]
 progress            build, stage, message, current, total (null when unknown)
 artifact            build, builder_id, id, files, string
-paused              build, stage, prompt, choices [str], error
+paused              build, stage, prompt, choices [str], error, details {choice: text}
+build.replanned     build, stage (first changed), retried, reason, stages [{...}]
 answered            build, stage, choice
 resource            build, action (created|released), kind, ident
 build.finished      build, status, duration, error, log

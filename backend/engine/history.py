@@ -96,6 +96,14 @@ class History:
             for st in d["stages"]:
                 self._exec("INSERT OR REPLACE INTO stages(run_id, build, idx, name, kind, status) VALUES (?,?,?,?,?,?)",
                            (ev.run, d["build"], st["index"], st["name"], st["kind"], "pending"))
+        elif t == "build.replanned":  # a retry re-read the template: stages from here on changed
+            self._exec("DELETE FROM stages WHERE run_id=? AND build=? AND idx>=?",
+                       (ev.run, d["build"], d["stage"]))
+            for st in d["stages"]:
+                if st["index"] >= d["stage"]:
+                    self._exec("INSERT OR REPLACE INTO stages(run_id, build, idx, name, kind, status) "
+                               "VALUES (?,?,?,?,?,?)",
+                               (ev.run, d["build"], st["index"], st["name"], st["kind"], st["status"]))
         elif t == "stage.added":
             self._exec("INSERT OR REPLACE INTO stages(run_id, build, idx, name, kind, status) VALUES (?,?,?,?,?,?)",
                        (ev.run, d["build"], d["index"], d["name"], d["kind"], "pending"))

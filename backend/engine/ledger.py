@@ -184,14 +184,17 @@ def pid_alive(pid: int) -> bool:
 
 
 def orphaned(ledger: Ledger, include_kept: bool = False, include_live: bool = False) -> list[LedgerEntry]:
-    """Entries whose run is no longer alive (or every entry with ``include_live``)."""
+    """Entries whose run is no longer alive (or every entry with ``include_live``).
+
+    What was kept on purpose is listed with ``include_kept`` even while the process that
+    kept it still runs (a dashboard left open): that run has finished with it."""
     out = []
     for e in ledger.entries():
         if e.run_id == ledger.run_id:
             continue
         if e.kept and not include_kept:
             continue
-        if not include_live and pid_alive(e.pid):
+        if not include_live and not e.kept and pid_alive(e.pid):
             continue
         out.append(e)
     return out

@@ -75,6 +75,8 @@ class BuildLogs:
                 f = self._files.get(ev.data["build"])
                 if f is not None:
                     f.flush()
+        elif t == "build.replanned":
+            self._line(ev, f"--- {_ts(ev.ts)} re-planned from stage {ev.data['stage'] + 1}")
         elif t == "paused":
             self._line(ev, f"--- {_ts(ev.ts)} paused: {ev.data['prompt']} ({', '.join(ev.data['choices'])})")
         elif t == "answered":

@@ -45,6 +45,7 @@ class Options:
     vars: dict[str, str] = field(default_factory=dict)
     var_files: tuple[str, ...] = ()
     state_dir: str | None = None  # history + logs; default: .kiln next to the template
+    workdir: str | None = None  # where shell-local commands run (a debug run's scratch dir)
     events: str | None = None
 
 

@@ -17,6 +17,8 @@ PROMPTS = {
     "skip": "[s] skip it and carry on",
     "cleanup": "[c] clean up and exit",
     "abort": "[a] abort, keeping the machine for inspection",
+    "matched": "[m] ",
+    "from-changed": "[f] ",
 }
 
 
@@ -44,7 +46,9 @@ class TerminalAsker:
                 w.write(f"==> {q['build']}: {q['prompt']} ")
             else:
                 w.write(f"==> {q['build']}: {q['prompt']}: {q['error']}\n")
-                w.write("".join(f"    {PROMPTS[c]}\n" for c in choices if c in PROMPTS))
+                details = q.get("details") or {}
+                w.write("".join(f"    {PROMPTS[c]}{details.get(c, '')}\n" for c in choices
+                                if c in PROMPTS))
                 w.write(f"==> {q['build']}: your choice [{'/'.join(c[0] for c in choices)}]? ")
             while True:
                 try:

@@ -32,6 +32,16 @@ def default_state_dir(template_path: str) -> str:
 
 
 @dataclass
+class Reload:
+    """A retry's re-read of the template: where the failed provisioner went (``plan``) and
+    the provisioners it may run, prepared, by position; or why it cannot go on."""
+
+    plan: Any = None  # retry.RetryPlan
+    error: str = ""
+    prepared: dict[int, PreparedProvisioner] = field(default_factory=dict)
+
+
+@dataclass
 class RunResult:
     exit_code: int
     results: dict[str, BuildResult] = field(default_factory=dict)
@@ -93,34 +103,47 @@ class Session:
             raise TemplateError(prep.problems)
         return builds
 
-    def reload_provisioner(self, prepared: PreparedBuild, prov: PreparedProvisioner) -> PreparedProvisioner | None:
-        """Re-read the template from disk and prepare the same provisioner again (retry)."""
+    def reload_provisioner(self, prepared: PreparedBuild, running: list[PreparedProvisioner],
+                           failed: int) -> Reload:
+        """Re-read the template from disk for a retry and find the failed provisioner in it
+        by identity (see :mod:`.retry`); the provisioners a retry may run come prepared."""
+        from .prepare import COMMON_GENERATED
+        from .retry import MATCHED, describe_error, plan_retry
+
         runner = self.runners.get(prepared.name)
-        ui = runner.ctx.ui if runner else None
         try:
             fresh = load_template(self.template.path, self.options, evaluate_data=True)
-            build = fresh.build(prepared.definition.name)
-            idx = prov.definition.index
-            match = [p for p in build.provisioners if p.index == idx]
-            if not match:
-                raise TemplateError(f"provisioner {idx + 1} is no longer in the template")
+            try:
+                build = fresh.build(prepared.definition.name)
+            except KeyError:
+                raise TemplateError(f"build {prepared.definition.name!r} is no longer in "
+                                    f"{self.template.path}") from None
+            new = list(build.provisioners)
+            plan = plan_retry([p.definition for p in running], new, failed, build)
+            starts = [plan.start_of(c) for c in ([MATCHED] if plan.automatic else plan.choices())]
+            if not starts:
+                return Reload(plan, error=plan.detail() + "\nNo provisioner is left to run: "
+                              "skip, clean up or keep the machine, or edit the template again.")
             prep = Preparer(fresh, self.options)
-            from .prepare import COMMON_GENERATED
-
             keys = COMMON_GENERATED + tuple(getattr(type(prepared.builder), "generated_keys", ()))
-            new = prep.prepare_provisioner(build, match[0], keys)
-            if prep.problems or new is None:
+            ready: dict[int, PreparedProvisioner] = {}
+            for j in range(min(starts), len(new)):
+                pp = prep.prepare_provisioner(build, new[j], keys)
+                if pp is not None:
+                    ready[j] = pp
+            if prep.problems:
                 raise TemplateError(prep.problems)
-        except (TemplateError, KeyError) as e:
-            if ui is not None:
-                ui.error("The template was not reloaded, the previous version runs again:")
-                for line in str(e).splitlines():
-                    ui.error("  " + line)
-            return None
-        if ui is not None:
-            ui.say(f"Reloaded {os.path.basename(self.template.path)}: running provisioner "
-                   f"{idx + 1} ({new.definition.type}) again")
-        return new
+        except TemplateError as e:
+            return Reload(None, error=describe_error(e))
+        if runner is not None:  # what the edited template made secret stays masked
+            from backend.template.decode import secret_values
+
+            for v in list(fresh.sensitive_values) + [
+                x for pp in ready.values() for x in secret_values(pp.plugin.config)
+            ]:
+                if v:
+                    runner.ctx.add_secret(v)
+        return Reload(plan, prepared=ready)
 
     # -- running --------------------------------------------------------------------
     def start(self) -> None:
@@ -179,7 +202,9 @@ class Session:
         interrupted = self.cancel_token.cancelled
         code = 1 if failed or interrupted else 0  # no build selected: nothing failed
         self.result = RunResult(code, results, interrupted, time.time() - start)
-        status = "cancelled" if interrupted else ("failed" if failed else "succeeded")
+        # builds the user stopped one by one (the dashboard's cancel) make a cancelled run too
+        cancelled = failed and all(r.status in ("succeeded", "cancelled") for r in results.values())
+        status = "cancelled" if interrupted or cancelled else ("failed" if failed else "succeeded")
         self.bus.publish("run.finished", status=status, exit_code=code, duration=round(self.result.duration, 6))
         if self._logs is not None:
             self._logs.close()

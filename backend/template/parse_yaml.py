@@ -331,7 +331,10 @@ def _yaml_syntax_error(e: yaml.MarkedYAMLError, text: str, file: str) -> Templat
     mark = e.problem_mark or e.context_mark
     problem = e.problem or e.context or "syntax error"
     msg = f"invalid YAML: {problem}"
-    if e.context and e.problem:
+    if problem == "exceeded maximum nesting depth":
+        # libyaml 0.2.5 (PyYAML 6.0.4's wheels) stops deep nesting before our own check.
+        msg = f"invalid YAML: nesting is too deep (more than {MAX_DEPTH} levels)"
+    elif e.context and e.problem:
         ctx = e.context
         cm = e.context_mark
         if cm is not None and mark is not None and (cm.line, cm.column) != (mark.line, mark.column):

@@ -132,3 +132,46 @@ async def test_target_picker_lists_config_targets(proj, config_dir, app_factory)
         await pilot.press("escape")
         await pilot.pause()
         assert app.builds == {}
+
+
+@pytest.mark.parametrize(
+    ("editor", "expected"),
+    [
+        ("hx", ["+{line}", "{path}"]),
+        ("nano", ["+{line}", "{path}"]),
+        ("code --wait", ["--wait", "--goto", "{path}:{line}"]),
+        ("subl", ["{path}:{line}"]),
+        ("my-editor", ["{path}"]),
+    ],
+)
+async def test_edit_passes_the_line_in_each_editors_own_syntax(
+    proj, tmp_path, app_factory, monkeypatch, editor, expected
+):
+    """e opens the template at the problem's line with the syntax the user's editor reads."""
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    log = tmp_path / "argv.json"
+    name = editor.split()[0]
+    fake = bindir / name
+    fake.write_text(
+        f"#!{sys.executable}\nimport json, sys\n"
+        f"open({str(log)!r}, 'w').write(json.dumps(sys.argv[1:]))\n"
+    )
+    fake.chmod(0o755)
+    monkeypatch.setenv("VISUAL", str(bindir / name) + editor[len(name) :])
+    (proj / "e.json").write_text(
+        '{\n  "builders": [\n    {"type": "null", "communicator": "none",\n     "nmae": "x"}\n  ]\n}\n'
+    )
+    app = app_factory(proj)
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot, app)
+        app.templates.tree_widget.focus()
+        app.templates.tree_widget.cursor_line = 2  # the problem node (line 4)
+        await pilot.pause()
+        await pilot.press("e")
+        await wait_for(pilot, log.exists, what="the editor ran")
+    path = str(proj / "e.json")
+    want = [x.format(path=path, line=4) for x in expected]
+    import json
+
+    assert json.loads(log.read_text()) == want

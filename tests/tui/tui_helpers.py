@@ -11,6 +11,7 @@ from typing import Any, Callable
 from tui.app import KilnApp
 
 SIZE = (140, 40)
+WIDE = (200, 50)  # every column of every table shows
 
 
 def write_template(
@@ -74,7 +75,7 @@ async def select_template(pilot, app: KilnApp, name: str, build: str | None = No
         if entry is None or entry.name != name:
             continue
         if (build is None and ref.kind == "template") or (build is not None and ref.build == build):
-            tree.cursor_line = line
+            tree.move_cursor_to_line(line)
             await pilot.pause()
             return
     raise AssertionError(f"{name}/{build} is not in the templates tree")
@@ -107,3 +108,81 @@ def view_text(app: KilnApp) -> list[str]:
             continue
         out.append(view._render_abs(a, view.rich_style).text)
     return out
+
+
+def docker_builder(labels: dict[str, str], name: str = "", commit: bool = True) -> dict:
+    """A docker builder on the offline base image; its container carries the test labels so a
+    session that dies still has it removed (conftest's docker_client fixture)."""
+    run = ["-d", "-i", "-t"]
+    for k, v in labels.items():
+        run += ["--label", f"{k}={v}"]
+    run += ["--entrypoint=/bin/sh", "--", "{{.Image}}"]
+    b: dict[str, Any] = {
+        "type": "docker",
+        "image": "kiln/busybox:latest",
+        "pull": False,
+        "commit": commit,
+        "run_command": run,
+    }
+    if not commit:
+        b["discard"] = True
+    if name:
+        b["name"] = name
+    return b
+
+
+def docker_shell(*lines: str) -> dict:
+    return {"type": "shell", "inline": list(lines)}
+
+
+def kiln_cli(*args: str, cwd: Path | None = None, timeout: float = 60):
+    """``kiln ARGS`` as a subprocess (as a user runs it in another terminal)."""
+    import os
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[2]
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(root) + os.pathsep + env.get("PYTHONPATH", "")
+    return subprocess.run(
+        [sys.executable, "-m", "backend.cli", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def summary_text(app: KilnApp) -> str:
+    return str(app.output.query_one("#summary").render())
+
+
+def screen_lines(app: KilnApp) -> list[str]:
+    """The whole screen as text, one string per terminal row, each character in its column
+    (from an SVG export: what a user sees)."""
+    import html
+    import re
+
+    svg = app.export_screenshot()
+    width, height = app.size
+    grid = [[" "] * width for _ in range(height)]
+    cell = 12.2  # Rich's SVG: the width of one terminal column
+    for x, row, text in re.findall(
+        r'<text class="[^"]*-r\d+" x="([\d.]+)" y="[\d.]+"[^>]*clip-path="url\(#[^)]*-line-(\d+)\)">'
+        r"([^<]*)</text>",
+        svg,
+    ):
+        r, col = int(row), round(float(x) / cell)
+        for i, ch in enumerate(html.unescape(text).replace("\xa0", " ")):
+            if r < height and col + i < width:
+                grid[r][col + i] = ch
+    return ["".join(line) for line in grid]
+
+
+def pane_text(app: KilnApp, widget) -> str:
+    """What a pane shows inside its border, its rows joined (wrapped text reads on)."""
+    r = widget.region
+    rows = screen_lines(app)[r.y + 1 : r.bottom - 1]
+    return "\n".join(row[r.x + 1 : r.right - 1].rstrip() for row in rows)

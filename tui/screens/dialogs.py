@@ -32,13 +32,22 @@ class ConfirmScreen(ModalScreen[bool]):
     DEFAULT_CSS = DIALOG_CSS.format(name="ConfirmScreen")
     BINDINGS = [Binding("escape,n", "answer(False)", "No"), Binding("y", "answer(True)", "Yes")]
 
-    def __init__(self, title: str, body: str, yes: str, no: str, danger: bool = True) -> None:
+    def __init__(
+        self,
+        title: str,
+        body: str,
+        yes: str,
+        no: str,
+        danger: bool = True,
+        focus_yes: bool = True,
+    ) -> None:
         super().__init__()
         self.title_text = title
         self.body = body
         self.yes = yes
         self.no = no
         self.danger = danger
+        self.focus_yes = focus_yes
 
     def compose(self):
         with Vertical():
@@ -49,7 +58,7 @@ class ConfirmScreen(ModalScreen[bool]):
                 yield Button(self.yes, id="yes", variant="error" if self.danger else "primary")
 
     def on_mount(self) -> None:
-        self.query_one("#yes", Button).focus()
+        self.query_one("#yes" if self.focus_yes else "#no", Button).focus()
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         self.dismiss(event.button.id == "yes")
@@ -136,6 +145,88 @@ class TargetPicker(ModalScreen["TargetChoice | None"]):
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         self.dismiss(self._choice() if event.button.id == "run" else None)
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
+class RetryChoiceScreen(ModalScreen["str | None"]):
+    """What a retry runs when the re-read template moved things around the failed
+    provisioner: the matched one, from the first changed one, read again, or stay paused."""
+
+    DEFAULT_CSS = (
+        DIALOG_CSS.format(name="RetryChoiceScreen")
+        + """
+    RetryChoiceScreen > Vertical { width: 100; }
+    RetryChoiceScreen OptionList { height: auto; max-height: 10; margin-top: 1; }
+    """
+    )
+    BINDINGS = [Binding("escape", "stay", "Stay paused")]
+
+    def __init__(self, title: str, body: str, options: list[tuple[str, str]]) -> None:
+        super().__init__()
+        self.title_text = title
+        self.body = body
+        self.options = options  # (choice, what it does); choice "" stays paused
+
+    def compose(self):
+        with Vertical():
+            yield Label(Text(self.title_text), classes="title")
+            yield Static(Text(self.body))
+            yield OptionList(
+                *[Option(Text(text), id=f"c{i}") for i, (_c, text) in enumerate(self.options)],
+                id="choices",
+            )
+
+    def on_mount(self) -> None:
+        ol = self.query_one(OptionList)
+        ol.highlighted = 0
+        ol.focus()
+
+    def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
+        event.stop()
+        choice = self.options[event.option_index][0]
+        self.dismiss(choice or None)
+
+    def action_stay(self) -> None:
+        self.dismiss(None)
+
+
+class ArtifactPicker(ModalScreen["str | None"]):
+    """What the post-processors of a debug run start from: a stand-in or the last build's."""
+
+    DEFAULT_CSS = (
+        DIALOG_CSS.format(name="ArtifactPicker")
+        + """
+    ArtifactPicker > Vertical { width: 90; }
+    ArtifactPicker OptionList { height: auto; max-height: 8; margin: 1 0; }
+    """
+    )
+    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+
+    def __init__(self, title: str, options: list[tuple[str, str]], note: str) -> None:
+        super().__init__()
+        self.title_text = title
+        self.options = options
+        self.note = note
+
+    def compose(self):
+        with Vertical():
+            yield Label(Text(self.title_text), classes="title")
+            yield Label(Text("Start from:"))
+            yield OptionList(
+                *[Option(Text(text), id=key) for key, text in self.options], id="artifacts"
+            )
+            yield Static(Text(self.note, style="italic"))
+
+    def on_mount(self) -> None:
+        ol = self.query_one(OptionList)
+        ol.highlighted = 0
+        ol.focus()
+
+    def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
+        event.stop()
+        self.dismiss(event.option.id)
 
     def action_cancel(self) -> None:
         self.dismiss(None)

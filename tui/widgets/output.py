@@ -11,7 +11,7 @@ lines ("+N new lines") until ``end`` resumes following.
 from __future__ import annotations
 
 import time
-from bisect import bisect_left
+from bisect import bisect_left, bisect_right
 from collections import deque
 from typing import Callable, Iterable
 
@@ -28,7 +28,7 @@ from textual.widget import Widget
 from textual.widgets import Input, Static
 
 from tui import keys
-from tui.model import MARK, STDERR, UI, UI_ERROR, OutputBuffer, clean, plain
+from tui.model import MARK, STDERR, STREAM_BITS, UI, UI_ERROR, OutputBuffer, clean, plain
 
 GUTTER = 2
 CONTEXT = 2  # lines of context around filter matches
@@ -116,6 +116,16 @@ class OutputView(ScrollView, can_focus=True):
         self._sync_pending = False
         self._synced_at = 0.0
         self._match_cache: tuple[tuple, tuple[int, int]] | None = None
+        # wrapped lines (Kiln's messages; all of a static text): line rows that take more
+        # than one screen row, how many more, and prefix sums to map rows both ways
+        self._wrap_width = 0
+        self._wrap_fed = 0  # absolute index up to which message lines were measured
+        self._wrap_rows: list[int] = []
+        self._wrap_extra: list[int] = []
+        self._wrap_cum: list[int] = [0]
+        self._wrap_vstart: list[int] = []
+        self._wrap_abs: set[int] = set()
+        self._wrap_cache: LRUCache[tuple[int, bool, int], list[Strip]] = LRUCache(256)
 
     # -- what is shown ------------------------------------------------------------------
     def show(
@@ -137,15 +147,19 @@ class OutputView(ScrollView, can_focus=True):
         self._rows_src = None if buffer is None or stage is None else buffer.rows_of(stage)
         self._cache.clear()
         self._crop_cache.clear()
+        self._wrap_cache.clear()
         self.match_abs = None
         self._refilter()
         self._seen_total = buffer.total if buffer else 0
         self._seen_base = buffer.base if buffer else 0
         self._count = self.row_count
+        self._rewrap()
         self._set_virtual_size()
         if not same:
-            self.follow = True
+            self.follow = not static  # a text is read from its top, a build's output followed
             self.new_lines = 0
+            if static:
+                self.scroll_home(animate=False, immediate=True)
         if self.follow:
             self._to_end()
         self.refresh()
@@ -228,7 +242,7 @@ class OutputView(ScrollView, can_focus=True):
         self._synced_at = now
         anchor = None
         if not self.follow and self._count:
-            top = min(int(self.scroll_y), self._count - 1)
+            top = min(self._v2l(int(self.scroll_y))[0], self._count - 1)
             anchor = self._anchor_abs(top)
         if self.filter:
             new = self._new_source_lines()
@@ -245,6 +259,10 @@ class OutputView(ScrollView, can_focus=True):
         self._seen_total = b.total
         self._seen_base = b.base
         self._count = self.row_count
+        if pruned:
+            self._rewrap()
+        else:
+            self._wrap_feed()
         self._set_virtual_size()
         if self.follow:
             self._to_end()
@@ -252,11 +270,11 @@ class OutputView(ScrollView, can_focus=True):
             added = self._count - before
             if pruned and anchor is not None:
                 row = self.row_of(anchor)
-                shift = int(self.scroll_y) - (row if row is not None else 0)
-                added += max(0, shift)
+                y = self._l2v(row or 0)
+                added += max(0, int(self.scroll_y) - y)
                 self._moving = True
                 try:
-                    self.scroll_to(y=row or 0, animate=False, immediate=True, force=True)
+                    self.scroll_to(y=y, animate=False, immediate=True, force=True)
                 finally:
                     self._moving = False
             if added > 0:
@@ -292,7 +310,10 @@ class OutputView(ScrollView, can_focus=True):
         Log does this on each write); at 20 updates a second that is most of the
         cost of streaming output. Only a scrollbar appearing or going needs it.
         """
-        size = Size(GUTTER + (self.buffer.width if self.buffer else 0), self._count)
+        width = GUTTER + (self.buffer.width if self.buffer else 0)
+        if self.buffer is not None and self.buffer.wrap_all:
+            width = 0  # every line wraps: nothing to scroll sideways
+        size = Size(width, self._count + self._wrap_cum[-1])
         if size == self.virtual_size:
             return
         if not self.is_mounted or not self.container_size:
@@ -331,8 +352,91 @@ class OutputView(ScrollView, can_focus=True):
                 self._moving = False
 
     def on_resize(self) -> None:
+        if self._wrap_target() != self._wrap_width:
+            self._rewrap()
+            self._set_virtual_size()
+            self.refresh()
         if self.follow:
             self._to_end()
+
+    # -- wrapping (Kiln's own messages, static texts) -------------------------------------
+    def _wrap_target(self) -> int:
+        return max(0, self.scrollable_content_region.width)
+
+    def _rewrap(self) -> None:
+        """Measure every message line in view again (a new buffer, stage, width or prune)."""
+        self._wrap_width = self._wrap_target()
+        self._wrap_rows, self._wrap_extra, self._wrap_cum = [], [], [0]
+        self._wrap_vstart, self._wrap_abs = [], set()
+        self._wrap_cache.clear()
+        b = self.buffer
+        self._wrap_fed = b.base if b is not None else 0
+        self._wrap_feed()
+
+    def _wrap_feed(self) -> None:
+        """Measure the message lines that arrived since the last call (they come last)."""
+        b = self.buffer
+        width = self._wrap_width
+        if b is None or self.filter or width <= GUTTER + 4:
+            if b is not None:
+                self._wrap_fed = b.total
+            return
+        msgs = b.msg_rows
+        if not msgs or msgs[-1] < self._wrap_fed:
+            self._wrap_fed = b.total
+            return
+        k = bisect_left(msgs, max(self._wrap_fed, b.base))
+        stage = self.stage
+        for a in msgs[k:]:
+            if len(b.lines[a - b.base]) + GUTTER <= width and "\t" not in b.lines[a - b.base]:
+                continue  # fits (a cheap test first: most messages are short)
+            if stage is not None and (b.code(a) >> STREAM_BITS) - 1 != stage:
+                continue
+            rows = len(self._wrapped(a, False))
+            if rows <= 1:
+                continue
+            row = self.row_of(a)
+            if row is None:
+                continue
+            self._wrap_rows.append(row)
+            self._wrap_extra.append(rows - 1)
+            self._wrap_vstart.append(row + self._wrap_cum[-1])
+            self._wrap_cum.append(self._wrap_cum[-1] + rows - 1)
+            self._wrap_abs.add(a)
+        self._wrap_fed = b.total
+
+    def _wrapped(self, a: int, current: bool) -> list[Strip]:
+        key = (a, current, self._wrap_width)
+        strips = self._wrap_cache.get(key)
+        if strips is None:
+            text = self._text_of(a, self.base_style)
+            text.no_wrap, text.overflow = False, "fold"  # words first; a long path folds
+            lines = text.wrap(
+                self.app.console, max(1, self._wrap_width - GUTTER), overflow="fold"
+            )
+            strips = []
+            for i, line in enumerate(lines):
+                line.no_wrap, line.end = True, ""
+                pad = Text(" " * GUTTER) if i else Text("")
+                row = Text.assemble(pad, line, no_wrap=True, end="")
+                row.stylize_before(self.base_style)
+                strips.append(Strip(row.render(self.app.console), row.cell_len))
+            self._wrap_cache[key] = strips
+        return strips
+
+    def _v2l(self, v: int) -> tuple[int, int]:
+        """Screen row -> (line row, row within that line)."""
+        k = bisect_right(self._wrap_vstart, v) - 1
+        if k < 0:
+            return v, 0
+        start, extra = self._wrap_vstart[k], self._wrap_extra[k]
+        if v <= start + extra:
+            return self._wrap_rows[k], v - start
+        return v - self._wrap_cum[k + 1], 0
+
+    def _l2v(self, row: int) -> int:
+        """Line row -> the screen row where it starts."""
+        return row + self._wrap_cum[bisect_left(self._wrap_rows, row)]
 
     def watch_scroll_y(self, old_value: float, new_value: float) -> None:
         super().watch_scroll_y(old_value, new_value)
@@ -387,8 +491,10 @@ class OutputView(ScrollView, can_focus=True):
         self.filter = term
         self._cache.clear()
         self._crop_cache.clear()
+        self._wrap_cache.clear()
         self._refilter()
         self._count = self.row_count
+        self._rewrap()
         self._set_virtual_size()
         self.follow = True
         self.new_lines = 0
@@ -402,6 +508,7 @@ class OutputView(ScrollView, can_focus=True):
         self.match_abs = None
         self._cache.clear()
         self._crop_cache.clear()
+        self._wrap_cache.clear()
         self.refresh()
         found = bool(term) and self.find(forward=True, from_top=not self.follow)
         self.post_message(self.Changed())
@@ -417,7 +524,8 @@ class OutputView(ScrollView, can_focus=True):
         if self.match_abs is not None and (cur := self.row_of(self.match_abs)) is not None:
             start = cur
         elif from_top:
-            start = int(self.scroll_y) - 1 if forward else int(self.scroll_y) + self.size.height
+            top = self._v2l(int(self.scroll_y))[0]
+            start = top - 1 if forward else self._v2l(int(self.scroll_y) + self.size.height)[0]
         else:
             start = n if forward else n
         step = 1 if forward else -1
@@ -428,6 +536,7 @@ class OutputView(ScrollView, can_focus=True):
                 self.match_abs = a
                 self._cache.clear()
                 self._crop_cache.clear()
+                self._wrap_cache.clear()
                 self.scroll_to_row(row)
                 self.post_message(self.Changed())
                 return True
@@ -464,7 +573,8 @@ class OutputView(ScrollView, can_focus=True):
     def scroll_to_row(self, row: int, center: bool = True) -> None:
         """Show ``row`` (centred); this pauses following unless the row is at the end."""
         h = max(1, self.size.height)
-        y = max(0, row - h // 2) if center else row
+        v = self._l2v(row)
+        y = max(0, v - h // 2) if center else v
         if y < self.max_scroll_y:
             self.follow = False
         self._moving = True
@@ -543,6 +653,7 @@ class OutputView(ScrollView, can_focus=True):
         super().notify_style_update()
         self._cache.clear()
         self._crop_cache.clear()
+        self._wrap_cache.clear()
         self._base_style = None
 
     @property
@@ -554,7 +665,7 @@ class OutputView(ScrollView, can_focus=True):
 
     def render_line(self, y: int) -> Strip:
         scroll_x, scroll_y = self.scroll_offset
-        row = scroll_y + y
+        row, sub = self._v2l(scroll_y + y)
         width = self.size.width
         base = self.base_style
         if self.buffer is None or row >= self._count or row < 0:
@@ -563,6 +674,11 @@ class OutputView(ScrollView, can_focus=True):
         if a == MISSING:
             return Strip.blank(width, base)
         current = a == self.match_abs
+        if a in self._wrap_abs:
+            strips = self._wrapped(a, current)
+            if sub >= len(strips):
+                return Strip.blank(width, base)
+            return strips[sub].crop_extend(0, width, base)
         ckey = (a, current, scroll_x, width)
         cropped = self._crop_cache.get(ckey)
         if cropped is not None:
@@ -577,11 +693,16 @@ class OutputView(ScrollView, can_focus=True):
         return cropped
 
     def _render_abs(self, a: int, base: Style) -> Strip:
+        full = self._text_of(a, base)
+        return Strip(full.render(self.app.console), full.cell_len)
+
+    def _text_of(self, a: int, base: Style) -> Text:
+        """Line ``a`` as shown: gutter, ANSI styles, stream colours, search highlights."""
         get = self.get_component_rich_style
         if a == SEPARATOR:
             text = Text("  ┄┄┄", style=get("output--separator"), no_wrap=True, end="")
             text.stylize_before(base)
-            return Strip(text.render(self.app.console), text.cell_len)
+            return text
         b = self.buffer
         assert b is not None
         line = clean(b.line(a))
@@ -608,7 +729,7 @@ class OutputView(ScrollView, can_focus=True):
             _highlight(text, self.search, style)
         full = Text.assemble(gutter, text, no_wrap=True, end="")
         full.stylize_before(base)
-        return Strip(full.render(self.app.console), full.cell_len)
+        return full
 
 
 def _highlight(text: Text, term: str, style: Style) -> None:
@@ -653,6 +774,8 @@ class BarText(Widget):
 
 class OutputPane(Vertical):
     """Title, sticky failure summary, the view, and a status bar with the "+N new lines" badge."""
+
+    ALLOW_MAXIMIZE = True  # z zooms it
 
     DEFAULT_CSS = """
     OutputPane { height: 1fr; }

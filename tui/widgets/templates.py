@@ -13,6 +13,9 @@ from textual.widgets import Input, Tree
 from tui import keys, status
 from tui.discovery import ProblemView, TemplateEntry
 
+#: narrower than this, the tree leaves out "valid" after each template
+WORDS_FROM = 40
+
 
 @dataclass(frozen=True)
 class NodeRef:
@@ -40,6 +43,8 @@ class TemplatesPane(Vertical):
     TemplatesPane > TemplateTree { height: 1fr; }
     """
 
+    ALLOW_MAXIMIZE = True  # z zooms it
+
     class Highlighted(Message):
         def __init__(self, ref: NodeRef | None) -> None:
             super().__init__()
@@ -53,6 +58,13 @@ class TemplatesPane(Vertical):
         self.entries: list[TemplateEntry] = []
         self.filter = ""
         self._variables: Mapping[str, str] = {}
+        self._words = True  # status words after the names (not in a narrow pane)
+
+    def on_resize(self) -> None:
+        words = self.size.width >= WORDS_FROM
+        if words != self._words:
+            self._words = words
+            self.rebuild()
 
     def compose(self):
         # kept as attributes: validation results may still arrive while the screen closes
@@ -91,8 +103,9 @@ class TemplatesPane(Vertical):
                 status.status_text(v, e.status, word=False),
                 " ",
                 Text(e.name, style="bold"),
-                Text(f"  {status.look(e.status).word}", style=status.style(v, e.status)),
             )
+            if self._words:  # in a narrow pane the glyph, the colour and the problem rows say it
+                label.append(f"  {status.look(e.status).word}", style=status.style(v, e.status))
             ref = NodeRef("template", e.path)
             node = tree.root.add(label, data=ref, expand=True)
             for name, btype, _line in e.builds:
@@ -107,8 +120,11 @@ class TemplatesPane(Vertical):
                 kind = "problem" if p.severity == "error" else "warning"
                 colour = "error" if kind == "problem" else "warning"
                 glyph = "✗" if kind == "problem" else "!"
+                # under its template, "line:col: message" is enough; the output pane shows the
+                # whole problem, wrapped, when the cursor is on it
+                text = p.text.splitlines()[0].removeprefix(e.name + ":").lstrip()
                 node.add_leaf(
-                    Text(f"{glyph} {p.text.splitlines()[0]}", style=status.theme_style(v, colour)),
+                    Text(f"{glyph} {text}", style=status.theme_style(v, colour)),
                     data=NodeRef(kind, e.path, "", p),
                 )
             for w in e.warnings[:5]:
@@ -134,7 +150,10 @@ class TemplatesPane(Vertical):
                     break
         if target_line is None:
             target_line = min(max(line, 0), max(tree.last_line, 0))
-        tree.cursor_line = target_line
+        try:
+            tree.move_cursor_to_line(target_line)  # and into view
+        except IndexError:  # an empty tree
+            pass
 
     def entry(self, path: str) -> TemplateEntry | None:
         for e in self.entries:
