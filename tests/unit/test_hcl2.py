@@ -1058,3 +1058,30 @@ def test_nothing_to_build_is_a_warning_as_packer_accepts_it(tmp_path, text, warn
     t = load(tmp_path, text)
     assert t.builds == ()
     assert any(warning in w for w in t.warnings), t.warnings
+
+
+def test_upgrade_writes_weakly_typed_json_values_with_their_hcl2_types(tmp_path):
+    """JSON decoding is weak and HCL2's is typed: the upgrade writes what JSON meant."""
+    src = tmp_path / "t.json"
+    src.write_text(json.dumps({
+        "variables": {"codes": "0,3"},
+        "builders": [{"type": "null", "name": "one", "communicator": "none"}],
+        "provisioners": [
+            {"type": "shell-local", "only": "one", "inline": "echo a,echo b",
+             "valid_exit_codes": "{{user `codes`}}", "max_retries": True, "pause_before": 1000},
+            {"type": "shell-local", "inline": ["x"], "only_on": "linux", "timeout": 2000000000}],
+        "post-processors": [
+            {"type": "manifest", "custom_data": [{"a": "1"}, {"b": "2"}]},
+            {"type": "shell-local", "inline": ["y"], "execute_command": "sh {{.Script}}",
+             "only": "one"}],
+    }))
+    text = upgrade(str(src)).text
+    for fragment in ['only             = ["null.one"]', 'inline           = ["echo a", "echo b"]',
+                     'valid_exit_codes = split(",", var.codes)', "max_retries      = 1",
+                     'pause_before     = "1µs"', 'only_on = ["linux"]', 'timeout = "2s"',
+                     'a = "1"\n      b = "2"', 'execute_command = ["sh {{.Script}}"]',
+                     'only            = "one"']:
+        assert fragment in text, (fragment, text)
+    # the post-processor's single name stays as written: Packer's JSON refuses it, so HCL2 too
+    with pytest.raises(TemplateError, match="only must be a list"):
+        load_hcl2(write(tmp_path, text, "up.pkr.hcl"))
