@@ -608,7 +608,7 @@ def write_chunks(ctx: Any, ui: Any, path: str, open_chunks, label: str,
 
 
 def export_artifact(path: str, state: dict[str, Any]) -> Artifact:
-    return Artifact(BUILDER_ID, id="Container", files=[path],
+    return Artifact(BUILDER_ID, id="Container", files=[path], files_must_exist=True,
                     string=f"Exported Docker file: {path}", state=state)
 
 

@@ -75,4 +75,5 @@ class FileBuilder(Builder):
 
     def artifact(self, ctx) -> Artifact:
         return Artifact(self.builder_id, id="File", files=[self.config.target],
+                        files_must_exist=True,
                         string=f"Stored file: {self.config.target}")
