@@ -188,12 +188,15 @@ class Preparer:
         for chain in b.post_processors:
             prepared_chain = []
             for ppdef in chain:
+                # as Packer, in this order: a post-processor whose only/except leave this
+                # build out is not part of its chain at all (and is not prepared for it);
+                # then -except NAME drops this post-processor and the rest of its chain
+                if not ppdef.applies_to(b.match_names):
+                    continue
                 if self.options.except_ and self._except_pp(ppdef):
-                    break  # -except NAME drops this post-processor and the rest of its chain
+                    break
                 ppp = self.prepare_post_processor(b, ppdef, data_keys)
-                # as Packer: a post-processor whose only/except leave this build out is not
-                # part of its chain at all (and a chain left empty is dropped)
-                if ppp is not None and ppdef.applies_to(b.match_names):
+                if ppp is not None:
                     prepared_chain.append(ppp)
             if prepared_chain:
                 chains.append(prepared_chain)

@@ -46,6 +46,7 @@ CASES: dict[str, list[str]] = {
     "override_merge.json": [],
     "error_cleanup_builders.json": [],
     "destroy_gone_file.json": [],
+    "except_pp_skipped.json": ["-except=manifest"],
     "pp_only_string.json": [],  # a post-processor's only is decoded strictly: both reject it
     # -only/-except that select nothing: nothing runs, exit 0
     "only_except.json -only=nothing": ["-only=nothing"],
