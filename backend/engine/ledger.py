@@ -164,7 +164,9 @@ def _connect(path: str) -> sqlite3.Connection:
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     db = sqlite3.connect(path, timeout=30, check_same_thread=False, isolation_level="DEFERRED")
     db.execute("PRAGMA journal_mode=WAL")
-    db.execute("PRAGMA synchronous=NORMAL")
+    # FULL: a record written before a resource is created must survive a power loss too
+    # (NORMAL in WAL mode may lose the last commits)
+    db.execute("PRAGMA synchronous=FULL")
     db.executescript(SCHEMA)
     return db
 
