@@ -15,6 +15,7 @@ import time
 from typing import Any
 
 from .events import Event, EventBus
+from .private import makedirs_private, touch_private
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -41,7 +42,8 @@ CREATE INDEX IF NOT EXISTS stages_name ON stages(build, name, status);
 
 
 def connect(path: str) -> sqlite3.Connection:
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    makedirs_private(os.path.dirname(path) or ".")
+    touch_private(path)
     db = sqlite3.connect(path, timeout=30, check_same_thread=False)
     db.execute("PRAGMA journal_mode=WAL")
     db.execute("PRAGMA busy_timeout=30000")

@@ -20,6 +20,8 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from .private import makedirs_private, touch_private
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS resources (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -56,7 +58,7 @@ def state_dir() -> str:
     if not d:
         base = os.environ.get("XDG_STATE_HOME") or os.path.expanduser("~/.local/state")
         d = os.path.join(base, "kiln")
-    os.makedirs(d, exist_ok=True)
+    makedirs_private(d)
     return d
 
 
@@ -161,7 +163,8 @@ class BuildLedger:
 
 
 def _connect(path: str) -> sqlite3.Connection:
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    makedirs_private(os.path.dirname(path) or ".")
+    touch_private(path)
     db = sqlite3.connect(path, timeout=30, check_same_thread=False, isolation_level="DEFERRED")
     db.execute("PRAGMA journal_mode=WAL")
     # FULL: a record written before a resource is created must survive a power loss too

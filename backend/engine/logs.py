@@ -8,6 +8,7 @@ import threading
 import time
 
 from .events import Event
+from .private import open_private
 
 _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
@@ -36,7 +37,7 @@ class BuildLogs:
         if f is None:
             path = self.paths.get(build) or os.path.join(self.directory, log_file_name(build))
             self.paths[build] = path
-            f = open(path, "a", encoding="utf-8", errors="surrogateescape", buffering=1 << 16)
+            f = open_private(path, errors="surrogateescape", buffering=1 << 16)
             self._files[build] = f
         return f
 

@@ -11,6 +11,7 @@ from backend.template.errors import TemplateError
 
 from .console import ConsoleRenderer, JsonEventWriter, Writer
 from .prepare import Options
+from .private import open_private
 
 PROMPTS = {
     "retry": "[r] retry this provisioner (the template is re-read from disk)",
@@ -112,7 +113,7 @@ def run_build(path: str, options: Options, timings: bool = True) -> int:
     os.environ["PACKER_RUN_UUID"] = session.run_id
     events = None
     if options.events:
-        stream = sys.stdout if events_to_stdout else open(options.events, "w", encoding="utf-8")
+        stream = sys.stdout if events_to_stdout else open_private(options.events, truncate=True)
         events = JsonEventWriter(stream, close=not events_to_stdout)
         session.bus.subscribe(events)
     session.bus.subscribe(console)

@@ -24,6 +24,7 @@ from .cancel import CancelToken
 from .events import EventBus
 from .ledger import Ledger
 from .prepare import Options, PreparedBuild, PreparedProvisioner, Preparer, select_builds
+from .private import makedirs_private
 
 
 def default_state_dir(template_path: str) -> str:
@@ -74,7 +75,7 @@ class Session:
             from .history import History
             from .logs import BuildLogs
 
-            os.makedirs(self.log_dir, exist_ok=True)
+            makedirs_private(self.log_dir)
             self._logs = BuildLogs(self.log_dir, [b.name for b in builds])
             self.bus.subscribe(self._logs, replay=True)
             try:
