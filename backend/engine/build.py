@@ -100,6 +100,7 @@ class BuildRunner:
             mask=self.mask,
             run_id=session.run_id,
             ask=self.ask,
+            temp=session.temp,
         )
 
     # -- secrets --------------------------------------------------------------------

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import os
-import secrets
 import shutil
-import tempfile
 import threading
 from typing import TYPE_CHECKING, Any, Callable
 
 from .cancel import CancelToken
 from .events import EventBus
+from .private import PrivateTemp, create_exclusive
 
 if TYPE_CHECKING:
     from .ledger import Ledger
@@ -75,6 +74,7 @@ class BuildContext:
         mask: Callable[[str], str],
         run_id: str,
         ask: Callable[[str, str, list[str]], str] | None = None,
+        temp: PrivateTemp | None = None,
     ):
         self.bus = bus
         self.build_name = build_name
@@ -87,6 +87,8 @@ class BuildContext:
         self.mask = mask
         self.run_id = run_id
         self.ask = ask
+        #: the run's private temp directory (a context of its own when none is given)
+        self.temp = temp if temp is not None else PrivateTemp(ledger, run_id)
         self.state: dict[str, Any] = {}
         self.communicator: Any = None
         self.generated_data: dict[str, Any] = {}
@@ -105,31 +107,25 @@ class BuildContext:
 
     # -- temp files tracked in the ledger -----------------------------------------
     def temp_dir(self, prefix: str = "kiln-") -> str:
-        """A temp directory, recorded in the ledger before it exists."""
-        path = self._temp_name(prefix, "")
+        """A 0700 directory in the run's private temp directory, recorded in the ledger
+        before it exists."""
+        path = self.temp.new_name(prefix)
         if self.ledger is not None:
             self.ledger.record("tempdir", path, build=self.build_name)
         os.mkdir(path, 0o700)
         return path
 
     def temp_file(self, prefix: str = "kiln-", suffix: str = "", content: bytes | None = None, mode: int = 0o600) -> str:
-        """A temp file with ``content``, recorded in the ledger before it exists."""
+        """A file with ``content`` in the run's private temp directory, recorded in the
+        ledger before it exists, created exclusively (never through a planted name)."""
         from backend.plugins.communicators.local import SPAWN_LOCK
 
-        path = self._temp_name(prefix, suffix)
+        path = self.temp.new_name(prefix, suffix)
         if self.ledger is not None:
             self.ledger.record("tempfile", path, build=self.build_name)
         with SPAWN_LOCK:  # no child may be forked while the file is open for writing
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "wb") as f:
-                if content:
-                    f.write(content)
-            os.chmod(path, mode)
+            create_exclusive(path, content, mode)
         return path
-
-    @staticmethod
-    def _temp_name(prefix: str, suffix: str) -> str:
-        return os.path.join(tempfile.gettempdir(), f"{prefix}{secrets.token_hex(6)}{suffix}")
 
     def remove_temp(self, path: str) -> None:
         if os.path.isdir(path) and not os.path.islink(path):

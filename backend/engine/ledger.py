@@ -15,6 +15,7 @@ import json
 import os
 import shutil
 import sqlite3
+import stat
 import threading
 import time
 from dataclasses import dataclass
@@ -212,9 +213,15 @@ def reap(entry: LedgerEntry) -> None:
 
 def reap_path(entry: LedgerEntry) -> None:
     p = entry.ident
-    if os.path.isdir(p) and not os.path.islink(p):
+    try:
+        st = os.lstat(p)
+    except FileNotFoundError:
+        return
+    if st.st_uid != os.geteuid():  # not what we made: someone took the name since
+        raise RuntimeError(f"{p} belongs to another user; left in place")
+    if stat.S_ISDIR(st.st_mode):
         shutil.rmtree(p, ignore_errors=True)
-    elif os.path.lexists(p):
+    else:
         os.remove(p)
 
 

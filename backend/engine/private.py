@@ -10,6 +10,12 @@ followed.
 from __future__ import annotations
 
 import os
+import secrets
+import shutil
+import stat
+import tempfile
+import threading
+import weakref
 from typing import Any
 
 _CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -56,3 +62,99 @@ def touch_private(path: str) -> None:
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600))
     except FileExistsError:
         pass
+
+
+class PrivateTemp:
+    """The temporary directory of one run: 0700, a random name, in the ledger before it exists.
+
+    Every temporary file and directory Kiln makes on this host goes inside it, so another
+    local user can neither guess, pre-create, replace nor read any of them. ``close()``
+    removes it (so does ``kiln cleanup`` after a ``kill -9``, from the ledger record).
+    """
+
+    def __init__(self, ledger: Any = None, run_id: str = "", parent: str | None = None):
+        self.ledger = ledger
+        self.run_id = run_id
+        self._parent = parent
+        self._path: str | None = None
+        self._entry: int | None = None
+        self._lock = threading.Lock()
+        self._finalizer: weakref.finalize | None = None
+
+    @property
+    def path(self) -> str:
+        """The directory (made on first use)."""
+        with self._lock:
+            if self._path is None:
+                self._path = self._make()
+            return self._path
+
+    def _make(self) -> str:
+        parent = self._parent or tempfile.gettempdir()
+        tag = "".join(c for c in self.run_id[:8] if c.isalnum()) or "run"
+        for _ in range(100):
+            path = os.path.join(parent, f"kiln-{tag}-{secrets.token_hex(8)}")
+            entry = self.ledger.record("tempdir", path) if self.ledger is not None else None
+            try:
+                os.mkdir(path, 0o700)  # fails on anything already there, symlinks included
+            except FileExistsError:
+                if entry is not None:
+                    self.ledger.release(entry)
+                continue
+            except BaseException:
+                if entry is not None:
+                    self.ledger.release(entry)
+                raise
+            self._entry = entry
+            # a context nobody closes (a test, a crash in a caller) still leaves nothing behind
+            self._finalizer = weakref.finalize(self, shutil.rmtree, path, True)
+            return path
+        raise FileExistsError(f"cannot make a private temporary directory in {parent}")
+
+    def new_name(self, prefix: str = "kiln-", suffix: str = "") -> str:
+        """A fresh path inside the directory (nothing is created)."""
+        return os.path.join(self.path, f"{_safe(prefix)}{secrets.token_hex(6)}{_safe(suffix)}")
+
+    def close(self, keep: bool = False) -> None:
+        """Remove the directory, or with ``keep`` (a kept machine's key file is inside)
+        leave it, marked kept in the ledger for ``kiln cleanup -all``."""
+        with self._lock:
+            path, self._path = self._path, None
+            finalizer, self._finalizer = self._finalizer, None
+            entry, self._entry = self._entry, None
+        if path is None:
+            return
+        if keep:
+            if finalizer is not None:
+                finalizer.detach()
+            if entry is not None and self.ledger is not None:
+                self.ledger.keep(entry)
+            return
+        if finalizer is not None:
+            finalizer()
+        if entry is not None and self.ledger is not None:
+            try:
+                self.ledger.release(entry)
+            except Exception:  # a closed ledger: kiln cleanup finds the (now empty) record
+                pass
+
+
+def create_exclusive(path: str, content: bytes | None, mode: int) -> None:
+    """Create ``path`` (it must not exist; a symlink there is not followed) with ``content``."""
+    fd = os.open(path, _CREATE, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        if content:
+            f.write(content)
+        os.fchmod(f.fileno(), mode)
+
+
+def _safe(part: str) -> str:
+    return part.replace("/", "_").replace("\0", "_")
+
+
+def owned_by_us(path: str) -> bool:
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return False
+    return st.st_uid == os.geteuid() and not stat.S_ISLNK(st.st_mode)

@@ -24,7 +24,7 @@ from .cancel import CancelToken
 from .events import EventBus
 from .ledger import Ledger
 from .prepare import Options, PreparedBuild, PreparedProvisioner, Preparer, select_builds
-from .private import makedirs_private
+from .private import PrivateTemp, makedirs_private
 
 
 def default_state_dir(template_path: str) -> str:
@@ -59,6 +59,8 @@ class Session:
         self.cancel_token = CancelToken()
         self.state_dir = options.state_dir or default_state_dir(template.path)
         self.ledger = Ledger(self.run_id, on_change=self._ledger_event)
+        #: every temporary file of the run goes in this private directory
+        self.temp = PrivateTemp(self.ledger, self.run_id)
         self.runners: dict[str, BuildRunner] = {}
         self.result: RunResult | None = None
         self.on_question: Callable[[BuildRunner, dict], None] | None = None
@@ -181,6 +183,8 @@ class Session:
         code = 1 if failed or interrupted or not self.builds else 0
         self.result = RunResult(code, results, interrupted, time.time() - start)
         status = "cancelled" if interrupted else ("failed" if failed else "succeeded")
+        kept = any(e.kept and e.kind in ("tempfile", "tempdir") for e in self.ledger.entries(self.run_id))
+        self.temp.close(keep=kept)
         self.bus.publish("run.finished", status=status, exit_code=code, duration=round(self.result.duration, 6))
         if self._logs is not None:
             self._logs.close()

@@ -98,6 +98,12 @@ class Communicator(ABC):
     def close(self) -> None:  # noqa: B027 - optional hook
         pass
 
+    def private_folder(self) -> str | None:
+        """A directory on the machine that only this build can reach, for scripts and
+        staging files, when the machine is shared with other users (this host); None
+        means Packer's default paths (``/tmp``) are used."""
+        return None
+
     def connection_data(self) -> dict[str, str]:
         """Generated data for provisioners (Host, Port, User, ConnType...)."""
         return {"ConnType": self.type_name}

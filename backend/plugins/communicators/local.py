@@ -6,10 +6,12 @@ import os
 import selectors
 import shutil
 import signal
+import stat
 import subprocess
+import tempfile
 import threading
 import time
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 from .base import Communicator, CommunicatorError, LineSplitter, OutputFn
 
@@ -129,30 +131,69 @@ def _kill_group(proc: subprocess.Popen) -> None:
 
 
 class LocalCommunicator(Communicator):
-    """``communicator: local`` on the null builder: provision this very host."""
+    """``communicator: local`` on the null builder: provision this very host.
+
+    This host is shared with other local users, so scripts and staging files go to a
+    private 0700 directory of the build by default (``private_folder``), and an upload to
+    a directory others can write to (``/tmp``) never reuses or follows a path that is
+    already there: it is created exclusively, readable by its owner alone.
+    """
 
     type_name = "local"
+    #: upload() sets the mode itself: no separate ``chmod`` through a path that could change
+    upload_sets_mode = True
 
-    def __init__(self, shell: str = "/bin/sh", env: dict[str, str] | None = None):
+    def __init__(self, shell: str = "/bin/sh", env: dict[str, str] | None = None,
+                 private_dir: Callable[[], str] | None = None):
         self.shell = shell
         self.env = env
+        self._make_private = private_dir
+        self._private: str | None = None
+        self._owns_private = False
+        self._lock = threading.Lock()
+
+    def private_folder(self) -> str:
+        with self._lock:
+            if self._private is None:
+                if self._make_private is not None:
+                    self._private = self._make_private()
+                else:
+                    self._private = tempfile.mkdtemp(prefix="kiln-local-")
+                    self._owns_private = True
+            return self._private
+
+    def close(self) -> None:
+        with self._lock:
+            if self._owns_private and self._private:
+                shutil.rmtree(self._private, ignore_errors=True)
+                self._private = None
 
     def run(self, command, output, cancel, *, stdin=None, timeout=None) -> int:
         return run_process([self.shell, "-c", command], output, cancel, env=self.env, stdin=stdin, timeout=timeout)
 
     def upload(self, dst: str, src: str | bytes, mode: int | None = None) -> None:
         try:
-            parent = os.path.dirname(dst)
-            if parent:
-                os.makedirs(parent, exist_ok=True)
+            parent = os.path.dirname(os.path.abspath(dst))
+            os.makedirs(parent, exist_ok=True)
             if isinstance(src, (bytes, bytearray)):
-                with open(dst, "wb") as f:
-                    f.write(src)
+                want = 0o644 if mode is None else mode
             else:
-                shutil.copyfile(src, dst)
-                shutil.copymode(src, dst)
-            if mode is not None:
-                os.chmod(dst, mode)
+                want = stat.S_IMODE(os.stat(src).st_mode) if mode is None else mode
+            if shared_directory(parent):
+                fd = _create_in_shared(dst)
+                want &= 0o700  # others could read secrets in it, or change it before it runs
+            else:
+                fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+            with os.fdopen(fd, "wb") as f:
+                if isinstance(src, (bytes, bytearray)):
+                    with SPAWN_LOCK:  # a script: no child may inherit it open for writing
+                        f.write(src)
+                        f.flush()
+                        os.fchmod(f.fileno(), want)
+                else:
+                    with open(src, "rb") as s:
+                        shutil.copyfileobj(s, f, 1 << 20)
+                    os.fchmod(f.fileno(), want)
         except OSError as e:
             raise CommunicatorError(f"upload to {dst} failed: {e.strerror or e}") from e
 
@@ -160,6 +201,17 @@ class LocalCommunicator(Communicator):
         # rsync rules: "src/" copies the contents into dst, "src" copies the directory itself
         target = dst if src.endswith("/") else os.path.join(dst, os.path.basename(src.rstrip("/")))
         try:
+            target = os.path.abspath(target)
+            parent = os.path.dirname(target)
+            os.makedirs(parent, exist_ok=True)
+            if shared_directory(parent):
+                # made here and now, so nobody else's files or links are inside it
+                _refuse_existing(target)
+                os.mkdir(target, 0o700)
+            elif os.path.isdir(target) and shared_directory(target):
+                raise CommunicatorError(
+                    f"upload to {target} refused: other users can write to that directory; "
+                    "upload into a directory only you can write to")
             shutil.copytree(src.rstrip("/") or "/", target, dirs_exist_ok=True, symlinks=True,
                             ignore=shutil.ignore_patterns(*exclude) if exclude else None)
         except (OSError, shutil.Error) as e:
@@ -176,3 +228,70 @@ class LocalCommunicator(Communicator):
 
     def connection_data(self) -> dict[str, str]:
         return {"ConnType": "local", "Host": "localhost"}
+
+
+class SharedPathRefused(CommunicatorError):
+    """A path in a directory other users can write to already exists; retrying cannot help."""
+
+    retryable = False
+
+
+def _refuse_existing(path: str) -> None:
+    if os.path.lexists(path):
+        raise SharedPathRefused(
+            f"refusing to write {path}: it already exists in a directory other users can "
+            "write to, so it may have been planted (a symlink or a file another user can "
+            "change); remove it, or leave remote_folder/remote_path unset so Kiln uses a "
+            "private directory")
+
+
+def _create_in_shared(path: str) -> int:
+    """A descriptor of the new file ``path``; never an existing file, never through a link."""
+    _refuse_existing(path)
+    try:
+        return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                       0o600)
+    except FileExistsError:
+        _refuse_existing(path)
+        raise
+
+
+def shared_directory(path: str) -> bool:
+    """True when a user other than us (or root) could add, replace or change entries of
+    ``path``: it, or a directory on the way to it, is theirs or writable by them (a
+    sticky directory such as /tmp protects what is below it, not its own entries)."""
+    me = os.geteuid()
+    try:
+        real = os.path.realpath(path)
+        st = os.stat(real)
+    except OSError:
+        return True
+    if st.st_uid not in (0, me) or st.st_mode & 0o022:
+        return True
+    # a symlink on the way that another user made could point anywhere
+    cur = os.path.abspath(path)
+    while True:
+        try:
+            lst = os.lstat(cur)
+        except OSError:
+            return True
+        if stat.S_ISLNK(lst.st_mode) and lst.st_uid not in (0, me):
+            return True
+        parent = os.path.dirname(cur)
+        if parent == cur:
+            break
+        cur = parent
+    cur = os.path.dirname(real)
+    while True:
+        try:
+            ast = os.stat(cur)
+        except OSError:
+            return True
+        if ast.st_uid not in (0, me):
+            return True
+        if ast.st_mode & 0o022 and not ast.st_mode & stat.S_ISVTX:
+            return True
+        parent = os.path.dirname(cur)
+        if parent == cur:
+            return False
+        cur = parent
