@@ -66,6 +66,7 @@ class Session:
         self.on_question: Callable[[BuildRunner, dict], None] | None = None
         self._thread: threading.Thread | None = None
         self._done = threading.Event()
+        self._crashed_outside: set[str] = set()
         self.warnings: list[str] = []
         if builds is None:
             builds = self.prepare()
@@ -132,7 +133,10 @@ class Session:
         self._thread.start()
 
     def wait(self, timeout: float | None = None) -> RunResult | None:
-        self._done.wait(timeout)
+        """The result once the run is over (``run.finished`` delivered, history written);
+        None while it is still going."""
+        if not self._done.wait(timeout):
+            return None
         return self.result
 
     @property
@@ -140,7 +144,21 @@ class Session:
         return self._done.is_set()
 
     def run(self) -> RunResult:
+        """Run every build; whatever happens, ``run.finished`` is the last event, the history
+        row is written and ``wait()`` returns only after that."""
         start = time.time()
+        crash: BaseException | None = None
+        try:
+            self._run_builds()
+        except BaseException as e:  # noqa: BLE001 - the run must still be finished and recorded
+            crash = e
+        try:
+            self._finish_run(start, crash)
+        finally:
+            self._done.set()
+        return self.result  # type: ignore[return-value]
+
+    def _run_builds(self) -> None:
         os.environ.setdefault("PACKER_RUN_UUID", self.run_id)
         self.bus.publish(
             "run.started", template=self.template.path, builds=[b.name for b in self.builds],
@@ -157,42 +175,68 @@ class Session:
         for pb in self.builds:
             runner = BuildRunner(self, pb, CancelToken(self.cancel_token))
             self.runners[pb.name] = runner
-        for pb in self.builds:
-            if self.cancel_token.cancelled:
-                break
-            runner = self.runners[pb.name]
-            if sem is not None:
-                while not sem.acquire(timeout=0.2):
-                    if self.cancel_token.cancelled:
-                        break
+        try:
+            for pb in self.builds:
                 if self.cancel_token.cancelled:
                     break
-            t = threading.Thread(target=self._run_build, args=(runner, sem), name=f"kiln-build-{pb.name}",
-                                 daemon=True)
-            threads.append(t)
-            t.start()
-        for t in threads:
-            t.join()
+                runner = self.runners[pb.name]
+                if sem is not None:
+                    while not sem.acquire(timeout=0.2):
+                        if self.cancel_token.cancelled:
+                            break
+                    if self.cancel_token.cancelled:
+                        break
+                t = threading.Thread(target=self._build_thread, args=(runner, sem),
+                                     name=f"kiln-build-{pb.name}", daemon=True)
+                threads.append(t)
+                t.start()
+        finally:
+            for t in threads:
+                t.join()
+
+    def _finish_run(self, start: float, crash: BaseException | None) -> None:
         results = {name: r.result for name, r in self.runners.items()}
         for _name, r in results.items():
             if r.status == "pending":
-                r.status = "cancelled"
-                r.error = "not started: the run was cancelled"
+                r.status = "crashed" if crash is not None else "cancelled"
+                r.error = (f"not started: Kiln crashed: {type(crash).__name__}: {crash}"
+                           if crash is not None else "not started: the run was cancelled")
         failed = any(r.status != "succeeded" for r in results.values())
+        crashed = crash is not None or bool(self._crashed_outside)
         interrupted = self.cancel_token.cancelled
-        code = 1 if failed or interrupted or not self.builds else 0
+        code = 1 if failed or interrupted or crashed or not self.builds else 0
         self.result = RunResult(code, results, interrupted, time.time() - start)
-        status = "cancelled" if interrupted else ("failed" if failed else "succeeded")
-        kept = any(e.kept and e.kind in ("tempfile", "tempdir") for e in self.ledger.entries(self.run_id))
-        self.temp.close(keep=kept)
-        self.bus.publish("run.finished", status=status, exit_code=code, duration=round(self.result.duration, 6))
-        if self._logs is not None:
-            self._logs.close()
-        if self._history is not None:
-            self._history.close()
-        self.ledger.close()
-        self._done.set()
-        return self.result
+        status = ("crashed" if crashed else "cancelled" if interrupted
+                  else "failed" if failed else "succeeded")
+        try:
+            kept = any(e.kept and e.kind in ("tempfile", "tempdir")
+                       for e in self.ledger.entries(self.run_id))
+            self.temp.close(keep=kept)
+        except Exception as e:  # noqa: BLE001 - a temp directory must not stop the record
+            self.warnings.append(f"the run's temporary directory was not removed: {e}")
+        self.bus.publish("run.finished", status=status, exit_code=code,
+                         duration=round(self.result.duration, 6))
+        for closing in (self._logs, self._history, self.ledger):
+            if closing is not None:
+                try:
+                    closing.close()
+                except Exception as e:  # noqa: BLE001
+                    self.warnings.append(f"closing {type(closing).__name__}: {e}")
+
+    def _build_thread(self, runner: BuildRunner, sem) -> None:
+        try:
+            self._run_build(runner, sem)
+        except BaseException as e:  # noqa: BLE001 - a bug outside the runner's own guard
+            import traceback
+
+            r = runner.result
+            r.status = "crashed"
+            r.error = f"Kiln crashed: {type(e).__name__}: {e}"
+            self._crashed_outside.add(runner.name)
+            self.log_crash(runner.name, traceback.format_exception(e))
+            self.bus.publish("build.finished", build=runner.name, status="crashed",
+                             duration=round(r.duration, 6), error=r.error, kept=False,
+                             access_hint="", stages=[])
 
     def _run_build(self, runner: BuildRunner, sem) -> None:
         try:
@@ -211,7 +255,7 @@ class Session:
                 try:
                     reap(e)
                     self.ledger.release(e.id)
-                except OSError:
+                except Exception:  # noqa: BLE001 - kiln cleanup reports it later
                     pass
 
     # -- control --------------------------------------------------------------------
