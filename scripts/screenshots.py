@@ -301,8 +301,10 @@ async def capture(name: str, workdir: Path) -> str:
 
 
 def normalise(svg: str) -> str:
-    """What differs between runs of the same scenario: Rich's ids and temp script names."""
+    """What differs between runs of the same scenario: Rich's ids, the run's private temp
+    directory and temp script names."""
     svg = re.sub(r"terminal-\d+-", "terminal-", svg)
+    svg = re.sub(r"kiln-[A-Za-z0-9]{1,8}-[0-9a-f]{16}", "kiln-XXXXXXXX-XXXXXXXXXXXXXXXX", svg)
     svg = re.sub(r"packer-shell[A-Za-z0-9_]+", "packer-shellXXXXXXXX", svg)
     svg = re.sub(r"kiln-cfg-[A-Za-z0-9_]{8}", "kiln-cfg-XXXXXXXX", svg)
     return svg.replace("\r\n", "\n")

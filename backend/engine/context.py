@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from .cancel import CancelToken
 from .events import EventBus
+from .masking import StreamMask
 from .private import PrivateTemp, create_exclusive
 
 if TYPE_CHECKING:
@@ -19,7 +20,10 @@ class StageUI:
     """Output of one stage. Text is masked for secrets, then published as events.
 
     ``say``/``error`` are Packer's ``==>`` lines; ``stdout``/``stderr`` carry
-    command output (many lines at once is cheaper: pass a list).
+    command output (many lines at once is cheaper: pass a list). Each stream is
+    masked as a whole, so a secret printed over several lines, or cut where a long
+    line is split into pieces, is still found: what could be the start of one is
+    held back until the next lines show whether it is (``flush`` releases it).
     """
 
     def __init__(self, bus: EventBus, build: str, stage: int, mask: Callable[[str], str]):
@@ -27,12 +31,36 @@ class StageUI:
         self.build = build
         self.stage = stage
         self.mask = mask
+        self._streams: dict[str, StreamMask] = {}
+        self._lock = threading.Lock()
 
-    def _emit(self, stream: str, lines: list[str]) -> None:
+    def _emit(self, stream: str, lines: list[str], partial: bool = False) -> None:
         if not lines:
             return
-        lines = [self.mask(x) for x in lines]
-        self.bus.publish("output", build=self.build, stage=self.stage, stream=stream, lines=lines)
+        with self._lock:
+            sm = self._streams.get(stream)
+            if sm is None:
+                sm = self._streams[stream] = StreamMask(self.mask)
+            out, unfinished = sm.feed(lines, partial)
+            if out:
+                self._publish(stream, out, unfinished)
+
+    def _publish(self, stream: str, lines: list[str], unfinished: bool) -> None:
+        if unfinished:  # the last line goes on in the next event (a piece of a long line)
+            self.bus.publish("output", build=self.build, stage=self.stage, stream=stream,
+                             lines=lines, partial=True)
+        else:
+            self.bus.publish("output", build=self.build, stage=self.stage, stream=stream,
+                             lines=lines)
+
+    def flush(self) -> None:
+        """Publish what was held back (the stage or command is over)."""
+        with self._lock:
+            for stream, sm in self._streams.items():
+                if sm.holding:
+                    out, unfinished = sm.flush()
+                    if out:
+                        self._publish(stream, out, unfinished)
 
     def say(self, text: str) -> None:
         self._emit("ui", text.rstrip().split("\n"))
@@ -46,9 +74,12 @@ class StageUI:
     def stderr(self, lines: list[str] | str) -> None:
         self._emit("stderr", [lines] if isinstance(lines, str) else lines)
 
-    def output(self, stream: str, lines: list[str]) -> None:
-        """Callback shape used by communicators: ``stream`` is "stdout" or "stderr"."""
-        self._emit(stream, lines)
+    def output(self, stream: str, lines: list[str], partial: bool = False) -> None:
+        """Callback shape used by communicators: ``stream`` is "stdout" or "stderr";
+        ``partial``: the last line is a piece of a long line that goes on."""
+        self._emit(stream, lines, partial)
+
+    output.accepts_partial = True  # type: ignore[attr-defined]
 
     def progress(self, message: str, current: float | None = None, total: float | None = None) -> None:
         self.bus.publish(
@@ -87,8 +118,9 @@ class BuildContext:
         self.mask = mask
         self.run_id = run_id
         self.ask = ask
-        #: the run's private temp directory (a context of its own when none is given)
-        self.temp = temp if temp is not None else PrivateTemp(ledger, run_id)
+        #: the run's private temp directory; a context made outside a session (a plugin
+        #: test) has its own, removed when the context goes
+        self.temp = temp if temp is not None else PrivateTemp(None, run_id)
         self.state: dict[str, Any] = {}
         self.communicator: Any = None
         self.generated_data: dict[str, Any] = {}

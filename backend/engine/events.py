@@ -12,7 +12,8 @@ run.started         template, builds [names], options {...}
 build.started       build, build_type, stages [{index, name, kind}]
 stage.started       build, stage, name, kind (builder|provisioner|post-processor)
 stage.finished      build, stage, name, kind, status, duration, error
-output              build, stage, stream (ui|ui-error|stdout|stderr), lines [str]
+output              build, stage, stream (ui|ui-error|stdout|stderr), lines [str],
+                    partial (only when true: the last line goes on in the next event)
 progress            build, stage, message, current, total (null when unknown)
 artifact            build, builder_id, id, files, string
 paused              build, stage, prompt, choices [str], error

@@ -66,3 +66,110 @@ def test_a_crash_in_the_session_still_finishes_the_run(tmp_path, monkeypatch):
 
     run = recent_runs(str(tmp_path / ".kiln" / "history.db"))[0]
     assert run["status"] == "crashed" and run["finished"]
+
+
+# -- masking across lines and pieces -------------------------------------------------------
+
+PEM = (
+    "-----BEGIN OPENSSH PRIVATE KEY-----\n"
+    "b3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQAAAAAAAAABAAAAMwAAAAtzc2gtZW\n"
+    "QyNTUxOQAAACBq3g5uC1zWJ8pVcT0DdUQ2zKd0Xj0vQ1pQ3pZq2yZq8wAAAJiIoXe8iKF3\n"
+    "vAAAAAtzc2gtZWQyNTUxOQAAACBq3g5uC1zWJ8pVcT0DdUQ2zKd0Xj0vQ1pQ3pZq2yZq8w\n"
+    "-----END OPENSSH PRIVATE KEY-----\n"
+)
+BODY = [ln for ln in PEM.splitlines() if not ln.startswith("-----")]
+
+
+def stage_ui(secrets):
+    from backend.engine.context import StageUI
+    from backend.engine.events import EventBus
+    from backend.engine.masking import Masker
+
+    bus = EventBus("r")
+    events = []
+    bus.subscribe(events.append)
+    return StageUI(bus, "b", 0, Masker(secrets)), events
+
+
+def text_of(events, stream="stdout") -> str:
+    """The stream as a log would hold it: pieces of a long line joined again."""
+    out = []
+    for e in events:
+        if e.type == "output" and e.data["stream"] == stream:
+            out.append("\n".join(e.data["lines"]) + ("" if e.data.get("partial") else "\n"))
+    return "".join(out)
+
+
+def test_a_multi_line_secret_printed_line_by_line_is_masked():
+    ui, events = stage_ui([PEM])
+    ui.output("stdout", ["before"])
+    for line in PEM.splitlines():  # `cat key` through a pipe: one line per read
+        ui.output("stdout", [line])
+    ui.output("stdout", ["after"])
+    ui.flush()
+    text = text_of(events)
+    for line in BODY:
+        assert line not in text
+    assert text == "before\n<sensitive>\nafter\n"
+
+
+def test_a_body_line_printed_alone_is_masked_too():
+    ui, events = stage_ui([PEM])
+    ui.output("stdout", [f"line two is {BODY[1]}", "-----BEGIN OPENSSH PRIVATE KEY-----", "not a key"])
+    ui.flush()
+    text = text_of(events)
+    assert BODY[1] not in text and "not a key" in text
+
+
+def test_a_secret_cut_where_a_long_line_is_split_is_masked():
+    from backend.plugins.communicators.base import LineSplitter
+
+    secret = "s3cr3t-VALUE-42"
+    for cut in range(1, len(secret)):
+        ui, events = stage_ui([secret])
+        split = LineSplitter("stdout", ui.output, max_line=64)
+        split.feed(b"x" * 60 + secret[:cut].encode())  # over 64 bytes: a piece goes out
+        split.feed(secret[cut:].encode() + b"y" * 100)
+        split.feed(b"z\n")
+        split.flush()
+        ui.flush()
+        text = text_of(events)
+        assert text == "x" * 60 + "<sensitive>" + "y" * 100 + "z\n", cut
+        pieces = [ln for e in events if e.type == "output" for ln in e.data["lines"]]
+        assert all(secret[:4] not in p and secret[-4:] not in p for p in pieces), cut
+
+
+def test_a_long_line_stays_whole_in_the_log(tmp_path):
+    path = null_template(tmp_path, "head -c 5000000 /dev/zero | tr '\\0' a; echo; echo done")
+    s = session(path)
+    s.start()
+    assert s.wait(120).exit_code == 0
+    log = Path(next(iter(s.log_paths.values()))).read_text()
+    assert "a" * 5_000_000 + "\n" in log
+    lines = [ln for ln in log.splitlines() if ln.startswith("a")]
+    assert [len(ln) for ln in lines] == [5_000_000]
+
+
+def test_a_multi_line_secret_variable_is_masked_in_console_log_and_events(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    path = write(tmp_path / "t.json", {
+        "variables": {"key": PEM},
+        "sensitive-variables": ["key"],
+        "builders": [{"type": "null", "communicator": "none"}],
+        "provisioners": [{"type": "shell-local", "environment_vars": ["KEY={{user `key`}}"],
+                          "inline": ['printf "%s\\n" "$KEY" | while read -r l; do echo "$l"; '
+                                     "sleep 0.02; done"]}],
+    })
+    ev = tmp_path / "ev.jsonl"
+    proc = subprocess.run([sys.executable, "-m", "backend.cli", "build", "-color=false",
+                           "-events", str(ev), str(path)], capture_output=True, text=True,
+                          timeout=120, env=os.environ)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    log = next((tmp_path / ".kiln" / "logs").glob("*/*.log")).read_text()
+    for where in (proc.stdout, log, ev.read_text()):
+        assert "<sensitive>" in where
+        for line in BODY:
+            assert line not in where
