@@ -21,6 +21,8 @@ answered            build, stage, choice
 resource            build, action (created|released), kind, ident
 build.finished      build, status, duration, error, log
 run.finished        status, exit_code, duration
+output.dropped      build, lines (written by ``-events -`` alone, never on the bus: the
+                    reader of standard output fell behind and output was left out)
 ==================  ==========================================================
 
 Statuses: pending running succeeded failed skipped cancelling cancelled

@@ -70,13 +70,38 @@ class TerminalAsker:
 
 
 def run_build(path: str, options: Options, timings: bool = True) -> int:
-    from .session import Session, load_template
-
     machine = options.machine_readable
     events_to_stdout = options.events == "-"
     writer = Writer(sys.stderr if events_to_stdout else sys.stdout)
     console = ConsoleRenderer(writer, color=options.color, machine=machine,
                               timestamps=options.timestamp_ui, debug=options.debug)
+    writers = [writer]
+    try:
+        return _run_build(path, options, timings, console, writers)
+    finally:
+        # the console is written by a thread: let it finish (a Ctrl-C stops the wait)
+        for w in writers:
+            _drain(w)
+
+
+def _drain(w: Writer) -> None:
+    stop: list[int] = []
+    old = {s: signal.signal(s, lambda signum, frame: stop.append(signum))
+           for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        while not stop and not w.drain(0.2):
+            pass
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+
+
+def _run_build(path: str, options: Options, timings: bool, console: ConsoleRenderer,
+               writers: list[Writer]) -> int:
+    from .session import Session, load_template
+
+    machine = options.machine_readable
+    events_to_stdout = options.events == "-"
     template = None
     # Loading may take a while (data sources call AWS or HTTP): an interrupt there stops
     # it at once; nothing has been created yet, so there is nothing to clean up.
@@ -111,10 +136,15 @@ def run_build(path: str, options: Options, timings: bool = True) -> int:
     for w in list(template.warnings) + session.warnings:
         console.say_plain(f"Warning: {template.mask(w)}")
     os.environ["PACKER_RUN_UUID"] = session.run_id
+    console.log_paths = session.log_paths
     events = None
     if options.events:
-        stream = sys.stdout if events_to_stdout else open_private(options.events, truncate=True)
-        events = JsonEventWriter(stream, close=not events_to_stdout)
+        if events_to_stdout:
+            out = Writer(sys.stdout)
+            writers.insert(0, out)
+            events = JsonEventWriter(writer=out)
+        else:
+            events = JsonEventWriter(open_private(options.events, truncate=True), close=True)
         session.bus.subscribe(events)
     session.bus.subscribe(console)
     session.on_question = TerminalAsker(session, console, machine)
@@ -130,8 +160,9 @@ def run_build(path: str, options: Options, timings: bool = True) -> int:
         for signum in received[done:]:
             word = "interrupt" if signum == signal.SIGINT else "terminated"
             if done == 0:
-                console.say_plain(f"Cancelling build after receiving {word}", error=True)
+                # cancel first: the console may be stuck behind a reader that went quiet
                 threading.Thread(target=session.cancel, args=(word,), daemon=True).start()
+                console.say_plain(f"Cancelling build after receiving {word}", error=True)
             else:
                 console.say_plain("Cleanup is running and will finish; Kiln exits when it is done.",
                                   error=True)
@@ -142,7 +173,7 @@ def run_build(path: str, options: Options, timings: bool = True) -> int:
     handled = 0
     try:
         session.start()
-        while not session.wait(0.2):
+        while session.wait(0.2) is None:
             handled = handle_signals(handled)
         handle_signals(handled)
     finally:

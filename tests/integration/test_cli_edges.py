@@ -43,3 +43,81 @@ def test_ten_builds_at_once_each_record_their_end(tmp_path):
     assert len(runs) == 30
     assert {r["status"] for r in runs} == {"succeeded"}
     assert all(r["finished"] for r in runs)
+
+
+def wait_for(pred, timeout=60.0):
+    import time
+
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if pred():
+            return True
+        time.sleep(0.05)
+    raise AssertionError("timed out")
+
+
+def last_event(path: Path) -> dict:
+    try:
+        lines = path.read_text().splitlines()
+    except FileNotFoundError:
+        return {}
+    try:
+        return json.loads(lines[-1]) if lines else {}
+    except json.JSONDecodeError:
+        return {}
+
+
+def test_a_reader_that_stops_reading_does_not_stall_the_build(tmp_path):
+    tpl = write(tmp_path / "t.json", {
+        "builders": [{"type": "null", "communicator": "none"}],
+        "provisioners": [{"type": "shell-local", "inline": ["seq 1 500000"]}],
+    })
+    ev = tmp_path / "ev.jsonl"
+    proc = subprocess.Popen([*KILN, "build", "-color=false", "-events", str(ev), str(tpl)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        # nobody reads stdout meanwhile: the build finishes all the same
+        wait_for(lambda: last_event(ev).get("type") == "run.finished", timeout=120)
+        assert last_event(ev)["status"] == "succeeded"
+        out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    text = out.decode()
+    assert proc.returncode == 0, err.decode()
+    assert "lines of output suppressed (the terminal did not keep up); the log has everything:" in text
+    assert "Build 'null' finished" in text and text.rstrip().splitlines()[-1].startswith("      log: ")
+    log = next((tmp_path / ".kiln" / "logs").glob("*/*.log")).read_text().splitlines()
+    assert "1" in log and "500000" in log  # the log has every line
+
+
+def test_ctrl_c_cancels_while_the_terminal_is_blocked(tmp_path):
+    import signal
+    import time
+    import uuid
+
+    tag = f"kiln-blocked-{uuid.uuid4().hex[:8]}"
+    started = tmp_path / "started"
+    tpl = write(tmp_path / "t.json", {
+        "builders": [{"type": "null", "communicator": "none"}],
+        "provisioners": [{"type": "shell-local", "inline": [
+            "seq 1 500000", f"touch {started}", f"sleep 60 # {tag}"]}],
+    })
+    ev = tmp_path / "ev.jsonl"
+    proc = subprocess.Popen([*KILN, "build", "-color=false", "-events", str(ev), str(tpl)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        wait_for(lambda: started.exists(), timeout=120)
+        t0 = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        wait_for(lambda: last_event(ev).get("type") == "run.finished", timeout=20)
+        assert time.monotonic() - t0 < 15
+        assert last_event(ev)["status"] == "cancelled"
+        ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+        assert tag not in ps  # the provisioner was stopped, though stdout is still blocked
+        proc.stdout.close()  # the reader goes away (| sleep 60 killed by the same ^C)
+        proc.wait(timeout=15)
+        err = proc.stderr.read().decode()
+    finally:
+        proc.kill()
+    assert proc.returncode == 1
+    assert "Traceback" not in err
