@@ -226,9 +226,24 @@ def reap_path(entry: LedgerEntry) -> None:
 
 
 def reap_process(entry: LedgerEntry) -> None:
+    """SIGKILL the process group a killed run left running.
+
+    The group's id is its first process's id; if a process with that id runs now but
+    started at another time, the id was given to someone else and nothing is sent.
+    """
     import signal
 
+    from backend.plugins.communicators.local import process_start
+
     try:
-        os.killpg(int(entry.ident), signal.SIGKILL)
-    except (ProcessLookupError, PermissionError, ValueError):
+        pgid = int(entry.ident)
+    except ValueError:
+        return
+    then = entry.data.get("start")
+    now = process_start(pgid)
+    if then is not None and now is not None and now != then:
+        return
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
         pass

@@ -84,10 +84,24 @@ def run_build(path: str, options: Options, timings: bool = True) -> int:
             _drain(w)
 
 
+#: what each stopping signal is called in the console (a closed terminal sends SIGHUP)
+SIGNAL_WORDS = {signal.SIGINT: "interrupt", signal.SIGTERM: "terminated",
+                signal.SIGHUP: "hangup"}
+
+
+def stop_signals() -> list[int]:
+    """SIGINT and SIGTERM always (as Go's signal.Notify, even when started ignored);
+    SIGHUP unless the user asked for it to be ignored (``nohup``)."""
+    sigs = [signal.SIGINT, signal.SIGTERM]
+    if signal.getsignal(signal.SIGHUP) is not signal.SIG_IGN:
+        sigs.append(signal.SIGHUP)
+    return sigs
+
+
 def _drain(w: Writer) -> None:
     stop: list[int] = []
     old = {s: signal.signal(s, lambda signum, frame: stop.append(signum))
-           for s in (signal.SIGINT, signal.SIGTERM)}
+           for s in stop_signals()}
     try:
         while not stop and not w.drain(0.2):
             pass
@@ -108,10 +122,8 @@ def _run_build(path: str, options: Options, timings: bool, console: ConsoleRende
     def interrupted(signum, frame):
         raise KeyboardInterrupt
 
-    before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
-    for s, h in before.items():
-        if h is not signal.SIG_IGN:
-            signal.signal(s, interrupted)
+    sigs = stop_signals()
+    before = {s: signal.signal(s, interrupted) for s in sigs}
     try:
         template = load_template(path, options, evaluate_data=True)
         session = Session(template, options)
@@ -158,7 +170,7 @@ def _run_build(path: str, options: Options, timings: bool, console: ConsoleRende
 
     def handle_signals(done: int) -> int:
         for signum in received[done:]:
-            word = "interrupt" if signum == signal.SIGINT else "terminated"
+            word = SIGNAL_WORDS.get(signum, "terminated")
             if done == 0:
                 # cancel first: the console may be stuck behind a reader that went quiet
                 threading.Thread(target=session.cancel, args=(word,), daemon=True).start()
@@ -169,7 +181,7 @@ def _run_build(path: str, options: Options, timings: bool, console: ConsoleRende
             done += 1
         return done
 
-    old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    old = {s: signal.signal(s, on_signal) for s in sigs}
     handled = 0
     try:
         session.start()

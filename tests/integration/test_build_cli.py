@@ -143,9 +143,13 @@ def test_kill_9_then_kiln_cleanup_removes_what_was_left(tmp_path):
     assert "removed tempdir" in out.stdout
     assert kiln_temp_files(tmpdir) == set()
     assert [e for e in Ledger("probe").entries() if e.pid == proc.pid] == []
-    # the provisioner's own processes were in their own session; clean them up for the next tests
-    for line in procs_with(tag):
-        os.kill(int(line.split()[0]), signal.SIGKILL)
+    # the provisioner's processes outlived Kiln in their own process group: cleanup stops them
+    try:
+        assert "removed process" in out.stdout
+        wait_for(lambda: not procs_with(tag), timeout=5)
+    finally:
+        for line in procs_with(tag):
+            os.kill(int(line.split()[0]), signal.SIGKILL)
     again = subprocess.run([*KILN, "cleanup"], capture_output=True, text=True, timeout=60)
     assert "Nothing to clean up." in again.stdout
 

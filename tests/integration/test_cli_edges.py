@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -100,7 +101,7 @@ def test_ctrl_c_cancels_while_the_terminal_is_blocked(tmp_path):
     tpl = write(tmp_path / "t.json", {
         "builders": [{"type": "null", "communicator": "none"}],
         "provisioners": [{"type": "shell-local", "inline": [
-            "seq 1 500000", f"touch {started}", f"sleep 60 # {tag}"]}],
+            "seq 1 500000", f"touch {started}", f"sh -c 'sleep 60; echo {tag}'"]}],
     })
     ev = tmp_path / "ev.jsonl"
     proc = subprocess.Popen([*KILN, "build", "-color=false", "-events", str(ev), str(tpl)],
@@ -121,3 +122,101 @@ def test_ctrl_c_cancels_while_the_terminal_is_blocked(tmp_path):
         proc.kill()
     assert proc.returncode == 1
     assert "Traceback" not in err
+
+
+def test_ctrl_c_stops_reading_a_data_source_even_when_started_ignored(tmp_path):
+    """A CI runner may start jobs with SIGINT ignored (background jobs of a script); an
+    explicit interrupt still stops Kiln, as it stops Packer."""
+    import signal
+    import socket
+    import time
+
+    lst = socket.socket()
+    lst.bind(("127.0.0.1", 0))
+    lst.listen(4)
+    lst.settimeout(30)
+    try:
+        (tmp_path / "t.pkr.hcl").write_text(
+            f'data "http" "slow" {{\n  url = "http://127.0.0.1:{lst.getsockname()[1]}/"\n}}\n'
+            'source "null" "a" {\n  communicator = "none"\n}\n'
+            'build {\n  sources = ["source.null.a"]\n  provisioner "shell-local" {\n'
+            '    inline = ["echo ${data.http.slow.body}"]\n  }\n}\n')
+        proc = subprocess.Popen(
+            [*KILN, "build", "-color=false", str(tmp_path / "t.pkr.hcl")],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+        conn, _ = lst.accept()  # the lookup has started
+        t0 = time.time()
+        proc.send_signal(signal.SIGINT)
+        try:
+            out, _ = proc.communicate(timeout=30)
+        finally:
+            proc.kill()
+            conn.close()
+        assert time.time() - t0 < 5, out
+        assert proc.returncode == 1
+        assert "Interrupted while reading the template; nothing was built." in out
+    finally:
+        lst.close()
+
+
+def slow_build(tmp_path: Path, tag: str) -> Path:
+    started = tmp_path / "started"
+    return write(tmp_path / "t.json", {
+        "builders": [{"type": "null", "communicator": "none"}],
+        "provisioners": [{"type": "shell-local", "inline": [
+            f"touch {started}", f"sh -c 'sleep 60; echo {tag}'"]}],
+    })
+
+
+def procs_with(tag: str) -> list[str]:
+    out = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True).stdout
+    return [ln for ln in out.splitlines() if tag in ln and "ps -eo" not in ln]
+
+
+def test_a_closed_terminal_cancels_the_build_with_cleanup(tmp_path):
+    import signal
+    import uuid
+
+    tag = f"kiln-hup-{uuid.uuid4().hex[:8]}"
+    tpl = slow_build(tmp_path, tag)
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    proc = subprocess.Popen([*KILN, "build", "-color=false", str(tpl)], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True,
+                            env={**os.environ, "TMPDIR": str(tmp)})
+    try:
+        wait_for(lambda: (tmp_path / "started").exists() and procs_with(tag))
+        proc.send_signal(signal.SIGHUP)
+        out, _ = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == 1, out
+    assert "Cancelling build after receiving hangup" in out
+    assert "Cleanly cancelled builds after being interrupted." in out
+    wait_for(lambda: not procs_with(tag), timeout=10)
+    assert list(tmp.iterdir()) == []
+    runs = recent_runs(str(tmp_path / ".kiln" / "history.db"))
+    assert runs[0]["status"] == "cancelled"
+
+
+def test_nohup_keeps_the_build_going_on_hangup(tmp_path):
+    import signal
+    import time
+    import uuid
+
+    tag = f"kiln-nohup-{uuid.uuid4().hex[:8]}"
+    tpl = slow_build(tmp_path, tag)
+    proc = subprocess.Popen([*KILN, "build", "-color=false", str(tpl)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL,
+                            preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN))
+    try:
+        wait_for(lambda: (tmp_path / "started").exists() and procs_with(tag))
+        proc.send_signal(signal.SIGHUP)
+        time.sleep(1)
+        assert proc.poll() is None and procs_with(tag)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 1
+    finally:
+        proc.kill()
+    wait_for(lambda: not procs_with(tag), timeout=10)

@@ -173,3 +173,27 @@ def test_a_multi_line_secret_variable_is_masked_in_console_log_and_events(tmp_pa
         assert "<sensitive>" in where
         for line in BODY:
             assert line not in where
+
+
+# -- processes left by a killed run ----------------------------------------------------------
+
+
+def test_the_process_reaper_kills_the_recorded_group_and_not_a_newcomer():
+    import subprocess
+
+    from backend.engine.ledger import LedgerEntry, reap_process
+    from backend.plugins.communicators.local import process_start
+
+    proc = subprocess.Popen(["sh", "-c", "sleep 30 & sleep 30"], start_new_session=True)
+    try:
+        start = process_start(proc.pid)
+        assert start is not None
+        # the id now belongs to a process that started at another time: left alone
+        reap_process(LedgerEntry(1, "r", 1, "", "process", str(proc.pid), {"start": start - 1},
+                                 0.0, False))
+        assert proc.poll() is None
+        reap_process(LedgerEntry(1, "r", 1, "", "process", str(proc.pid), {"start": start},
+                                 0.0, False))
+        assert proc.wait(timeout=10) == -9
+    finally:
+        proc.kill()

@@ -11,7 +11,7 @@ import subprocess
 import tempfile
 import threading
 import time
-from typing import Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 from .base import Communicator, CommunicatorError, LineSplitter, OutputFn
 
@@ -34,12 +34,14 @@ def run_process(
     stdin: bytes | None = None,
     shell: bool = False,
     timeout: float | None = None,
+    ledger: Any = None,
 ) -> int:
     """Start ``argv`` in its own process group, stream its output, return its exit code.
 
     On cancel the whole group gets SIGTERM, then SIGKILL after a grace period,
     so nothing the command started is left running. Negative return codes are
-    mapped to 128+signal as a shell would report them.
+    mapped to 128+signal as a shell would report them. With a ``ledger`` the group
+    is recorded while it runs, so ``kiln cleanup`` stops it if Kiln is killed.
     """
     try:
         with SPAWN_LOCK:
@@ -59,6 +61,14 @@ def run_process(
     def kill() -> None:
         _kill_group(proc)
 
+    # recorded at once (its id is known only now): a kill -9 of Kiln leaves it running
+    entry = None
+    if ledger is not None:
+        try:
+            entry = ledger.record("process", str(proc.pid),
+                                  data={"start": process_start(proc.pid), "command": _name(argv)})
+        except Exception:  # noqa: BLE001 - the command runs anyway; only the record is lost
+            entry = None
     unregister = cancel.on_cancel(kill) if cancel is not None else (lambda: None)
     try:
         if stdin is not None:
@@ -71,7 +81,27 @@ def run_process(
         code = proc.wait()
     finally:
         unregister()
+        if entry is not None:
+            try:
+                ledger.release(entry)
+            except Exception:  # noqa: BLE001 - kiln cleanup finds a group that is gone
+                pass
     return 128 - code if code < 0 else code
+
+
+def process_start(pid: int) -> int | None:
+    """When process ``pid`` started (clock ticks since boot), to tell it from a later
+    process that got the same id; None where /proc does not say."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat_line = f.read()
+        return int(stat_line[stat_line.rindex(b")") + 2:].split()[19])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _name(argv: Sequence[str] | str) -> str:
+    return (argv if isinstance(argv, str) else " ".join(argv))[:200]
 
 
 def _pump(proc: subprocess.Popen, output: OutputFn, timeout: float | None, kill) -> None:
@@ -144,9 +174,10 @@ class LocalCommunicator(Communicator):
     upload_sets_mode = True
 
     def __init__(self, shell: str = "/bin/sh", env: dict[str, str] | None = None,
-                 private_dir: Callable[[], str] | None = None):
+                 private_dir: Callable[[], str] | None = None, ledger: Any = None):
         self.shell = shell
         self.env = env
+        self.ledger = ledger
         self._make_private = private_dir
         self._private: str | None = None
         self._owns_private = False
@@ -169,7 +200,8 @@ class LocalCommunicator(Communicator):
                 self._private = None
 
     def run(self, command, output, cancel, *, stdin=None, timeout=None) -> int:
-        return run_process([self.shell, "-c", command], output, cancel, env=self.env, stdin=stdin, timeout=timeout)
+        return run_process([self.shell, "-c", command], output, cancel, env=self.env, stdin=stdin,
+                           timeout=timeout, ledger=self.ledger)
 
     def upload(self, dst: str, src: str | bytes, mode: int | None = None) -> None:
         try:
