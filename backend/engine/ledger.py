@@ -54,6 +54,10 @@ REAPERS: dict[str, str] = {
 }
 
 
+#: kinds whose records need not survive a power loss (nothing of them does)
+VOLATILE_KINDS = frozenset({"process"})
+
+
 def state_dir() -> str:
     d = os.environ.get("KILN_STATE_DIR")
     if not d:
@@ -86,13 +90,22 @@ class Ledger:
         self.on_change = on_change
 
     def record(self, kind: str, ident: str, build: str = "", data: dict[str, Any] | None = None) -> int:
-        """Write the entry (and fsync through SQLite) before the resource is created."""
+        """Write the entry (and fsync through SQLite) before the resource is created.
+
+        A process needs no fsync: a power loss that would lose the record ends the
+        process too; a ``kill -9`` of Kiln leaves the record in the OS's cache.
+        """
+        durable = kind not in VOLATILE_KINDS
         with self._lock:
+            if not durable:
+                self._db.execute("PRAGMA synchronous=OFF")
             cur = self._db.execute(
                 "INSERT INTO resources(run_id, pid, build, kind, ident, data, created) VALUES (?,?,?,?,?,?,?)",
                 (self.run_id, self.pid, build, kind, ident, json.dumps(data or {}), time.time()),
             )
             self._db.commit()
+            if not durable:
+                self._db.execute("PRAGMA synchronous=FULL")
             rid = int(cur.lastrowid)
         if self.on_change:
             self.on_change("created", build, kind, ident)
@@ -110,8 +123,13 @@ class Ledger:
     def release(self, entry_id: int) -> None:
         with self._lock:
             row = self._db.execute("SELECT build, kind, ident FROM resources WHERE id=?", (entry_id,)).fetchone()
+            durable = row is None or row[1] not in VOLATILE_KINDS
+            if not durable:
+                self._db.execute("PRAGMA synchronous=OFF")
             self._db.execute("DELETE FROM resources WHERE id=?", (entry_id,))
             self._db.commit()
+            if not durable:
+                self._db.execute("PRAGMA synchronous=FULL")
         if row and self.on_change:
             self.on_change("released", row[0], row[1], row[2])
 
