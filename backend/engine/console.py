@@ -17,6 +17,7 @@ from collections import deque
 from datetime import datetime
 from typing import IO, Any, Callable
 
+from backend.template.errors import printable
 from backend.template.golang import durafmt
 
 from .events import SCHEMA, Event
@@ -42,6 +43,7 @@ class Writer:
     def __init__(self, stream: IO[Any] | None = None, limit: int = LIMIT,
                  notice: Callable[[Any, int], str] | None = None):
         stream = stream or sys.stdout
+        self.stream = stream
         self._buf = getattr(stream, "buffer", None)
         self._text = stream
         self.limit = limit
@@ -164,6 +166,7 @@ class ConsoleRenderer:
         self._progress: dict[tuple[str, int], tuple[float, str]] = {}
         #: build -> log file, named when output had to be suppressed
         self.log_paths: dict[str, str] = {}
+        self.log_dir = ""
         if writer.notice is None:
             writer.notice = self.suppressed
 
@@ -188,7 +191,7 @@ class ConsoleRenderer:
         if self.machine:
             self.w.write(self._mline("", "ui", "error" if error else "say", text))
         else:
-            self.w.write(text + "\n")
+            self.w.write(printable(text) + "\n")
 
     def mline(self, target: str, kind: str, *data: str) -> None:
         if self.machine:
@@ -209,7 +212,7 @@ class ConsoleRenderer:
             if self.debug:
                 out.append("Debug mode enabled. Builds will not be parallelized.\n")
             for b in builds:
-                out.append(self._c(f"{b}: output will be in this color.", self.colors[b]) + "\n")
+                out.append(self._c(f"{printable(b)}: output will be in this color.", self.colors[b]) + "\n")
             out.append("\n")
             self.w.write("".join(out))
         elif t == "build.started":
@@ -236,7 +239,7 @@ class ConsoleRenderer:
         self._emit_lines(d["build"], d.get("stage"), d["stream"], d["lines"])
 
     def _emit_lines(self, build: str, stage: int | None, stream: str, lines: list[str]) -> None:
-        target = self._target(build, stage)
+        target = printable(self._target(build, stage), False)
         color = self.colors.get(build, COLORS[0])
         ts = self._ts()
         parts = []
@@ -248,6 +251,8 @@ class ConsoleRenderer:
             for line in lines:
                 parts.append(self._mline("", "ui", kind, f"{ts}{prefix}{target}: {line}"))
         else:
+            if stream in ("ui", "ui-error"):  # Kiln's lines may quote template text
+                lines = [printable(line, False) for line in lines]
             for line in lines:
                 if stream == "stdout":
                     parts.append(ts + self._c(f"    {target}: {line}", color, bold=False) + "\n")
@@ -283,7 +288,7 @@ class ConsoleRenderer:
         if self.machine:
             self.w.write(self._mline("", "ui", kind, text))
         else:
-            self.w.write(self._c(text, code) + "\n")
+            self.w.write(self._c(printable(text), code) + "\n")
 
     # -- the end-of-run summary ------------------------------------------------------
     def summary(self, session: Any, result: Any, timings: bool = True) -> None:
@@ -326,11 +331,13 @@ class ConsoleRenderer:
             if not ran:
                 continue
             r = runner.result
-            lines.append(f"--> {name}: {r.status} in {r.duration:.2f}s")
-            width = max((len(s.name) for s in ran), default=10)
+            lines.append(f"--> {printable(name, False)}: {r.status} in {r.duration:.2f}s")
+            # template text: control characters are shown, never sent to the terminal
+            names = [printable(s.name, False) for s in ran]
+            width = max((len(n) for n in names), default=10)
             width = min(width, 60)
-            for s in ran:
-                nm = s.name if len(s.name) <= 60 else s.name[:57] + "..."
+            for s, nm in zip(ran, names, strict=True):
+                nm = nm if len(nm) <= 60 else nm[:57] + "..."
                 lines.append(f"      {nm:<{width}}  {s.duration:8.2f}s  {s.status}")
             log = session.log_paths.get(name)
             if log:

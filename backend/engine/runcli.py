@@ -82,6 +82,31 @@ def run_build(path: str, options: Options, timings: bool = True) -> int:
         # the console is written by a thread: let it finish (a Ctrl-C stops the wait)
         for w in writers:
             _drain(w)
+        for w in writers:
+            if w.error is not None:
+                where = f"; the build logs have everything: {console.log_dir}" if console.log_dir else ""
+                _stderr(f"Warning: output could not be written: {w.error.strerror or w.error}{where}")
+            if w.error is not None or w.closed:
+                silence(w.stream)
+
+
+def _stderr(text: str) -> None:
+    try:
+        print(text, file=sys.stderr, flush=True)
+    except OSError:
+        pass
+
+
+def silence(stream) -> None:
+    """Point a stream whose reader is gone (or whose disk is full) at /dev/null, so the
+    interpreter's last flush at exit cannot fail with a traceback."""
+    try:
+        fd = stream.fileno()
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, fd)
+        os.close(null)
+    except (OSError, ValueError, AttributeError):
+        pass
 
 
 #: what each stopping signal is called in the console (a closed terminal sends SIGHUP)
@@ -112,7 +137,27 @@ def _drain(w: Writer) -> None:
 
 def _run_build(path: str, options: Options, timings: bool, console: ConsoleRenderer,
                writers: list[Writer]) -> int:
-    from .session import Session, load_template
+    events_to_stdout = options.events == "-"
+    events_file = None
+    if options.events and not events_to_stdout:
+        try:  # before anything else: a typo in the path fails at once
+            events_file = open_private(options.events, truncate=True)
+        except OSError as e:
+            _stderr(f"Error: cannot write the events file {options.events}: {e.strerror or e}")
+            return 1
+    try:
+        return _build_with(path, options, timings, console, writers, events_file)
+    finally:
+        if events_file is not None and not events_file.closed:
+            try:
+                events_file.close()
+            except OSError:
+                pass
+
+
+def _build_with(path, options: Options, timings: bool, console: ConsoleRenderer,
+                writers: list[Writer], events_file) -> int:
+    from .session import Session, StateDirError, load_template
 
     machine = options.machine_readable
     events_to_stdout = options.events == "-"
@@ -127,6 +172,9 @@ def _run_build(path: str, options: Options, timings: bool, console: ConsoleRende
     try:
         template = load_template(path, options, evaluate_data=True)
         session = Session(template, options)
+    except StateDirError as e:
+        _stderr(f"Error: {e}")
+        return 1
     except KeyboardInterrupt:
         console.say_plain("Interrupted while reading the template; nothing was built.",
                           error=True)
@@ -149,6 +197,7 @@ def _run_build(path: str, options: Options, timings: bool, console: ConsoleRende
         console.say_plain(f"Warning: {template.mask(w)}")
     os.environ["PACKER_RUN_UUID"] = session.run_id
     console.log_paths = session.log_paths
+    console.log_dir = session.log_dir
     events = None
     if options.events:
         if events_to_stdout:
@@ -156,7 +205,7 @@ def _run_build(path: str, options: Options, timings: bool, console: ConsoleRende
             writers.insert(0, out)
             events = JsonEventWriter(writer=out)
         else:
-            events = JsonEventWriter(open_private(options.events, truncate=True), close=True)
+            events = JsonEventWriter(events_file, close=True)
         session.bus.subscribe(events)
     session.bus.subscribe(console)
     session.on_question = TerminalAsker(session, console, machine)

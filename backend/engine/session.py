@@ -9,6 +9,7 @@ abort), and every observable thing arrives on ``bus``.
 from __future__ import annotations
 
 import os
+import sqlite3
 import threading
 import time
 import uuid
@@ -30,6 +31,18 @@ from .private import PrivateTemp, makedirs_private
 def default_state_dir(template_path: str) -> str:
     base = template_path if os.path.isdir(template_path) else os.path.dirname(os.path.abspath(template_path))
     return os.path.join(base, ".kiln")
+
+
+class StateDirError(Exception):
+    """Where Kiln keeps its state (history, logs, the ledger) cannot be used."""
+
+
+def ledger_state_dir_name() -> str:
+    return os.environ.get("KILN_STATE_DIR") or "~/.local/state/kiln"
+
+
+def _reason(e: BaseException) -> str:
+    return getattr(e, "strerror", None) or str(e)
 
 
 @dataclass
@@ -58,7 +71,12 @@ class Session:
         self.bus.run_id = self.run_id
         self.cancel_token = CancelToken()
         self.state_dir = options.state_dir or default_state_dir(template.path)
-        self.ledger = Ledger(self.run_id, on_change=self._ledger_event)
+        try:
+            self.ledger = Ledger(self.run_id, on_change=self._ledger_event)
+        except (OSError, sqlite3.Error) as e:
+            raise StateDirError(
+                f"cannot open the resource ledger in {ledger_state_dir_name()}: {_reason(e)} "
+                "(KILN_STATE_DIR chooses another directory)") from e
         #: every temporary file of the run goes in this private directory
         self.temp = PrivateTemp(self.ledger, self.run_id)
         self.runners: dict[str, BuildRunner] = {}
@@ -78,7 +96,12 @@ class Session:
             from .history import History
             from .logs import BuildLogs
 
-            makedirs_private(self.log_dir)
+            try:
+                makedirs_private(self.log_dir)
+            except OSError as e:
+                self.ledger.close()
+                raise StateDirError(f"cannot use the state directory {self.state_dir}: "
+                                    f"{_reason(e)} (-state-dir chooses another)") from e
             self._logs = BuildLogs(self.log_dir, [b.name for b in builds])
             self.bus.subscribe(self._logs, replay=True)
             try:

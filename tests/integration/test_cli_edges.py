@@ -220,3 +220,90 @@ def test_nohup_keeps_the_build_going_on_hangup(tmp_path):
     finally:
         proc.kill()
     wait_for(lambda: not procs_with(tag), timeout=10)
+
+
+# -- closed pipes, full disks, bad paths and values: a message, an exit code, no traceback ------
+
+
+def run_kiln(*args: str, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run([*KILN, *args], capture_output=True, text=True, timeout=120, **kw)
+
+
+def test_a_reader_that_closes_the_pipe_ends_output_quietly(tmp_path):
+    tpl = write(tmp_path / "t.json", {
+        "builders": [{"type": "null", "communicator": "none"}],
+        "provisioners": [{"type": "shell-local", "inline": ["seq 1 100000"]}],
+    })
+    ev = tmp_path / "ev.jsonl"
+    proc = subprocess.Popen([*KILN, "build", "-color=false", "-events", str(ev), str(tpl)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        first = proc.stdout.readline()  # `| head -1`
+        proc.stdout.close()
+        assert proc.wait(timeout=60) == 0  # the build succeeded: its exit code, not the pipe's
+        err = proc.stderr.read().decode()
+    finally:
+        proc.kill()
+    assert first.startswith(b"null: output will be in this color")
+    assert err == ""
+    assert last_event(ev)["status"] == "succeeded"
+
+
+def test_a_full_disk_under_stdout_is_a_message_not_a_traceback(tmp_path):
+    tpl = echo_template(tmp_path)
+    with open("/dev/full", "w") as full:
+        built = subprocess.run([*KILN, "build", "-color=false", str(tpl)], stdout=full,
+                               stderr=subprocess.PIPE, text=True, timeout=120)
+        checked = subprocess.run([*KILN, "validate", str(tpl)], stdout=full,
+                                 stderr=subprocess.PIPE, text=True, timeout=120)
+    assert built.returncode == 0  # the build itself worked; the log has its output
+    assert "Warning: output could not be written: No space left on device; the build logs " \
+           "have everything: " in built.stderr
+    assert checked.returncode == 1
+    assert checked.stderr == "Error: cannot write to standard output: No space left on device\n"
+    for p in (built, checked):
+        assert "Traceback" not in p.stderr and "Exception ignored" not in p.stderr
+
+
+def test_an_events_file_that_cannot_be_written_stops_before_building(tmp_path):
+    tpl = echo_template(tmp_path)
+    p = run_kiln("build", "-events", "/nonexistent/x.jsonl", str(tpl))
+    assert p.returncode == 1
+    assert p.stderr == ("Error: cannot write the events file /nonexistent/x.jsonl: No such file "
+                        "or directory\n")
+    assert not (tmp_path / ".kiln").exists()  # nothing ran
+
+
+def test_a_state_dir_that_cannot_be_used_is_named_as_such(tmp_path):
+    tpl = echo_template(tmp_path)
+    p = run_kiln("build", "-state-dir", "/proc/kiln-state", str(tpl))
+    assert p.returncode == 1
+    assert "Error: cannot use the state directory /proc/kiln-state:" in p.stderr
+    assert "cannot read" not in p.stderr and "Traceback" not in p.stderr
+    p = run_kiln("build", str(tpl), env={**os.environ, "KILN_STATE_DIR": "/proc/kiln-ledger"})
+    assert p.returncode == 1
+    assert "Error: cannot open the resource ledger in /proc/kiln-ledger:" in p.stderr
+    p = run_kiln("cleanup", env={**os.environ, "KILN_STATE_DIR": "/proc/kiln-ledger"})
+    assert p.returncode == 1 and "Traceback" not in p.stderr
+
+
+def test_bad_flag_values_are_usage_errors(tmp_path):
+    p = run_kiln("history", "-n", "abc", str(tmp_path))
+    assert (p.returncode, p.stderr) == (1, 'Error: invalid value "abc" for flag -n: expected a '
+                                           "whole number\n")
+    p = run_kiln("history", "-n=0", str(tmp_path))
+    assert p.returncode == 1 and "expected 1 or more" in p.stderr
+
+
+def test_control_characters_from_the_template_are_shown_escaped(tmp_path):
+    tpl = write(tmp_path / "t.json", {
+        "builders": [{"type": "null", "name": "web\u001b[2J", "communicator": "none"}],
+        "provisioners": [{"type": "shell-local", "inline": ["true # \u001b]0;pwned\u0007\u0000"]}],
+    })
+    p = run_kiln("build", "-color=false", str(tpl))
+    assert p.returncode == 0, p.stderr
+    assert "\x1b" not in p.stdout and "\x07" not in p.stdout and "\x00" not in p.stdout
+    assert "shell-local: true # \\x1b]0;pwned\\x07\\x00" in p.stdout  # the timing table
+    assert "--> web\\x1b[2J: succeeded" in p.stdout
+    h = run_kiln("history", str(tmp_path))
+    assert "\x1b" not in h.stdout and "web\\x1b[2J" in h.stdout
