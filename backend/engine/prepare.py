@@ -15,7 +15,7 @@ from backend.plugins import registry
 from backend.plugins.base import PrepareContext
 from backend.plugins.registry import PluginLoadError
 from backend.template import funcs as F
-from backend.template import gotmpl
+from backend.template import gotmpl, limits
 from backend.template.decode import ConfigProblems, Decoder, config_fields, locs_of, secret_values
 from backend.template.errors import Problem
 from backend.template.model import BuildDef, PostProcessorDef, ProvisionerDef, Template
@@ -143,10 +143,11 @@ class Preparer:
     # -- builds -------------------------------------------------------------------
     def prepare(self, builds: list[BuildDef]) -> list[PreparedBuild]:
         out = []
-        for b in builds:
-            pb = self.prepare_build(b)
-            if pb is not None:
-                out.append(pb)
+        with limits.scope():  # every field rendered for every build counts against one budget
+            for b in builds:
+                pb = self.prepare_build(b)
+                if pb is not None:
+                    out.append(pb)
         if self.problems:  # a problem shared by several builds is reported once
             from backend.template.errors import TemplateError
 

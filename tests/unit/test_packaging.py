@@ -19,9 +19,10 @@ def runtime_requirements() -> dict[str, Requirement]:
     return {Requirement(r).name: Requirement(r) for r in project["dependencies"]}
 
 
-def test_lz4_is_a_runtime_dependency():
-    # the compress post-processor writes .lz4 in a plain `pip install .`
-    assert "lz4" in runtime_requirements()
+def test_lz4_and_re2_are_runtime_dependencies():
+    # compress writes .lz4 and HCL2's regex functions use RE2 in a plain `pip install .`
+    deps = runtime_requirements()
+    assert "lz4" in deps and "google-re2" in deps
 
 
 def test_paramiko_is_held_to_the_major_version_the_code_was_written_for():
