@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from . import limits
+from . import gcpause, limits
 from .model import Template
 
 
@@ -15,7 +15,7 @@ def load_template(path: str, options: Any, syntax_only: bool = False,
 
     ``evaluate_data``: run HCL2 data sources (a build does; validating does not).
     Whatever the template says, the work is bounded (:mod:`limits`)."""
-    with limits.scope():
+    with limits.scope(), gcpause.paused():
         if os.path.isdir(path) or path.endswith((".pkr.hcl", ".pkr.json")):
             from .hcl2 import load_hcl2
 

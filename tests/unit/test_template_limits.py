@@ -144,3 +144,33 @@ def test_loops_over_loops_stop_at_the_step_budget(tmp_path):
     assert "t.pkr.hcl:2:" in r.stderr
     assert "takes more than 5,000,000 steps (Kiln's limit)" in r.stderr
     assert r.stderr.count("Kiln's limit") == 1  # said once, not for every later expression
+
+
+def test_validating_a_large_template_is_linear(tmp_path, monkeypatch):
+    """No full garbage collection walks the growing template again and again, and the
+    function table is made once per build, not once per provisioner."""
+    import gc
+
+    from backend.template import funcs as F
+
+    p = tmp_path / "t.json"
+    p.write_text(json.dumps({
+        "builders": [{"type": "null", "communicator": "none"}],
+        "provisioners": [{"type": "shell-local", "inline": [f"echo {i}"]} for i in range(20000)],
+    }))
+    made = []
+    real = F.packer_funcs
+    monkeypatch.setattr(F, "packer_funcs", lambda ctx: made.append(1) or real(ctx))
+    full: list[int] = []
+
+    def watch(phase, info):
+        if phase == "start" and info["generation"] == 2:
+            full.append(1)
+
+    gc.callbacks.append(watch)
+    try:
+        assert validate(p) == ""
+    finally:
+        gc.callbacks.remove(watch)
+    assert full == []
+    assert len(made) <= 3
