@@ -95,11 +95,16 @@ HISTORY_HELP = """\
 Usage: kiln history [options] [TEMPLATE|DIR]
 
   List recent runs recorded in .kiln/history.db next to TEMPLATE (or in DIR).
+  A run whose process is gone without finishing (kill -9, a crash) shows as
+  crashed. After each build only the newest 100 runs and their logs are kept
+  ($KILN_HISTORY_KEEP sets how many; 0 keeps everything).
 
 Options:
   -n=20        How many runs.
   -state-dir=DIR
   -json        Print JSON.
+  -prune       Remove all but the newest runs (-keep) and their logs now.
+  -keep=N      With -prune: how many runs to keep (default: $KILN_HISTORY_KEEP or 100).
 """
 
 CLEANUP_HELP = """\
@@ -377,14 +382,15 @@ def cmd_build(argv: list[str], machine: bool) -> int:
 
 
 def cmd_history(argv: list[str], machine: bool) -> int:
-    flags = Flags({"n": "str", "state-dir": "str", "json": "bool", "h": "bool", "help": "bool"}).parse(argv)
+    flags = Flags({"n": "str", "state-dir": "str", "json": "bool", "h": "bool", "help": "bool",
+                   "prune": "bool", "keep": "str"}).parse(argv)
     if flags.get("h") or flags.get("help"):
         print(HISTORY_HELP)
         return 0
     import json
     import time
 
-    from backend.engine.history import recent_runs
+    from backend.engine.history import default_keep, prune, recent_runs
     from backend.engine.session import default_state_dir
     from backend.template.errors import printable
 
@@ -392,6 +398,15 @@ def cmd_history(argv: list[str], machine: bool) -> int:
     state = flags.get("state-dir") or (
         os.path.join(target, ".kiln") if os.path.isdir(target) and not target.endswith(".kiln")
         else default_state_dir(target) if not target.endswith(".kiln") else target)
+    if flags.get("prune"):
+        keep = _positive(flags, "keep", default_keep() or 100)
+        runs_gone, dirs_gone = prune(state, keep)
+        print(f"Pruned {runs_gone} run{'s' if runs_gone != 1 else ''} and {dirs_gone} log "
+              f"director{'ies' if dirs_gone != 1 else 'y'} from {state}; the newest {keep} "
+              "runs are kept.")
+        return 0
+    if flags.get("keep") is not None:
+        raise UsageError("-keep goes with -prune")
     limit = _positive(flags, "n", 20)
     runs = recent_runs(os.path.join(state, "history.db"), limit)
     if flags.get("json"):

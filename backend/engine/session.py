@@ -245,6 +245,15 @@ class Session:
                     closing.close()
                 except Exception as e:  # noqa: BLE001
                     self.warnings.append(f"closing {type(closing).__name__}: {e}")
+        if self._history is not None:  # the default retention: history does not grow for ever
+            from .history import default_keep, prune
+
+            keep = default_keep()
+            if keep:
+                try:
+                    prune(self.state_dir, keep)
+                except Exception as e:  # noqa: BLE001 - a full disk must not fail the build
+                    self.warnings.append(f"old runs were not pruned: {e}")
 
     def _build_thread(self, runner: BuildRunner, sem) -> None:
         try:

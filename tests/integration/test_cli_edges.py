@@ -307,3 +307,50 @@ def test_control_characters_from_the_template_are_shown_escaped(tmp_path):
     assert "--> web\\x1b[2J: succeeded" in p.stdout
     h = run_kiln("history", str(tmp_path))
     assert "\x1b" not in h.stdout and "web\\x1b[2J" in h.stdout
+
+
+# -- history: crashed runs and retention --------------------------------------------------------
+
+
+def test_a_killed_run_shows_as_crashed_in_history(tmp_path):
+    import signal
+    import uuid
+
+    tag = f"kiln-crash-{uuid.uuid4().hex[:8]}"
+    tpl = slow_build(tmp_path, tag)
+    proc = subprocess.Popen([*KILN, "build", "-color=false", str(tpl)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        wait_for(lambda: (tmp_path / "started").exists() and procs_with(tag))
+        proc.kill()
+        proc.wait()
+    finally:
+        proc.kill()
+        subprocess.run([*KILN, "cleanup"], capture_output=True, timeout=60)  # its sleep
+        for line in procs_with(tag):
+            os.kill(int(line.split()[0]), signal.SIGKILL)
+    h = run_kiln("history", str(tmp_path))
+    assert h.returncode == 0
+    first = h.stdout.splitlines()[0]
+    assert " crashed " in first and "running" not in h.stdout, h.stdout
+    runs = json.loads(run_kiln("history", "-json", str(tmp_path)).stdout)
+    assert runs[0]["status"] == "crashed" and runs[0]["builds"][0]["status"] == "crashed"
+
+
+def test_history_keeps_the_newest_runs_and_prunes_the_rest(tmp_path):
+    tpl = echo_template(tmp_path)
+    env = {**os.environ, "KILN_HISTORY_KEEP": "3"}
+    for _ in range(5):
+        assert run_kiln("build", "-color=false", str(tpl), env=env).returncode == 0
+    state = tmp_path / ".kiln"
+    runs = recent_runs(str(state / "history.db"), limit=100)
+    assert len(runs) == 3  # the default retention, here 3, applies after each run
+    assert sorted(p.name for p in (state / "logs").iterdir()) == sorted(r["id"] for r in runs)
+    p = run_kiln("history", "-prune", "-keep", "1", str(tmp_path))
+    assert p.returncode == 0
+    assert p.stdout.startswith("Pruned 2 runs and 2 log directories from ")
+    left = recent_runs(str(state / "history.db"), limit=100)
+    assert [r["id"] for r in left] == [runs[0]["id"]]  # the newest
+    assert [p.name for p in (state / "logs").iterdir()] == [runs[0]["id"]]
+    bad = run_kiln("history", "-keep", "1", str(tmp_path))
+    assert bad.returncode == 1 and "-keep goes with -prune" in bad.stderr

@@ -197,3 +197,16 @@ def test_the_process_reaper_kills_the_recorded_group_and_not_a_newcomer():
         assert proc.wait(timeout=10) == -9
     finally:
         proc.kill()
+
+
+def test_a_run_is_alive_only_while_its_own_process_runs():
+    import os
+    import socket
+
+    from backend.engine.history import run_alive
+    from backend.plugins.communicators.local import process_start
+
+    me, host, start = os.getpid(), socket.gethostname(), process_start(os.getpid())
+    assert run_alive(me, host, start)
+    assert not run_alive(me, host, start - 1)  # the id was given to a later process
+    assert run_alive(me, "another-machine", start - 1)  # cannot tell: not called crashed
