@@ -7,6 +7,8 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
+
 from backend.engine.prepare import Options
 from backend.engine.session import Session, load_template
 
@@ -210,3 +212,56 @@ def test_a_run_is_alive_only_while_its_own_process_runs():
     assert run_alive(me, host, start)
     assert not run_alive(me, host, start - 1)  # the id was given to a later process
     assert run_alive(me, "another-machine", start - 1)  # cannot tell: not called crashed
+
+
+def test_a_command_never_runs_unrecorded_when_kiln_dies_at_the_worst_moment(tmp_path):
+    """Kiln killed right after starting a command, before its record is written: the
+    command must not run at all (it would be left running where kiln cleanup cannot see)."""
+    import subprocess
+    import sys
+    import time
+
+    marker = tmp_path / "ran"
+    script = tmp_path / "die.py"
+    script.write_text(
+        "import os\n"
+        "from backend.engine.cancel import CancelToken\n"
+        "from backend.plugins.communicators.local import run_process\n"
+        "class DiesWhileRecording:\n"
+        "    def record(self, *a, **k):\n"
+        "        os._exit(9)  # as a kill -9 would, at the worst moment\n"
+        f"run_process(['sh', '-c', 'sleep 0.5; touch {marker}'], lambda s, l: None, "
+        "CancelToken(), ledger=DiesWhileRecording())\n")
+    import os
+
+    root = str(Path(__file__).resolve().parents[2])
+    env = {**os.environ, "PYTHONPATH": root + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    proc = subprocess.run([sys.executable, str(script)], timeout=60, env=env)
+    assert proc.returncode == 9
+    time.sleep(1.5)
+    assert not marker.exists()
+
+
+def test_a_recorded_command_gets_its_stdin_whole(tmp_path):
+    from backend.engine.cancel import CancelToken
+    from backend.plugins.communicators.base import CommunicatorError
+    from backend.plugins.communicators.local import run_process
+
+    class Records:
+        def __init__(self):
+            self.kinds = []
+
+        def record(self, kind, ident, build="", data=None):
+            self.kinds.append(kind)
+            return 1
+
+        def release(self, entry):
+            pass
+
+    got = []
+    ledger = Records()
+    code = run_process(["sh", "-c", "cat; echo done"], lambda s, lines: got.extend(lines),
+                       CancelToken(), stdin=b"line one\nline two\n", ledger=ledger)
+    assert code == 0 and got == ["line one", "line two", "done"] and ledger.kinds == ["process"]
+    with pytest.raises(CommunicatorError, match="cannot start no-such-program: No such file"):
+        run_process(["no-such-program"], lambda s, lines: None, CancelToken(), ledger=ledger)

@@ -42,26 +42,35 @@ def run_process(
     so nothing the command started is left running. Negative return codes are
     mapped to 128+signal as a shell would report them. With a ``ledger`` the group
     is recorded while it runs, so ``kiln cleanup`` stops it if Kiln is killed.
+    ``argv`` given as one string runs through ``/bin/sh -c`` (``shell`` says so too).
     """
+    command = ["/bin/sh", "-c", argv] if isinstance(argv, str) else list(argv)
+    if ledger is not None:
+        # Nothing may run before it is in the ledger, or a kill -9 of Kiln in between would
+        # leave it running unseen: the command waits for a line on stdin, written once its
+        # process group is recorded; if Kiln dies first, stdin ends and it never starts.
+        _check_runnable(command[0], env, cwd)
+        popen_argv: list[str] = ["/bin/sh", "-c", 'read _ && exec "$@"', "kiln", *command]
+    else:
+        popen_argv = command
     try:
         with SPAWN_LOCK:
             proc = subprocess.Popen(
-                argv,
-                stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+                popen_argv,
+                stdin=subprocess.PIPE if stdin is not None or ledger is not None
+                else subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 env=env,
                 cwd=cwd,
-                shell=shell,
                 start_new_session=True,
             )
     except OSError as e:
-        raise CommunicatorError(f"cannot start {argv if isinstance(argv, str) else argv[0]}: {e.strerror or e}") from e
+        raise CommunicatorError(f"cannot start {command[0]}: {e.strerror or e}") from e
 
     def kill() -> None:
         _kill_group(proc)
 
-    # recorded at once (its id is known only now): a kill -9 of Kiln leaves it running
     entry = None
     if ledger is not None:
         try:
@@ -71,9 +80,10 @@ def run_process(
             entry = None
     unregister = cancel.on_cancel(kill) if cancel is not None else (lambda: None)
     try:
-        if stdin is not None:
+        feed = (b"\n" if ledger is not None else b"") + (stdin or b"")
+        if proc.stdin is not None:
             try:
-                proc.stdin.write(stdin)
+                proc.stdin.write(feed)
                 proc.stdin.close()
             except BrokenPipeError:
                 pass
@@ -87,6 +97,21 @@ def run_process(
             except Exception:  # noqa: BLE001 - kiln cleanup finds a group that is gone
                 pass
     return 128 - code if code < 0 else code
+
+
+def _check_runnable(program: str, env: dict[str, str] | None, cwd: str | None) -> None:
+    """The error Popen would give for a program that cannot run (the gate's shell would only
+    say "not found" with exit status 127)."""
+    if "/" in program:
+        path = os.path.join(cwd or ".", program)
+        if not os.path.exists(path):
+            raise CommunicatorError(f"cannot start {program}: No such file or directory")
+        if os.path.isdir(path) or not os.access(path, os.X_OK):
+            raise CommunicatorError(f"cannot start {program}: Permission denied")
+        return
+    search = (env if env is not None else os.environ).get("PATH", os.defpath)
+    if shutil.which(program, path=search) is None:
+        raise CommunicatorError(f"cannot start {program}: No such file or directory")
 
 
 def process_start(pid: int) -> int | None:
