@@ -359,6 +359,8 @@ class JsonEventWriter:
     ``lines``) says so; every other event is always written.
     """
 
+    view_name = "the events file"
+
     def __init__(self, stream: IO[str] | None = None, close: bool = False,
                  writer: Writer | None = None):
         self.stream = stream
@@ -393,9 +395,14 @@ class JsonEventWriter:
         if self.stream is None:
             return
         with self.lock:
-            self.stream.flush()
-            if self._close:
-                self.stream.close()
+            try:
+                self.stream.flush()
+            finally:
+                if self._close:
+                    try:
+                        self.stream.close()
+                    except OSError:
+                        pass
 
 
 def _json_line(d: dict[str, Any]) -> str:

@@ -91,6 +91,8 @@ class EventBus:
         self._output_lines: dict[str, int] = {}
         self._replay_cap = replay_output_lines
         self.errors: list[BaseException] = []
+        #: views that failed (a full disk under the log...): their ``view_name`` -> first error
+        self.failed_views: dict[str, BaseException] = {}
 
     def subscribe(self, sub: Subscriber, replay: bool = True) -> Callable[[], None]:
         with self._lock:
@@ -136,3 +138,6 @@ class EventBus:
             sub(ev)
         except Exception as e:  # one broken view must not stop a build
             self.errors.append(e)
+            name = getattr(sub, "view_name", "")
+            if name and name not in self.failed_views:
+                self.failed_views[name] = e

@@ -74,6 +74,8 @@ def connect(path: str) -> sqlite3.Connection:
 
 
 class History:
+    view_name = "the run history"
+
     def __init__(self, path: str):
         self.path = path
         self._db = connect(path)

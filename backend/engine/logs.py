@@ -27,6 +27,7 @@ class BuildLogs:
 
     #: text of other streams kept back while a long line is still arriving, at most
     HELD_MAX = 16 * 1024 * 1024
+    view_name = "the build logs"
 
     def __init__(self, directory: str, builds: list[str]):
         self.directory = directory

@@ -243,5 +243,14 @@ def _build_with(path, options: Options, timings: bool, console: ConsoleRenderer,
     result = session.result
     console.summary(session, result, timings=timings)
     if events is not None:
-        events.close()
+        try:
+            events.close()
+        except OSError as e:
+            session.bus.failed_views.setdefault(events.view_name, e)
+    for what, e in session.bus.failed_views.items():  # the build went on without them
+        why = getattr(e, "strerror", None) or e
+        _stderr(f"Warning: {what} could not be written: {why}")
+    for w in session.warnings:
+        if w.startswith("old runs were not pruned"):
+            _stderr(f"Warning: {w}")
     return result.exit_code

@@ -354,3 +354,11 @@ def test_history_keeps_the_newest_runs_and_prunes_the_rest(tmp_path):
     assert [p.name for p in (state / "logs").iterdir()] == [runs[0]["id"]]
     bad = run_kiln("history", "-keep", "1", str(tmp_path))
     assert bad.returncode == 1 and "-keep goes with -prune" in bad.stderr
+
+
+def test_an_events_file_on_a_full_disk_is_reported(tmp_path):
+    tpl = echo_template(tmp_path)
+    p = run_kiln("build", "-color=false", "-events", "/dev/full", str(tpl))
+    assert p.returncode == 0  # the build itself worked
+    assert "Warning: the events file could not be written: No space left on device" in p.stderr
+    assert "Traceback" not in p.stderr
