@@ -147,10 +147,13 @@ def test_loops_over_loops_stop_at_the_step_budget(tmp_path):
 
 
 def test_validating_a_large_template_is_linear(tmp_path, monkeypatch):
-    """No full garbage collection walks the growing template again and again, and the
-    function table is made once per build, not once per provisioner."""
+    """No full garbage collection walks the growing template again and again while it is
+    loaded and prepared, and the function table is made once per build, not once per
+    provisioner."""
     import gc
 
+    import backend.engine.prepare as prepare_mod
+    import backend.template.loader as loader_mod
     from backend.template import funcs as F
 
     p = tmp_path / "t.json"
@@ -161,16 +164,32 @@ def test_validating_a_large_template_is_linear(tmp_path, monkeypatch):
     made = []
     real = F.packer_funcs
     monkeypatch.setattr(F, "packer_funcs", lambda ctx: made.append(1) or real(ctx))
+    busy = [False]  # inside load_template or Preparer.prepare (one thread: this test's)
+
+    def during(fn):
+        def wrapped(*a, **k):
+            busy[0] = True
+            try:
+                return fn(*a, **k)
+            finally:
+                busy[0] = False
+        return wrapped
+
+    monkeypatch.setattr(loader_mod, "load_template", during(loader_mod.load_template))
+    monkeypatch.setattr(prepare_mod.Preparer, "prepare", during(prepare_mod.Preparer.prepare))
     full: list[int] = []
 
     def watch(phase, info):
-        if phase == "start" and info["generation"] == 2:
+        if phase == "start" and info["generation"] == 2 and busy[0]:
             full.append(1)
 
     gc.callbacks.append(watch)
     try:
-        assert validate(p) == ""
+        t = loader_mod.load_template(str(p), Options())
+        prep = prepare_mod.Preparer(t, Options())
+        prep.prepare(select_builds(t, (), ()))
     finally:
         gc.callbacks.remove(watch)
+    assert not prep.problems
     assert full == []
     assert len(made) <= 3
