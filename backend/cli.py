@@ -95,11 +95,16 @@ HISTORY_HELP = """\
 Usage: kiln history [options] [TEMPLATE|DIR]
 
   List recent runs recorded in .kiln/history.db next to TEMPLATE (or in DIR).
+  A run whose process is gone without finishing (kill -9, a crash) shows as
+  crashed. After each build only the newest 100 runs and their logs are kept
+  ($KILN_HISTORY_KEEP sets how many; 0 keeps everything).
 
 Options:
   -n=20        How many runs.
   -state-dir=DIR
   -json        Print JSON.
+  -prune       Remove all but the newest runs (-keep) and their logs now.
+  -keep=N      With -prune: how many runs to keep (default: $KILN_HISTORY_KEEP or 100).
 """
 
 CLEANUP_HELP = """\
@@ -221,6 +226,19 @@ def _options(flags: Flags):
     )
 
 
+def _positive(flags: Flags, name: str, default: int) -> int:
+    raw = flags.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(str(raw))
+    except ValueError:
+        raise UsageError(f'invalid value "{raw}" for flag -{name}: expected a whole number') from None
+    if value < 1:
+        raise UsageError(f'invalid value "{raw}" for flag -{name}: expected 1 or more')
+    return value
+
+
 def _one_template(flags: Flags, help_text: str) -> str:
     if len(flags.args) != 1:
         raise UsageError(help_text)
@@ -229,7 +247,7 @@ def _one_template(flags: Flags, help_text: str) -> str:
 
 def _print_problems(err, out=None, mask=None) -> None:
     out = out or sys.stderr
-    from backend.template.errors import TemplateError
+    from backend.template.errors import TemplateError, printable
 
     if mask is not None and isinstance(err, TemplateError):
         from backend.template.errors import Problem
@@ -241,9 +259,9 @@ def _print_problems(err, out=None, mask=None) -> None:
         n = len(errors)
         out.write(f"Error: the template has {n} problem{'s' if n != 1 else ''}:\n\n" if n > 1 else "Error: ")
         for p in err.problems:
-            out.write(p.format() + "\n")
+            out.write(printable(p.format()) + "\n")
     else:
-        out.write(f"Error: {err}\n")
+        out.write(f"Error: {printable(str(err))}\n")
     out.flush()
 
 
@@ -297,7 +315,9 @@ def _say(machine: bool, text: str) -> None:
 
         print(f"{int(time.time())},,ui,say,{machine_escape(text)}")
     else:
-        print(text)
+        from backend.template.errors import printable
+
+        print(printable(text))
 
 
 def _fail(machine: bool, err, mask=None) -> None:
@@ -333,8 +353,9 @@ def cmd_inspect(argv: list[str], machine: bool) -> int:
         _fail(machine, e)
         return 1
     from backend.engine.inspect import render_inspect
+    from backend.template.errors import printable
 
-    sys.stdout.write(render_inspect(t, machine))
+    sys.stdout.write(render_inspect(t, machine) if machine else printable(render_inspect(t)))
     return 0
 
 
@@ -361,21 +382,33 @@ def cmd_build(argv: list[str], machine: bool) -> int:
 
 
 def cmd_history(argv: list[str], machine: bool) -> int:
-    flags = Flags({"n": "str", "state-dir": "str", "json": "bool", "h": "bool", "help": "bool"}).parse(argv)
+    flags = Flags({"n": "str", "state-dir": "str", "json": "bool", "h": "bool", "help": "bool",
+                   "prune": "bool", "keep": "str"}).parse(argv)
     if flags.get("h") or flags.get("help"):
         print(HISTORY_HELP)
         return 0
     import json
     import time
 
-    from backend.engine.history import recent_runs
+    from backend.engine.history import default_keep, prune, recent_runs
     from backend.engine.session import default_state_dir
+    from backend.template.errors import printable
 
     target = flags.args[0] if flags.args else "."
     state = flags.get("state-dir") or (
         os.path.join(target, ".kiln") if os.path.isdir(target) and not target.endswith(".kiln")
         else default_state_dir(target) if not target.endswith(".kiln") else target)
-    runs = recent_runs(os.path.join(state, "history.db"), int(flags.get("n", 20)))
+    if flags.get("prune"):
+        keep = _positive(flags, "keep", default_keep() or 100)
+        runs_gone, dirs_gone = prune(state, keep)
+        print(f"Pruned {runs_gone} run{'s' if runs_gone != 1 else ''} and {dirs_gone} log "
+              f"director{'ies' if dirs_gone != 1 else 'y'} from {state}; the newest {keep} "
+              "runs are kept.")
+        return 0
+    if flags.get("keep") is not None:
+        raise UsageError("-keep goes with -prune")
+    limit = _positive(flags, "n", 20)
+    runs = recent_runs(os.path.join(state, "history.db"), limit)
     if flags.get("json"):
         print(json.dumps(runs, indent=2))
         return 0
@@ -385,16 +418,18 @@ def cmd_history(argv: list[str], machine: bool) -> int:
     for r in runs:
         when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r["started"]))
         dur = f"{r['finished'] - r['started']:.1f}s" if r["finished"] else "-"
-        print(f"{when}  {r['status']:<10} {dur:>8}  {r['id'][:8]}  {os.path.relpath(r['template'])}")
+        # names, errors and paths come from templates: no control character gets through
+        print(printable(f"{when}  {r['status']:<10} {dur:>8}  {r['id'][:8]}  "
+                        f"{os.path.relpath(r['template'])}", False))
         for b in r["builds"]:
             bd = f"{b['duration']:.1f}s" if b["duration"] is not None else "-"
             err = f"  {b['error']}" if b["error"] else ""
-            print(f"    {b['name']:<24} {b['status']:<10} {bd:>8}{err}")
+            print(printable(f"    {b['name']:<24} {b['status']:<10} {bd:>8}{err}", False))
             if b.get("kept"):
                 hint = f": {b['access_hint']}" if b.get("access_hint") else ""
-                print(f"    {'':<24} machine kept{hint}")
+                print(printable(f"    {'':<24} machine kept{hint}", False))
             if b["log"]:
-                print(f"    {'':<24} log: {b['log']}")
+                print(printable(f"    {'':<24} log: {b['log']}", False))
     return 0
 
 
@@ -403,11 +438,19 @@ def cmd_cleanup(argv: list[str], machine: bool) -> int:
     if flags.get("h") or flags.get("help"):
         print(CLEANUP_HELP)
         return 0
+    import sqlite3
     import uuid
 
     from backend.engine.ledger import Ledger, orphaned, reap
 
-    ledger = Ledger("cleanup-" + str(uuid.uuid4()))
+    try:
+        ledger = Ledger("cleanup-" + str(uuid.uuid4()))
+    except (OSError, sqlite3.Error) as e:
+        from backend.engine.session import ledger_state_dir_name
+
+        print(f"Error: cannot open the resource ledger in {ledger_state_dir_name()}: "
+              f"{getattr(e, 'strerror', None) or e}", file=sys.stderr)
+        return 1
     entries = orphaned(ledger, include_kept=bool(flags.get("all")))
     if not entries:
         kept = [e for e in orphaned(ledger, include_kept=True) if e.kept]
@@ -485,6 +528,62 @@ COMMANDS: dict[str, Callable[[list[str], bool], int]] = {
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run a command; whatever goes wrong with the terminal or the disk, a message and an
+    exit code, never a traceback."""
+    try:
+        code = _main(argv)
+    except BrokenPipeError:  # `kiln ... | head`: the reader has what it wanted
+        _quiet(sys.stdout)
+        return 1
+    except OSError as e:
+        if _stdout_failed(e):
+            _report_stdout(e)
+        else:
+            where = f" {e.filename}" if e.filename else ""
+            _err(f"Error:{where}: {e.strerror or e}" if where else f"Error: {e.strerror or e}")
+        return 1
+    except Exception as e:
+        if type(e).__module__ != "sqlite3":
+            raise
+        _err(f"Error: the Kiln database cannot be used: {e}")
+        return 1
+    # what print() left in the buffer must reach the reader too, or the command failed
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _quiet(sys.stdout)
+    except OSError as e:
+        _report_stdout(e)
+        return code or 1
+    return code
+
+
+def _err(text: str) -> None:
+    try:
+        print(text, file=sys.stderr, flush=True)
+    except OSError:
+        _quiet(sys.stderr)
+
+
+def _quiet(stream) -> None:
+    from backend.engine.runcli import silence
+
+    silence(stream)
+
+
+def _stdout_failed(e: OSError) -> bool:
+    import errno
+
+    return e.filename is None and e.errno in (errno.ENOSPC, errno.EIO, errno.EDQUOT, errno.EFBIG,
+                                               errno.EPIPE)
+
+
+def _report_stdout(e: OSError) -> None:
+    _quiet(sys.stdout)
+    _err(f"Error: cannot write to standard output: {e.strerror or e}")
+
+
+def _main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     machine = False
     if "-machine-readable" in argv or "--machine-readable" in argv:

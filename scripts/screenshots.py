@@ -313,6 +313,9 @@ async def capture(name: str, workdir: Path) -> str:
 _SAME_LENGTH = [
     (re.compile(r"terminal-\d+-"), lambda m: "terminal-"),
     (re.compile(r"/tmp/k[a-z0-9_]{8}\b"), lambda m: "/home/me/build"),
+    # the run's private temp directory (kiln-<run>-<random>)
+    (re.compile(r"kiln-[A-Za-z0-9]{1,8}-[0-9a-f]{16}"),
+     lambda m: "kiln-" + "X" * (len(m.group(0)) - 22) + "-" + "X" * 16),
     # ids and names that differ from run to run; replaced by text of the same length
     (re.compile(r"\b[0-9a-f]{64}\b"), lambda m: "0" * 64),
     # an id cut short by the pane's width (docker's Container ID / Image ID lines)
@@ -336,7 +339,8 @@ _SAME_LENGTH = [
 
 def normalise(svg: str) -> str:
     """What differs between runs of the same scenario: Rich's ids, container and image ids,
-    temp names, file dates. Replacements keep the length, so the layout stays as it was."""
+    the run's private temp directory, temp names, file dates. Replacements keep the length,
+    so the layout stays as it was."""
     for pattern, repl in _SAME_LENGTH:
         svg = pattern.sub(repl, svg)
     return svg.replace("\r\n", "\n")

@@ -23,6 +23,7 @@ from backend.plugins.communicators.base import CommunicatorError
 from .cancel import CancelToken
 from .context import BuildContext, StageUI
 from .ledger import BuildLedger
+from .masking import Masker
 from .prepare import PreparedBuild, PreparedProvisioner
 
 if TYPE_CHECKING:
@@ -86,9 +87,7 @@ class BuildRunner:
         self._answer: str | None = None
         self.pending_question: dict[str, Any] | None = None
         secrets = list(session.template.sensitive_values) + list(prepared.secrets)
-        self._secrets = sorted({s for s in secrets if s}, key=len, reverse=True)
-        self._all_secrets = self._secrets
-        self._extra_seen = 0
+        self.masker = Masker(secrets)
         self.ctx = BuildContext(
             bus=self.bus,
             build_name=prepared.definition.build_name,
@@ -98,23 +97,17 @@ class BuildRunner:
             options=self.options,
             template_path=session.template.path,
             user_vars=dict(session.template.user_vars),
-            mask=self.mask,
+            mask=self.masker,
             run_id=session.run_id,
             ask=self.ask,
+            temp=session.temp,
         )
+        # plugins add secrets while the build runs (ctx.add_secret)
+        self.masker.extra = self.ctx.secrets
 
     # -- secrets --------------------------------------------------------------------
     def mask(self, text: str) -> str:
-        # Plugins may add secrets while the build runs (ctx.add_secret); the merged list is
-        # rebuilt only when that happens, not for every line masked.
-        extra = self.ctx.secrets if hasattr(self, "ctx") else ()
-        if len(extra) != self._extra_seen:
-            self._extra_seen = len(extra)
-            self._all_secrets = sorted(set(self._secrets) | set(extra), key=len, reverse=True)
-        for s in self._all_secrets:
-            if s in text:
-                text = text.replace(s, "<sensitive>")
-        return text
+        return self.masker(text)
 
     # -- stages ---------------------------------------------------------------------
     def _plan(self, steps: list) -> None:
@@ -143,7 +136,7 @@ class BuildRunner:
                      source=f"{os.path.basename(d.loc.file)}:{d.loc.line}")
 
     def _stage_ui(self, stage: Stage) -> StageUI:
-        ui = StageUI(self.bus, self.name, stage.index, self.mask)
+        ui = StageUI(self.bus, self.name, stage.index, self.masker)
         self.ctx.ui = ui
         return ui
 
@@ -154,6 +147,7 @@ class BuildRunner:
         return self._stage_ui(stage)
 
     def _finish(self, stage: Stage, status: str, error: str = "") -> None:
+        self.ctx.ui.flush()  # output held back for masking belongs before the stage's end
         stage.status = status
         stage.duration = time.time() - stage.started if stage.started else 0.0
         stage.error = self.mask(error)
@@ -195,6 +189,7 @@ class BuildRunner:
                 st.status = "skipped"
                 self.bus.publish("stage.finished", build=self.name, stage=st.index, name=st.name,
                                  kind=st.kind, status="skipped", duration=0.0, error="")
+        self.ctx.ui.flush()
         self.result.duration = time.time() - start
         self.result.error = self.mask(self.result.error)
         self.result.access_hint = self.ctx.access_hint
@@ -315,6 +310,7 @@ class BuildRunner:
             step.cleanup(self.ctx)
         except Exception as e:  # report, and keep cleaning up the rest
             self.ctx.ui.error(f"Cleanup of {stage.name} failed: {_message(e)}")
+        self.ctx.ui.flush()
 
     # -- provisioners -----------------------------------------------------------------
     def _provision(self, stack: ExitStack) -> None:

@@ -8,14 +8,17 @@ table and the log file paths after Packer's summary.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import sys
 import threading
 import time
+from collections import deque
 from datetime import datetime
-from typing import IO, Any
+from typing import IO, Any, Callable
 
+from backend.template.errors import printable
 from backend.template.golang import durafmt
 
 from .events import SCHEMA, Event
@@ -25,22 +28,117 @@ RED = 31
 
 
 class Writer:
-    """Serialized writes of text to a binary stream, invalid UTF-8 passed through."""
+    """Text to a terminal, a pipe or a file, written by a thread of its own.
 
-    def __init__(self, stream: IO[Any] | None = None):
+    Nothing that renders the build ever waits for whoever reads the output: ``write``
+    queues and returns. When more than ``limit`` bytes wait, command output (written
+    with ``droppable``) is counted instead of queued, and once the reader has caught up
+    ``notice(key, count)`` says what was not shown (the log has it all). Kiln's own
+    lines are always queued. A reader that went away (a closed pipe) ends the writing
+    quietly (``closed``); another write error (a full disk) is kept in ``error`` and
+    later text is discarded. Invalid UTF-8 from commands is passed through as bytes.
+    """
+
+    LIMIT = 4 * 1024 * 1024
+
+    def __init__(self, stream: IO[Any] | None = None, limit: int = LIMIT,
+                 notice: Callable[[Any, int], str] | None = None):
         stream = stream or sys.stdout
+        self.stream = stream
         self._buf = getattr(stream, "buffer", None)
         self._text = stream
-        self.lock = threading.RLock()
+        self.limit = limit
+        self.notice = notice
+        self.closed = False
+        self.error: OSError | None = None
+        self.dropped_total = 0
+        self._q: deque[str] = deque()
+        self._queued = 0
+        self._writing = False
+        self._dropped: dict[Any, int] = {}
+        self._gaps: set[Any] = set()
+        self._cond = threading.Condition()
+        self._thread: threading.Thread | None = None
 
-    def write(self, text: str) -> None:
-        with self.lock:
-            if self._buf is not None:
-                self._buf.write(text.encode("utf-8", "surrogateescape"))
-                self._buf.flush()
-            else:
-                self._text.write(text)
-                self._text.flush()
+    def write(self, text: str, droppable: bool = False, key: Any = None, count: int = 1) -> None:
+        if not text:
+            return
+        with self._cond:
+            if self.closed or self.error is not None:
+                return
+            if droppable and (self._q or self._writing) and self._queued + len(text) > self.limit:
+                self._dropped[key] = self._dropped.get(key, 0) + count
+                self.dropped_total += count
+                if key not in self._gaps:  # where the output stops: the notice goes there
+                    self._gaps.add(key)
+                    self._q.append(_Gap(key))
+                return
+            self._q.append(text)
+            self._queued += len(text)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._loop, name="kiln-console",
+                                                daemon=True)
+                self._thread.start()
+            self._cond.notify_all()
+
+    def _loop(self) -> None:
+        while True:
+            with self._cond:
+                while not self._q:
+                    self._cond.wait()
+                item = self._q.popleft()
+                if isinstance(item, _Gap):
+                    self._gaps.discard(item.key)
+                    n = self._dropped.pop(item.key, 0)
+                    text = self.notice(item.key, n) if self.notice is not None and n else ""
+                    size = 0
+                else:
+                    text = item
+                    size = len(item)
+                self._writing = True
+            try:
+                if text:
+                    self._write_now(text)
+            except OSError as e:
+                with self._cond:
+                    if isinstance(e, BrokenPipeError) or e.errno == errno.EPIPE:
+                        self.closed = True  # the reader is gone (| head): stop quietly
+                    else:
+                        self.error = e
+                    self._q.clear()
+                    self._queued = size
+            with self._cond:
+                self._writing = False
+                self._queued -= size
+                self._cond.notify_all()
+
+    def _write_now(self, text: str) -> None:
+        if self._buf is not None:
+            self._buf.write(text.encode("utf-8", "surrogateescape"))
+            self._buf.flush()
+        else:
+            self._text.write(text)
+            self._text.flush()
+
+    def drain(self, timeout: float | None = None) -> bool:
+        """Wait until everything queued is written (or cannot be); False on timeout."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._cond:
+            while (self._q or self._writing) and not self.closed and self.error is None:
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    return False
+                self._cond.wait(left)
+        return True
+
+
+class _Gap:
+    """Where output of ``key`` was dropped; written as the writer's notice."""
+
+    __slots__ = ("key",)
+
+    def __init__(self, key: Any):
+        self.key = key
 
 
 def no_color_env() -> bool:
@@ -75,6 +173,11 @@ class ConsoleRenderer:
         self.colors: dict[str, int] = {}
         self.pp_types: dict[tuple[str, int], str] = {}
         self._progress: dict[tuple[str, int], tuple[float, str]] = {}
+        #: build -> log file, named when output had to be suppressed
+        self.log_paths: dict[str, str] = {}
+        self.log_dir = ""
+        if writer.notice is None:
+            writer.notice = self.suppressed
 
     # -- formatting ----------------------------------------------------------------
     def _c(self, text: str, code: int, bold: bool = True) -> str:
@@ -97,7 +200,7 @@ class ConsoleRenderer:
         if self.machine:
             self.w.write(self._mline("", "ui", "error" if error else "say", text))
         else:
-            self.w.write(text + "\n")
+            self.w.write(printable(text) + "\n")
 
     def mline(self, target: str, kind: str, *data: str) -> None:
         if self.machine:
@@ -119,7 +222,7 @@ class ConsoleRenderer:
                 out.append("Debug mode enabled. Builds will not be parallelized.\n")
             if self.color_lines:
                 for b in builds:
-                    out.append(self._c(f"{b}: output will be in this color.", self.colors[b])
+                    out.append(self._c(f"{printable(b)}: output will be in this color.", self.colors[b])
                                + "\n")
                 if builds:
                     out.append("\n")
@@ -153,7 +256,7 @@ class ConsoleRenderer:
         self._emit_lines(d["build"], d.get("stage"), d["stream"], d["lines"])
 
     def _emit_lines(self, build: str, stage: int | None, stream: str, lines: list[str]) -> None:
-        target = self._target(build, stage)
+        target = printable(self._target(build, stage), False)
         color = self.colors.get(build, COLORS[0])
         ts = self._ts()
         parts = []
@@ -167,6 +270,8 @@ class ConsoleRenderer:
                 parts.append(self._mline("", "ui", kind,
                                          f"{ts}{prefix}{target}: {line}".rstrip(" ")))
         else:
+            if stream in ("ui", "ui-error"):  # Kiln's lines may quote template text
+                lines = [printable(line, False) for line in lines]
             for line in lines:
                 if stream == "stdout":
                     text, code, bold = f"    {target}: {line}", color, False
@@ -176,7 +281,20 @@ class ConsoleRenderer:
                     text, code, bold = f"==> {target}: {line}", RED, True
                 parts.append(ts + self._c(text.rstrip(" "), code, bold) + "\n")
         if parts:
-            self.w.write("".join(parts))
+            # a command's output may be dropped when the terminal cannot keep up (the log
+            # has it); Kiln's own lines never are
+            self.w.write("".join(parts), droppable=stream in ("stdout", "stderr"), key=build,
+                         count=len(parts))
+
+    def suppressed(self, build: str, count: int) -> str:
+        """The line that replaces output the terminal could not take in time."""
+        log = self.log_paths.get(build)
+        where = f"; the log has everything: {log}" if log else ""
+        text = (f"{count} line{'s' if count != 1 else ''} of output suppressed (the terminal "
+                f"did not keep up){where}")
+        if self.machine:
+            return self._mline("", "ui", "error", f"==> {build}: {text}")
+        return self._c(f"==> {build}: {text}", RED) + "\n"
 
     def _build_finished(self, ev: Event) -> None:
         d = ev.data
@@ -190,7 +308,7 @@ class ConsoleRenderer:
         if self.machine:
             self.w.write(self._mline("", "ui", kind, text))
         else:
-            self.w.write(self._c(text, code) + "\n")
+            self.w.write(self._c(printable(text), code) + "\n")
 
     # -- the end-of-run summary ------------------------------------------------------
     def summary(self, session: Any, result: Any, timings: bool = True) -> None:
@@ -235,11 +353,13 @@ class ConsoleRenderer:
             if not ran:
                 continue
             r = runner.result
-            lines.append(f"--> {name}: {r.status} in {r.duration:.2f}s")
-            width = max((len(s.name) for s in ran), default=10)
+            lines.append(f"--> {printable(name, False)}: {r.status} in {r.duration:.2f}s")
+            # template text: control characters are shown, never sent to the terminal
+            names = [printable(s.name, False) for s in ran]
+            width = max((len(n) for n in names), default=10)
             width = min(width, 60)
-            for s in ran:
-                nm = s.name if len(s.name) <= 60 else s.name[:57] + "..."
+            for s, nm in zip(ran, names, strict=True):
+                nm = nm if len(nm) <= 60 else nm[:57] + "..."
                 lines.append(f"      {nm:<{width}}  {s.duration:8.2f}s  {s.status}")
             log = session.log_paths.get(name)
             if log:
@@ -253,29 +373,64 @@ def session_mask(session: Any, build: str, text: str) -> str:
 
 
 class JsonEventWriter:
-    """``--events FILE|-``: every event as one JSON object per line."""
+    """``--events FILE|-``: every event as one JSON object per line.
 
-    def __init__(self, stream: IO[str], close: bool = False):
+    A file gets every event as it happens. Standard output goes through a
+    :class:`Writer`, so a slow reader never holds the build up: when it falls behind,
+    output and progress events are dropped and an ``output.dropped`` event (``build``,
+    ``lines``) says so; every other event is always written.
+    """
+
+    view_name = "the events file"
+
+    def __init__(self, stream: IO[str] | None = None, close: bool = False,
+                 writer: Writer | None = None):
         self.stream = stream
+        self.writer = writer
         self._close = close
         self.lock = threading.Lock()
+        self._run = ""
+        if writer is not None:
+            writer.notice = self._dropped
 
     def __call__(self, ev: Event) -> None:
         d = ev.to_dict()
+        self._run = ev.run
         if ev.type == "run.started":
             d["schema"] = SCHEMA
-        try:
-            line = json.dumps(d, ensure_ascii=False)
-            line.encode("utf-8")
-        except UnicodeEncodeError:  # invalid bytes from a command: keep them as \udcXX escapes
-            line = json.dumps(d, ensure_ascii=True)
+        line = _json_line(d)
+        if self.writer is not None:
+            lines = len(ev.data.get("lines", ())) if ev.type == "output" else 0
+            self.writer.write(line + "\n", droppable=ev.type in ("output", "progress"),
+                              key=ev.data.get("build", ""), count=lines)
+            return
         with self.lock:
             self.stream.write(line + "\n")
             if ev.type != "output":
                 self.stream.flush()
 
+    def _dropped(self, build: Any, lines: int) -> str:
+        return _json_line({"type": "output.dropped", "ts": round(time.time(), 6), "seq": 0,
+                           "run": self._run, "build": build, "lines": lines}) + "\n"
+
     def close(self) -> None:
+        if self.stream is None:
+            return
         with self.lock:
-            self.stream.flush()
-            if self._close:
-                self.stream.close()
+            try:
+                self.stream.flush()
+            finally:
+                if self._close:
+                    try:
+                        self.stream.close()
+                    except OSError:
+                        pass
+
+
+def _json_line(d: dict[str, Any]) -> str:
+    try:
+        line = json.dumps(d, ensure_ascii=False)
+        line.encode("utf-8")
+    except UnicodeEncodeError:  # invalid bytes from a command: keep them as \udcXX escapes
+        line = json.dumps(d, ensure_ascii=True)
+    return line

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import os
-import secrets
 import shutil
-import tempfile
 import threading
 from typing import TYPE_CHECKING, Any, Callable
 
 from .cancel import CancelToken
 from .events import EventBus
+from .masking import StreamMask
+from .private import PrivateTemp, create_exclusive
 
 if TYPE_CHECKING:
     from .ledger import Ledger
@@ -20,7 +20,10 @@ class StageUI:
     """Output of one stage. Text is masked for secrets, then published as events.
 
     ``say``/``error`` are Packer's ``==>`` lines; ``stdout``/``stderr`` carry
-    command output (many lines at once is cheaper: pass a list).
+    command output (many lines at once is cheaper: pass a list). Each stream is
+    masked as a whole, so a secret printed over several lines, or cut where a long
+    line is split into pieces, is still found: what could be the start of one is
+    held back until the next lines show whether it is (``flush`` releases it).
     """
 
     def __init__(self, bus: EventBus, build: str, stage: int, mask: Callable[[str], str]):
@@ -28,12 +31,36 @@ class StageUI:
         self.build = build
         self.stage = stage
         self.mask = mask
+        self._streams: dict[str, StreamMask] = {}
+        self._lock = threading.Lock()
 
-    def _emit(self, stream: str, lines: list[str]) -> None:
+    def _emit(self, stream: str, lines: list[str], partial: bool = False) -> None:
         if not lines:
             return
-        lines = [self.mask(x) for x in lines]
-        self.bus.publish("output", build=self.build, stage=self.stage, stream=stream, lines=lines)
+        with self._lock:
+            sm = self._streams.get(stream)
+            if sm is None:
+                sm = self._streams[stream] = StreamMask(self.mask)
+            out, unfinished = sm.feed(lines, partial)
+            if out:
+                self._publish(stream, out, unfinished)
+
+    def _publish(self, stream: str, lines: list[str], unfinished: bool) -> None:
+        if unfinished:  # the last line goes on in the next event (a piece of a long line)
+            self.bus.publish("output", build=self.build, stage=self.stage, stream=stream,
+                             lines=lines, partial=True)
+        else:
+            self.bus.publish("output", build=self.build, stage=self.stage, stream=stream,
+                             lines=lines)
+
+    def flush(self) -> None:
+        """Publish what was held back (the stage or command is over)."""
+        with self._lock:
+            for stream, sm in self._streams.items():
+                if sm.holding:
+                    out, unfinished = sm.flush()
+                    if out:
+                        self._publish(stream, out, unfinished)
 
     def say(self, text: str) -> None:
         self._emit("ui", text.rstrip().split("\n"))
@@ -47,9 +74,12 @@ class StageUI:
     def stderr(self, lines: list[str] | str) -> None:
         self._emit("stderr", [lines] if isinstance(lines, str) else lines)
 
-    def output(self, stream: str, lines: list[str]) -> None:
-        """Callback shape used by communicators: ``stream`` is "stdout" or "stderr"."""
-        self._emit(stream, lines)
+    def output(self, stream: str, lines: list[str], partial: bool = False) -> None:
+        """Callback shape used by communicators: ``stream`` is "stdout" or "stderr";
+        ``partial``: the last line is a piece of a long line that goes on."""
+        self._emit(stream, lines, partial)
+
+    output.accepts_partial = True  # type: ignore[attr-defined]
 
     def progress(self, message: str, current: float | None = None, total: float | None = None) -> None:
         self.bus.publish(
@@ -75,6 +105,7 @@ class BuildContext:
         mask: Callable[[str], str],
         run_id: str,
         ask: Callable[[str, str, list[str]], str] | None = None,
+        temp: PrivateTemp | None = None,
     ):
         self.bus = bus
         self.build_name = build_name
@@ -87,6 +118,9 @@ class BuildContext:
         self.mask = mask
         self.run_id = run_id
         self.ask = ask
+        #: the run's private temp directory; a context made outside a session (a plugin
+        #: test) has its own, removed when the context goes
+        self.temp = temp if temp is not None else PrivateTemp(None, run_id)
         self.state: dict[str, Any] = {}
         self.communicator: Any = None
         self.generated_data: dict[str, Any] = {}
@@ -105,31 +139,25 @@ class BuildContext:
 
     # -- temp files tracked in the ledger -----------------------------------------
     def temp_dir(self, prefix: str = "kiln-") -> str:
-        """A temp directory, recorded in the ledger before it exists."""
-        path = self._temp_name(prefix, "")
+        """A 0700 directory in the run's private temp directory, recorded in the ledger
+        before it exists."""
+        path = self.temp.new_name(prefix)
         if self.ledger is not None:
             self.ledger.record("tempdir", path, build=self.build_name)
         os.mkdir(path, 0o700)
         return path
 
     def temp_file(self, prefix: str = "kiln-", suffix: str = "", content: bytes | None = None, mode: int = 0o600) -> str:
-        """A temp file with ``content``, recorded in the ledger before it exists."""
+        """A file with ``content`` in the run's private temp directory, recorded in the
+        ledger before it exists, created exclusively (never through a planted name)."""
         from backend.plugins.communicators.local import SPAWN_LOCK
 
-        path = self._temp_name(prefix, suffix)
+        path = self.temp.new_name(prefix, suffix)
         if self.ledger is not None:
             self.ledger.record("tempfile", path, build=self.build_name)
         with SPAWN_LOCK:  # no child may be forked while the file is open for writing
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "wb") as f:
-                if content:
-                    f.write(content)
-            os.chmod(path, mode)
+            create_exclusive(path, content, mode)
         return path
-
-    @staticmethod
-    def _temp_name(prefix: str, suffix: str) -> str:
-        return os.path.join(tempfile.gettempdir(), f"{prefix}{secrets.token_hex(6)}{suffix}")
 
     def remove_temp(self, path: str) -> None:
         if os.path.isdir(path) and not os.path.islink(path):

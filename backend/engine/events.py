@@ -12,7 +12,8 @@ run.started         template, builds [names], options {...}
 build.started       build, build_type, stages [{index, name, kind}]
 stage.started       build, stage, name, kind (builder|provisioner|post-processor)
 stage.finished      build, stage, name, kind, status, duration, error
-output              build, stage, stream (ui|ui-error|stdout|stderr), lines [str]
+output              build, stage, stream (ui|ui-error|stdout|stderr), lines [str],
+                    partial (only when true: the last line goes on in the next event)
 progress            build, stage, message, current, total (null when unknown)
 artifact            build, builder_id, id, files, string
 paused              build, stage, prompt, choices [str], error, details {choice: text}
@@ -21,6 +22,8 @@ answered            build, stage, choice
 resource            build, action (created|released), kind, ident
 build.finished      build, status, duration, error, log
 run.finished        status, exit_code, duration
+output.dropped      build, lines (written by ``-events -`` alone, never on the bus: the
+                    reader of standard output fell behind and output was left out)
 ==================  ==========================================================
 
 Statuses: pending running succeeded failed skipped cancelling cancelled
@@ -89,6 +92,8 @@ class EventBus:
         self._output_lines: dict[str, int] = {}
         self._replay_cap = replay_output_lines
         self.errors: list[BaseException] = []
+        #: views that failed (a full disk under the log...): their ``view_name`` -> first error
+        self.failed_views: dict[str, BaseException] = {}
 
     def subscribe(self, sub: Subscriber, replay: bool = True) -> Callable[[], None]:
         with self._lock:
@@ -134,3 +139,6 @@ class EventBus:
             sub(ev)
         except Exception as e:  # one broken view must not stop a build
             self.errors.append(e)
+            name = getattr(sub, "view_name", "")
+            if name and name not in self.failed_views:
+                self.failed_views[name] = e

@@ -15,10 +15,13 @@ import json
 import os
 import shutil
 import sqlite3
+import stat
 import threading
 import time
 from dataclasses import dataclass
 from typing import Any, Callable
+
+from .private import makedirs_private, touch_private
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS resources (
@@ -51,12 +54,16 @@ REAPERS: dict[str, str] = {
 }
 
 
+#: kinds whose records need not survive a power loss (nothing of them does)
+VOLATILE_KINDS = frozenset({"process"})
+
+
 def state_dir() -> str:
     d = os.environ.get("KILN_STATE_DIR")
     if not d:
         base = os.environ.get("XDG_STATE_HOME") or os.path.expanduser("~/.local/state")
         d = os.path.join(base, "kiln")
-    os.makedirs(d, exist_ok=True)
+    makedirs_private(d)
     return d
 
 
@@ -83,13 +90,22 @@ class Ledger:
         self.on_change = on_change
 
     def record(self, kind: str, ident: str, build: str = "", data: dict[str, Any] | None = None) -> int:
-        """Write the entry (and fsync through SQLite) before the resource is created."""
+        """Write the entry (and fsync through SQLite) before the resource is created.
+
+        A process needs no fsync: a power loss that would lose the record ends the
+        process too; a ``kill -9`` of Kiln leaves the record in the OS's cache.
+        """
+        durable = kind not in VOLATILE_KINDS
         with self._lock:
+            if not durable:
+                self._db.execute("PRAGMA synchronous=OFF")
             cur = self._db.execute(
                 "INSERT INTO resources(run_id, pid, build, kind, ident, data, created) VALUES (?,?,?,?,?,?,?)",
                 (self.run_id, self.pid, build, kind, ident, json.dumps(data or {}), time.time()),
             )
             self._db.commit()
+            if not durable:
+                self._db.execute("PRAGMA synchronous=FULL")
             rid = int(cur.lastrowid)
         if self.on_change:
             self.on_change("created", build, kind, ident)
@@ -107,8 +123,13 @@ class Ledger:
     def release(self, entry_id: int) -> None:
         with self._lock:
             row = self._db.execute("SELECT build, kind, ident FROM resources WHERE id=?", (entry_id,)).fetchone()
+            durable = row is None or row[1] not in VOLATILE_KINDS
+            if not durable:
+                self._db.execute("PRAGMA synchronous=OFF")
             self._db.execute("DELETE FROM resources WHERE id=?", (entry_id,))
             self._db.commit()
+            if not durable:
+                self._db.execute("PRAGMA synchronous=FULL")
         if row and self.on_change:
             self.on_change("released", row[0], row[1], row[2])
 
@@ -161,10 +182,13 @@ class BuildLedger:
 
 
 def _connect(path: str) -> sqlite3.Connection:
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    makedirs_private(os.path.dirname(path) or ".")
+    touch_private(path)
     db = sqlite3.connect(path, timeout=30, check_same_thread=False, isolation_level="DEFERRED")
     db.execute("PRAGMA journal_mode=WAL")
-    db.execute("PRAGMA synchronous=NORMAL")
+    # FULL: a record written before a resource is created must survive a power loss too
+    # (NORMAL in WAL mode may lose the last commits)
+    db.execute("PRAGMA synchronous=FULL")
     db.executescript(SCHEMA)
     return db
 
@@ -210,16 +234,37 @@ def reap(entry: LedgerEntry) -> None:
 
 def reap_path(entry: LedgerEntry) -> None:
     p = entry.ident
-    if os.path.isdir(p) and not os.path.islink(p):
+    try:
+        st = os.lstat(p)
+    except FileNotFoundError:
+        return
+    if st.st_uid != os.geteuid():  # not what we made: someone took the name since
+        raise RuntimeError(f"{p} belongs to another user; left in place")
+    if stat.S_ISDIR(st.st_mode):
         shutil.rmtree(p, ignore_errors=True)
-    elif os.path.lexists(p):
+    else:
         os.remove(p)
 
 
 def reap_process(entry: LedgerEntry) -> None:
+    """SIGKILL the process group a killed run left running.
+
+    The group's id is its first process's id; if a process with that id runs now but
+    started at another time, the id was given to someone else and nothing is sent.
+    """
     import signal
 
+    from backend.plugins.communicators.local import process_start
+
     try:
-        os.killpg(int(entry.ident), signal.SIGKILL)
-    except (ProcessLookupError, PermissionError, ValueError):
+        pgid = int(entry.ident)
+    except ValueError:
+        return
+    then = entry.data.get("start")
+    now = process_start(pgid)
+    if then is not None and now is not None and now != then:
+        return
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
         pass

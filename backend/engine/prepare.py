@@ -15,7 +15,7 @@ from backend.plugins import registry
 from backend.plugins.base import PrepareContext
 from backend.plugins.registry import PluginLoadError
 from backend.template import funcs as F
-from backend.template import gotmpl
+from backend.template import gcpause, gotmpl, limits
 from backend.template.decode import ConfigProblems, Decoder, config_fields, locs_of, secret_values
 from backend.template.errors import Problem
 from backend.template.model import BuildDef, PostProcessorDef, ProvisionerDef, Template
@@ -115,6 +115,19 @@ class Preparer:
         self.options = options
         self.problems: list[Problem] = []
         self.warnings: list[str] = []
+        self._directory = template.directory
+        # one function table and decoder per build and data keys: they are the same for
+        # every provisioner of a build (a template may have hundreds of thousands)
+        self._envs: dict[tuple[int, tuple[str, ...]], tuple[dict, Decoder]] = {}
+
+    def _plugin_env(self, b: BuildDef, data_keys: tuple[str, ...]) -> tuple[dict, Decoder]:
+        key = (id(b), tuple(data_keys))
+        env = self._envs.get(key)
+        if env is None:
+            funcs = self._funcs(b, None, data_keys)
+            env = (funcs, self._decoder(funcs, {k: "{{." + k + "}}" for k in data_keys}))
+            self._envs[key] = env
+        return env
 
     # -- rendering ------------------------------------------------------------------
     def _funcs(self, b: BuildDef, extra: dict[str, Any] | None, data_keys: tuple[str, ...] | None) -> dict:
@@ -148,10 +161,12 @@ class Preparer:
     # -- builds -------------------------------------------------------------------
     def prepare(self, builds: list[BuildDef]) -> list[PreparedBuild]:
         out = []
-        for b in builds:
-            pb = self.prepare_build(b)
-            if pb is not None:
-                out.append(pb)
+        # every field rendered for every build counts against one budget; see gcpause on GC
+        with limits.scope(), gcpause.paused():
+            for b in builds:
+                pb = self.prepare_build(b)
+                if pb is not None:
+                    out.append(pb)
         if self.problems:  # a problem shared by several builds is reported once
             from backend.template.errors import TemplateError
 
@@ -226,8 +241,8 @@ class Preparer:
         cls = self._lookup(kind, type_name, loc)
         if cls is None:
             return None
-        funcs = self._funcs(b, None, data_keys)
-        dec = self._decoder(funcs, {k: "{{." + k + "}}" for k in data_keys})
+        funcs, dec = self._plugin_env(b, data_keys)
+        dec.problems = []
         before = len(self.problems)
         config = dec.decode(cls.Config, nodes, loc)
         self.problems += dec.problems
@@ -260,7 +275,7 @@ class Preparer:
         return None if done is None else PreparedPostProcessor(p, done[0])
 
     def _plugin_prepare(self, plugin: Any, b: BuildDef, config: Any, loc: Loc) -> list[str]:
-        pctx = PrepareContext(self.template.directory, b.build_name, b.type, self.options)
+        pctx = PrepareContext(self._directory, b.build_name, b.type, self.options)
         try:
             return list(plugin.prepare(pctx) or [])
         except ConfigProblems as cp:

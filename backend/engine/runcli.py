@@ -11,6 +11,7 @@ from backend.template.errors import TemplateError
 
 from .console import ConsoleRenderer, JsonEventWriter, Writer
 from .prepare import Options
+from .private import open_private
 
 PROMPTS = {
     "retry": "[r] retry this provisioner (the template is re-read from disk)",
@@ -80,26 +81,111 @@ def no_builds_warning(template, options: Options) -> str:
 
 
 def run_build(path: str, options: Options, timings: bool = True) -> int:
-    from .session import Session, load_template
-
     machine = options.machine_readable
     events_to_stdout = options.events == "-"
     writer = Writer(sys.stderr if events_to_stdout else sys.stdout)
     console = ConsoleRenderer(writer, color=options.color, machine=machine,
                               timestamps=options.timestamp_ui, debug=options.debug)
+    writers = [writer]
+    try:
+        return _run_build(path, options, timings, console, writers)
+    finally:
+        # the console is written by a thread: let it finish (a Ctrl-C stops the wait)
+        for w in writers:
+            _drain(w)
+        for w in writers:
+            if w.error is not None:
+                where = f"; the build logs have everything: {console.log_dir}" if console.log_dir else ""
+                _stderr(f"Warning: output could not be written: {w.error.strerror or w.error}{where}")
+            if w.error is not None or w.closed:
+                silence(w.stream)
+
+
+def _stderr(text: str) -> None:
+    try:
+        print(text, file=sys.stderr, flush=True)
+    except OSError:
+        pass
+
+
+def silence(stream) -> None:
+    """Point a stream whose reader is gone (or whose disk is full) at /dev/null, so the
+    interpreter's last flush at exit cannot fail with a traceback."""
+    try:
+        fd = stream.fileno()
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, fd)
+        os.close(null)
+    except (OSError, ValueError, AttributeError):
+        pass
+
+
+#: what each stopping signal is called in the console (a closed terminal sends SIGHUP)
+SIGNAL_WORDS = {signal.SIGINT: "interrupt", signal.SIGTERM: "terminated",
+                signal.SIGHUP: "hangup"}
+
+
+def stop_signals() -> list[int]:
+    """SIGINT and SIGTERM always (as Go's signal.Notify, even when started ignored);
+    SIGHUP unless the user asked for it to be ignored (``nohup``)."""
+    sigs = [signal.SIGINT, signal.SIGTERM]
+    if signal.getsignal(signal.SIGHUP) is not signal.SIG_IGN:
+        sigs.append(signal.SIGHUP)
+    return sigs
+
+
+def _drain(w: Writer) -> None:
+    stop: list[int] = []
+    old = {s: signal.signal(s, lambda signum, frame: stop.append(signum))
+           for s in stop_signals()}
+    try:
+        while not stop and not w.drain(0.2):
+            pass
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+
+
+def _run_build(path: str, options: Options, timings: bool, console: ConsoleRenderer,
+               writers: list[Writer]) -> int:
+    events_to_stdout = options.events == "-"
+    events_file = None
+    if options.events and not events_to_stdout:
+        try:  # before anything else: a typo in the path fails at once
+            events_file = open_private(options.events, truncate=True)
+        except OSError as e:
+            _stderr(f"Error: cannot write the events file {options.events}: {e.strerror or e}")
+            return 1
+    try:
+        return _build_with(path, options, timings, console, writers, events_file)
+    finally:
+        if events_file is not None and not events_file.closed:
+            try:
+                events_file.close()
+            except OSError:
+                pass
+
+
+def _build_with(path, options: Options, timings: bool, console: ConsoleRenderer,
+                writers: list[Writer], events_file) -> int:
+    from .session import Session, StateDirError, load_template
+
+    machine = options.machine_readable
+    events_to_stdout = options.events == "-"
     template = None
     # Loading may take a while (data sources call AWS or HTTP): an interrupt there stops
     # it at once; nothing has been created yet, so there is nothing to clean up.
     def interrupted(signum, frame):
         raise KeyboardInterrupt
 
-    before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
-    for s, h in before.items():
-        if h is not signal.SIG_IGN:
-            signal.signal(s, interrupted)
+    sigs = stop_signals()
+    before = {s: signal.signal(s, interrupted) for s in sigs}
     try:
         template = load_template(path, options, evaluate_data=True)
         session = Session(template, options)
+    except StateDirError as e:
+        _stderr(f"Error: {e}")
+        return 1
     except KeyboardInterrupt:
         console.say_plain("Interrupted while reading the template; nothing was built.",
                           error=True)
@@ -120,10 +206,16 @@ def run_build(path: str, options: Options, timings: bool = True) -> int:
     if not session.builds:  # as Packer: nothing to run is no failure
         console.say_plain(f"Warning: {no_builds_warning(template, options)}")
     os.environ["PACKER_RUN_UUID"] = session.run_id
+    console.log_paths = session.log_paths
+    console.log_dir = session.log_dir
     events = None
     if options.events:
-        stream = sys.stdout if events_to_stdout else open(options.events, "w", encoding="utf-8")
-        events = JsonEventWriter(stream, close=not events_to_stdout)
+        if events_to_stdout:
+            out = Writer(sys.stdout)
+            writers.insert(0, out)
+            events = JsonEventWriter(writer=out)
+        else:
+            events = JsonEventWriter(events_file, close=True)
         session.bus.subscribe(events)
     session.bus.subscribe(console)
     session.on_question = TerminalAsker(session, console, machine)
@@ -137,21 +229,22 @@ def run_build(path: str, options: Options, timings: bool = True) -> int:
 
     def handle_signals(done: int) -> int:
         for signum in received[done:]:
-            word = "interrupt" if signum == signal.SIGINT else "terminated"
+            word = SIGNAL_WORDS.get(signum, "terminated")
             if done == 0:
-                console.say_plain(f"Cancelling build after receiving {word}", error=True)
+                # cancel first: the console may be stuck behind a reader that went quiet
                 threading.Thread(target=session.cancel, args=(word,), daemon=True).start()
+                console.say_plain(f"Cancelling build after receiving {word}", error=True)
             else:
                 console.say_plain("Cleanup is running and will finish; Kiln exits when it is done.",
                                   error=True)
             done += 1
         return done
 
-    old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    old = {s: signal.signal(s, on_signal) for s in sigs}
     handled = 0
     try:
         session.start()
-        while not session.wait(0.2):
+        while session.wait(0.2) is None:
             handled = handle_signals(handled)
         handle_signals(handled)
     finally:
@@ -160,5 +253,14 @@ def run_build(path: str, options: Options, timings: bool = True) -> int:
     result = session.result
     console.summary(session, result, timings=timings)
     if events is not None:
-        events.close()
+        try:
+            events.close()
+        except OSError as e:
+            session.bus.failed_views.setdefault(events.view_name, e)
+    for what, e in session.bus.failed_views.items():  # the build went on without them
+        why = getattr(e, "strerror", None) or e
+        _stderr(f"Warning: {what} could not be written: {why}")
+    for w in session.warnings:
+        if w.startswith("old runs were not pruned"):
+            _stderr(f"Warning: {w}")
     return result.exit_code

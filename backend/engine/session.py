@@ -9,6 +9,7 @@ abort), and every observable thing arrives on ``bus``.
 from __future__ import annotations
 
 import os
+import sqlite3
 import threading
 import time
 import uuid
@@ -24,11 +25,24 @@ from .cancel import CancelToken
 from .events import EventBus
 from .ledger import Ledger
 from .prepare import Options, PreparedBuild, PreparedProvisioner, Preparer, select_builds
+from .private import PrivateTemp, makedirs_private
 
 
 def default_state_dir(template_path: str) -> str:
     base = template_path if os.path.isdir(template_path) else os.path.dirname(os.path.abspath(template_path))
     return os.path.join(base, ".kiln")
+
+
+class StateDirError(Exception):
+    """Where Kiln keeps its state (history, logs, the ledger) cannot be used."""
+
+
+def ledger_state_dir_name() -> str:
+    return os.environ.get("KILN_STATE_DIR") or "~/.local/state/kiln"
+
+
+def _reason(e: BaseException) -> str:
+    return getattr(e, "strerror", None) or str(e)
 
 
 @dataclass
@@ -67,12 +81,20 @@ class Session:
         self.bus.run_id = self.run_id
         self.cancel_token = CancelToken()
         self.state_dir = options.state_dir or default_state_dir(template.path)
-        self.ledger = Ledger(self.run_id, on_change=self._ledger_event)
+        try:
+            self.ledger = Ledger(self.run_id, on_change=self._ledger_event)
+        except (OSError, sqlite3.Error) as e:
+            raise StateDirError(
+                f"cannot open the resource ledger in {ledger_state_dir_name()}: {_reason(e)} "
+                "(KILN_STATE_DIR chooses another directory)") from e
+        #: every temporary file of the run goes in this private directory
+        self.temp = PrivateTemp(self.ledger, self.run_id)
         self.runners: dict[str, BuildRunner] = {}
         self.result: RunResult | None = None
         self.on_question: Callable[[BuildRunner, dict], None] | None = None
         self._thread: threading.Thread | None = None
         self._done = threading.Event()
+        self._crashed_outside: set[str] = set()
         self.warnings: list[str] = []
         if builds is None:
             builds = self.prepare()
@@ -84,7 +106,12 @@ class Session:
             from .history import History
             from .logs import BuildLogs
 
-            os.makedirs(self.log_dir, exist_ok=True)
+            try:
+                makedirs_private(self.log_dir)
+            except OSError as e:
+                self.ledger.close()
+                raise StateDirError(f"cannot use the state directory {self.state_dir}: "
+                                    f"{_reason(e)} (-state-dir chooses another)") from e
             self._logs = BuildLogs(self.log_dir, [b.name for b in builds])
             self.bus.subscribe(self._logs, replay=True)
             try:
@@ -152,7 +179,10 @@ class Session:
         self._thread.start()
 
     def wait(self, timeout: float | None = None) -> RunResult | None:
-        self._done.wait(timeout)
+        """The result once the run is over (``run.finished`` delivered, history written);
+        None while it is still going."""
+        if not self._done.wait(timeout):
+            return None
         return self.result
 
     @property
@@ -160,7 +190,21 @@ class Session:
         return self._done.is_set()
 
     def run(self) -> RunResult:
+        """Run every build; whatever happens, ``run.finished`` is the last event, the history
+        row is written and ``wait()`` returns only after that."""
         start = time.time()
+        crash: BaseException | None = None
+        try:
+            self._run_builds()
+        except BaseException as e:  # noqa: BLE001 - the run must still be finished and recorded
+            crash = e
+        try:
+            self._finish_run(start, crash)
+        finally:
+            self._done.set()
+        return self.result  # type: ignore[return-value]
+
+    def _run_builds(self) -> None:
         os.environ.setdefault("PACKER_RUN_UUID", self.run_id)
         self.bus.publish(
             "run.started", template=self.template.path, builds=[b.name for b in self.builds],
@@ -177,42 +221,79 @@ class Session:
         for pb in self.builds:
             runner = BuildRunner(self, pb, CancelToken(self.cancel_token))
             self.runners[pb.name] = runner
-        for pb in self.builds:
-            if self.cancel_token.cancelled:
-                break
-            runner = self.runners[pb.name]
-            if sem is not None:
-                while not sem.acquire(timeout=0.2):
-                    if self.cancel_token.cancelled:
-                        break
+        try:
+            for pb in self.builds:
                 if self.cancel_token.cancelled:
                     break
-            t = threading.Thread(target=self._run_build, args=(runner, sem), name=f"kiln-build-{pb.name}",
-                                 daemon=True)
-            threads.append(t)
-            t.start()
-        for t in threads:
-            t.join()
+                runner = self.runners[pb.name]
+                if sem is not None:
+                    while not sem.acquire(timeout=0.2):
+                        if self.cancel_token.cancelled:
+                            break
+                    if self.cancel_token.cancelled:
+                        break
+                t = threading.Thread(target=self._build_thread, args=(runner, sem),
+                                     name=f"kiln-build-{pb.name}", daemon=True)
+                threads.append(t)
+                t.start()
+        finally:
+            for t in threads:
+                t.join()
+
+    def _finish_run(self, start: float, crash: BaseException | None) -> None:
         results = {name: r.result for name, r in self.runners.items()}
         for _name, r in results.items():
             if r.status == "pending":
-                r.status = "cancelled"
-                r.error = "not started: the run was cancelled"
+                r.status = "crashed" if crash is not None else "cancelled"
+                r.error = (f"not started: Kiln crashed: {type(crash).__name__}: {crash}"
+                           if crash is not None else "not started: the run was cancelled")
         failed = any(r.status != "succeeded" for r in results.values())
+        crashed = crash is not None or bool(self._crashed_outside)
         interrupted = self.cancel_token.cancelled
-        code = 1 if failed or interrupted else 0  # no build selected: nothing failed
+        code = 1 if failed or interrupted or crashed else 0  # no build selected: nothing failed
         self.result = RunResult(code, results, interrupted, time.time() - start)
         # builds the user stopped one by one (the dashboard's cancel) make a cancelled run too
         cancelled = failed and all(r.status in ("succeeded", "cancelled") for r in results.values())
-        status = "cancelled" if interrupted or cancelled else ("failed" if failed else "succeeded")
-        self.bus.publish("run.finished", status=status, exit_code=code, duration=round(self.result.duration, 6))
-        if self._logs is not None:
-            self._logs.close()
-        if self._history is not None:
-            self._history.close()
-        self.ledger.close()
-        self._done.set()
-        return self.result
+        status = ("crashed" if crashed else "cancelled" if interrupted or cancelled
+                  else "failed" if failed else "succeeded")
+        try:
+            kept = any(e.kept and e.kind in ("tempfile", "tempdir")
+                       for e in self.ledger.entries(self.run_id))
+            self.temp.close(keep=kept)
+        except Exception as e:  # noqa: BLE001 - a temp directory must not stop the record
+            self.warnings.append(f"the run's temporary directory was not removed: {e}")
+        self.bus.publish("run.finished", status=status, exit_code=code,
+                         duration=round(self.result.duration, 6))
+        for closing in (self._logs, self._history, self.ledger):
+            if closing is not None:
+                try:
+                    closing.close()
+                except Exception as e:  # noqa: BLE001
+                    self.warnings.append(f"closing {type(closing).__name__}: {e}")
+        if self._history is not None:  # the default retention: history does not grow for ever
+            from .history import default_keep, prune
+
+            keep = default_keep()
+            if keep:
+                try:
+                    prune(self.state_dir, keep)
+                except Exception as e:  # noqa: BLE001 - a full disk must not fail the build
+                    self.warnings.append(f"old runs were not pruned: {e}")
+
+    def _build_thread(self, runner: BuildRunner, sem) -> None:
+        try:
+            self._run_build(runner, sem)
+        except BaseException as e:  # noqa: BLE001 - a bug outside the runner's own guard
+            import traceback
+
+            r = runner.result
+            r.status = "crashed"
+            r.error = f"Kiln crashed: {type(e).__name__}: {e}"
+            self._crashed_outside.add(runner.name)
+            self.log_crash(runner.name, traceback.format_exception(e))
+            self.bus.publish("build.finished", build=runner.name, status="crashed",
+                             duration=round(r.duration, 6), error=r.error, kept=False,
+                             access_hint="", stages=[])
 
     def _run_build(self, runner: BuildRunner, sem) -> None:
         try:
@@ -231,7 +312,7 @@ class Session:
                 try:
                     reap(e)
                     self.ledger.release(e.id)
-                except OSError:
+                except Exception:  # noqa: BLE001 - kiln cleanup reports it later
                     pass
 
     # -- control --------------------------------------------------------------------

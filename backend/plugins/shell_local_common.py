@@ -307,7 +307,7 @@ def run_shell_local(config: ShellLocalConfig, ctx: BuildContext, ui: StageUI,
             argv = exec_argv(config, ctx, data, abs_script, env_vars)
             ui.say(f"Running local shell script: {script}")
             try:
-                code = run_process(argv, ui.output, ctx.cancel, env=child_env,
+                code = run_process(argv, ui.output, ctx.cancel, env=child_env, ledger=ctx.ledger,
                                    cwd=getattr(ctx.options, "workdir", None))
             except CommunicatorError as e:
                 ui.error(str(e))

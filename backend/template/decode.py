@@ -503,13 +503,41 @@ def _has_slot(obj: Any) -> bool:
     return hasattr(obj, "__dict__")
 
 
+_required_cache: dict[type, tuple[str, ...]] = {}
+
+
 def _construct(cls: type, kwargs: dict[str, Any]) -> Any:
     # Fill required fields that are missing with None so one missing key does
     # not hide every other problem; the caller already reported it.
-    for f in dataclasses.fields(cls):
-        if f.name not in kwargs and f.default is MISSING and f.default_factory is MISSING:
-            kwargs[f.name] = None
+    required = _required_cache.get(cls)
+    if required is None:
+        required = _required_cache[cls] = tuple(
+            f.name for f in dataclasses.fields(cls)
+            if f.default is MISSING and f.default_factory is MISSING)
+    for name in required:
+        if name not in kwargs:
+            kwargs[name] = None
     return cls(**kwargs)
+
+
+_secret_cache: dict[type, tuple[tuple[str, bool], ...]] = {}
+
+
+def _secret_fields(cls: type) -> tuple[tuple[str, bool], ...]:
+    """(field, is secret) for the fields that are secret or may hold configs that have some;
+    computed once per class (a template may have hundreds of thousands of provisioners)."""
+    got = _secret_cache.get(cls)
+    if got is None:
+        got = tuple((name, spec.secret) for name, spec in config_fields(cls).items()
+                    if name == spec.name and (spec.secret or _may_nest(spec.type)))
+        _secret_cache[cls] = got
+    return got
+
+
+def _may_nest(tp: Any) -> bool:
+    if dataclasses.is_dataclass(tp) or tp is Any:
+        return True
+    return any(_may_nest(a) for a in get_args(tp))
 
 
 def secret_values(obj: Any) -> list[str]:
@@ -517,12 +545,9 @@ def secret_values(obj: Any) -> list[str]:
     out: list[str] = []
     if obj is None or not dataclasses.is_dataclass(obj):
         return out
-    specs = config_fields(type(obj))
-    for name, spec in specs.items():
-        if name != spec.name:
-            continue
+    for name, secret in _secret_fields(type(obj)):
         value = getattr(obj, name, None)
-        if spec.secret and isinstance(value, str) and value:
+        if secret and isinstance(value, str) and value:
             out.append(value)
         elif dataclasses.is_dataclass(value):
             out.extend(secret_values(value))

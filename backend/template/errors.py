@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Iterable
 
@@ -71,3 +72,22 @@ def caret_snippet(text: str, line: int, col: int) -> str:
 def _clip(s: str, width: int = 200) -> str:
     s = s.replace("\t", " ")
     return s if len(s) <= width else s[: width - 3] + "..."
+
+
+# C0 and C1 controls (ESC, NUL, OSC's BEL...), DEL, and the bidirectional overrides that
+# make text read differently from what it is
+_CONTROLS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+_CONTROLS_ALL = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def _escape(m: re.Match[str]) -> str:
+    c = ord(m.group(0))
+    return f"\\x{c:02x}" if c < 0x100 else f"\\u{c:04x}"
+
+
+def printable(text: str, newlines: bool = True) -> str:
+    """``text`` with control characters shown as ``\\x1b``-style escapes, so template text
+    cannot move the cursor, retitle the terminal or hide itself; tabs and newlines stay
+    unless ``newlines`` is False."""
+    pattern = _CONTROLS if newlines else _CONTROLS_ALL
+    return pattern.sub(_escape, text) if pattern.search(text) else text

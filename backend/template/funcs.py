@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from . import golang
+from . import golang, limits
 from .gotmpl import RenderError, format_value, go_type
 
 __all__ = [
@@ -97,6 +97,19 @@ def _go_lower(s: str) -> str:
     if s.isascii():
         return s.lower()
     return "".join(lo if len(lo := c.lower()) == 1 else c for c in s)
+
+
+def _check_replace(s: str, old: str, new: str, n: int) -> None:
+    """A replacement may not grow the text past Kiln's limit (1 MB times 1,000 copies...)."""
+    if len(new) <= len(old):
+        return
+    count = s.count(old) + 1 if old == "" else s.count(old)  # "" matches between characters
+    if n >= 0:
+        count = min(count, n)
+    try:
+        limits.check_string(len(s) + count * (len(new) - len(old)), "the replaced text")
+    except limits.LimitError as e:
+        raise RenderError(str(e)) from None
 
 
 def time_ordered_uuid(now: float | None = None) -> str:
@@ -213,10 +226,13 @@ def packer_funcs(ctx: FuncContext) -> dict[str, Callable[..., Any]]:
 
     def replace(old: Any, new: Any, n: Any, s: Any) -> str:
         old, new, n, s = _str(old), _str(new), _int(n), _str(s)
+        _check_replace(s, old, new, n)
         return s.replace(old, new, n if n >= 0 else -1)
 
     def replace_all(old: Any, new: Any, s: Any) -> str:
-        return _str(s).replace(_str(old), _str(new))
+        old, new, s = _str(old), _str(new), _str(s)
+        _check_replace(s, old, new, -1)
+        return s.replace(old, new)
 
     def lower(s: Any) -> str:
         return _go_lower(_str(s))

@@ -28,6 +28,7 @@ from collections.abc import Callable, Collection, Mapping
 from decimal import Decimal
 from typing import Any
 
+from . import limits
 from .golang import go_quote
 
 __all__ = [
@@ -857,11 +858,19 @@ def _invoke(fn: Callable, name: str, args: list, pos: int) -> Any:
 
 
 class _Exec:
-    __slots__ = ("funcs", "vars")
+    __slots__ = ("funcs", "vars", "size")
 
     def __init__(self, funcs: Mapping[str, Callable[..., Any]], data: Any):
         self.funcs = funcs
         self.vars: list[list[Any]] = [["$", data]]
+        self.size = 0  # characters written so far: a loop may not build gigabytes
+
+    def grow(self, n: int, pos: int) -> None:
+        self.size += n
+        if self.size > limits.MAX_STRING:
+            raise RenderError(f"the rendered text would be more than "
+                              f"{limits.size_text(limits.MAX_STRING)} long (Kiln's limit)",
+                              offset=pos)
 
     # ---- walking
     def walk(self, nodes: list[_Node], dot: Any, out: list[str]) -> None:
@@ -869,11 +878,14 @@ class _Exec:
             tp = type(node)
             if tp is _Text:
                 out.append(node.text)  # type: ignore[attr-defined]
+                self.grow(len(node.text), 0)  # type: ignore[attr-defined]
             elif tp is _Action:
                 pipe = node.pipe  # type: ignore[attr-defined]
                 val = self.pipeline(pipe, dot)
                 if not pipe.decl:
-                    out.append(val if type(val) is str else format_value(val))
+                    text = val if type(val) is str else format_value(val)
+                    out.append(text)
+                    self.grow(len(text), node.pos)  # type: ignore[attr-defined]
             elif tp is _Control:
                 self.control(node, dot, out)  # type: ignore[arg-type]
             elif tp is _Break:
@@ -1255,6 +1267,10 @@ def _sprintf(fmt: Any, *args: Any) -> str:
             continue
         a = args[argi]
         argi += 1
+        if (width and int(width) > limits.MAX_WIDTH) or (prec and int(prec) > limits.MAX_WIDTH):
+            raise RenderError(f"printf: the width or precision in %{flags}{width}"
+                              f"{'.' + prec if prec is not None else ''}{verb} is larger than "
+                              f"Kiln's limit of {limits.size_text(limits.MAX_WIDTH)}")
         spec = "%" + flags + width + (f".{prec}" if prec is not None else "")
         is_int = isinstance(a, int) and not isinstance(a, bool)
         if verb in "doxXc" and is_int:
@@ -1427,7 +1443,12 @@ class Tmpl:
         root = NO_VALUE if data is None else data
         out: list[str] = []
         _Exec(funcs, root).walk(self._nodes, root, out)
-        return "".join(out)
+        text = "".join(out)
+        try:
+            limits.current().render(len(text))
+        except limits.LimitError as e:
+            raise RenderError(str(e)) from None
+        return text
 
     def __repr__(self) -> str:
         return f"Tmpl({self.text!r})"

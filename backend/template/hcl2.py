@@ -30,6 +30,7 @@ from .errors import Problem, TemplateError, caret_snippet, did_you_mean
 from .golang import parse_duration
 from .hcl2_expr import (
     UNKNOWN,
+    AlreadyReported,
     ConvError,
     EvalError,
     Namespace,
@@ -729,7 +730,7 @@ class _Loader:
         return value
 
     def report(self, e: EvalError, file: str) -> None:
-        if isinstance(e, _Poisoned):
+        if isinstance(e, (_Poisoned, AlreadyReported)):
             return
         if self.syntax_only:
             return

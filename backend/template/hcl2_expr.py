@@ -20,6 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 from . import hcl2_syntax as S
+from . import limits
 from .errors import did_you_mean
 
 __all__ = [
@@ -35,6 +36,10 @@ class EvalError(Exception):
         self.message = message
         self.line = line
         self.col = col
+
+
+class AlreadyReported(EvalError):
+    """A failure whose cause was reported once already (a spent budget): not repeated."""
 
 
 class FuncError(Exception):
@@ -340,6 +345,8 @@ def dedupe(items: list) -> list:
 
 
 def hcl_equal(a: Any, b: Any) -> bool:
+    if a is b and isinstance(a, (list, dict)):  # shared values: no walk through them
+        return True
     if isinstance(a, bool) or isinstance(b, bool):
         return isinstance(a, bool) and isinstance(b, bool) and a == b
     if isinstance(a, (int, float)) and isinstance(b, (int, float)):
@@ -404,15 +411,31 @@ def _interp_str(v: Any, e: S.Expr) -> str:
 
 
 class _Eval:
-    def __init__(self, scope: Scope):
+    def __init__(self, scope: Scope, budget: limits.Budget | None = None):
         self.scope = scope
+        self.budget = budget if budget is not None else limits.current()
 
     def eval(self, e: S.Expr) -> Any:
+        b = self.budget
+        b.steps += 1
+        if b.steps > limits.MAX_STEPS:
+            if b.exhausted:
+                raise AlreadyReported("the step budget is spent", e.line, e.col)
+            b.exhausted = True
+            raise EvalError(str(b.too_many_steps()), e.line, e.col)
         m = getattr(self, "e_" + type(e).__name__)
         return m(e)
 
     def with_scope(self, extra: dict[str, Any]) -> _Eval:
-        return _Eval(self.scope.child(extra))
+        return _Eval(self.scope.child(extra), self.budget)
+
+    def limited(self, v: Any, e: S.Expr, what: str) -> Any:
+        """``v`` if it is within Kiln's size limits, else a located error."""
+        try:
+            limits.check_value(v, what)
+        except limits.LimitError as err:
+            raise EvalError(str(err), e.line, e.col) from None
+        return v
 
     # -- leaves ------------------------------------------------------------------------
     def e_Literal(self, e: S.Literal) -> Any:
@@ -449,6 +472,12 @@ class _Eval:
         out: list[str] = []
         if self.template_parts(parts, out) is UNKNOWN:
             return UNKNOWN
+        n = sum(map(len, out))
+        try:
+            limits.check_string(n, "the string")
+            self.budget.render(n)
+        except limits.LimitError as err:
+            raise EvalError(str(err), e.line, e.col) from None
         return "".join(out)
 
     def template_parts(self, parts: list, out: list[str]) -> Any:
@@ -615,7 +644,16 @@ class _Eval:
         if any(a is UNKNOWN for a in args) and not getattr(fn, "accepts_unknown", False):
             return UNKNOWN
         try:
-            return fn(*args)
+            if name in _WRITES_OUT:  # shared values would be written out once per reference
+                limits.check_expanded(args, f"the arguments of {name}()")
+            return self.limited(fn(*args), e, f"the result of {name}()")
+        except limits.LimitError as err:
+            raise EvalError(f"{name}(): {err}", e.line, e.col) from None
+        except RecursionError:
+            raise EvalError(f"{name}(): the value is too deeply nested", e.line, e.col) from None
+        except MemoryError:
+            raise EvalError(f"{name}(): the result does not fit in memory", e.line,
+                            e.col) from None
         except FuncError as err:
             raise EvalError(f"{name}(): {err}", e.line, e.col) from None
         except ConvError as err:
@@ -682,11 +720,11 @@ class _Eval:
         if op == ">=":
             return x >= y
         if op == "+":
-            return norm_number(x + y)
+            return _sized(norm_number(x + y), e)
         if op == "-":
-            return norm_number(x - y)
-        if op == "*":
-            return norm_number(x * y)
+            return _sized(norm_number(x - y), e)
+        if op == "*":  # operands are within _MAX_INT_BITS: the product is cheap
+            return _sized(norm_number(x * y), e)
         if op == "/":
             if y == 0:
                 raise EvalError("division by zero", e.b.line, e.b.col)
@@ -712,7 +750,7 @@ class _Eval:
 
     # -- collections -------------------------------------------------------------------
     def e_TupleCons(self, e: S.TupleCons) -> Any:
-        return [self.full(x) for x in e.items]
+        return [self.full(x) for x in e.items]  # as long as the source: no limit needed
 
     def e_ObjectCons(self, e: S.ObjectCons) -> Any:
         out: dict[str, Any] = {}
@@ -772,7 +810,7 @@ class _Eval:
             if e.cond is not None and not self._cond(inner, e.cond):
                 continue
             out.append(inner.full(e.val_expr))
-        return out
+        return self.limited(out, e, "the list")
 
     def _cond(self, inner: _Eval, cond: S.Expr) -> bool:
         c = inner.full(cond)
@@ -783,6 +821,23 @@ class _Eval:
         except ConvError as err:
             raise EvalError(f"the if clause of a for expression must be a bool: {err}", cond.line,
                             cond.col) from None
+
+
+#: functions that write their arguments out whole (a value shared a million times inside
+#: another is written a million times)
+_WRITES_OUT = frozenset({"jsonencode", "yamlencode", "join", "format", "formatlist", "flatten",
+                         "tostring", "csvdecode"})
+#: HCL numbers have 512 bits of precision; larger integers are approximated, never grown
+_MAX_INT_BITS = 1024
+
+
+def _sized(v: Any, e: S.Expr) -> Any:
+    if isinstance(v, int) and not isinstance(v, bool) and v.bit_length() > _MAX_INT_BITS:
+        try:
+            return float(v)
+        except OverflowError:
+            return math.inf if v > 0 else -math.inf
+    return v
 
 
 _ARITY: dict[Any, tuple[int, int | None]] = {}

@@ -15,12 +15,13 @@ import json
 import math
 import os
 import re
+import stat
 import uuid as _uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
-from . import golang
+from . import golang, limits
 from .funcs import START_TIME
 from .hcl2_expr import (
     UNKNOWN,
@@ -49,6 +50,10 @@ NETWORK_FUNCS = {
 }
 
 MAX_RANGE = 1024
+#: bcrypt's cost doubles the work per step; 16 takes seconds, 31 days
+MAX_BCRYPT_COST = 16
+#: files fileset() may look at (fileset("/", "**") would walk the whole machine)
+MAX_FILESET_WALK = 200_000
 
 
 # -- helpers ----------------------------------------------------------------------------
@@ -96,16 +101,35 @@ def _parse_ts(s: Any) -> datetime:
         raise FuncError(f'"{text}" is not a valid timestamp: {e}') from None
 
 
-def _go_regex(pattern: Any) -> re.Pattern[str]:
+def _re2_options() -> Any:
+    import re2
+
+    opts = re2.Options()
+    opts.log_errors = False  # errors are ours to report, not RE2's on stderr
+    return opts
+
+
+_RE2_OPTIONS: Any = None
+
+
+def _go_regex(pattern: Any) -> Any:
+    """Compile with RE2: the syntax of Go's regexp (which Packer uses), and matching in
+    linear time, so no pattern can make Kiln backtrack for ever (``(a+)+$``)."""
+    global _RE2_OPTIONS
+    import re2
+
+    if _RE2_OPTIONS is None:
+        _RE2_OPTIONS = _re2_options()
     p = to_str(pattern)
-    p = p.replace("\\z", "\\Z")
     try:
-        return re.compile(p)
-    except re.error as e:
-        raise FuncError(f'invalid regular expression "{p}": {e}') from None
+        return re2.compile(p, _RE2_OPTIONS)
+    except re2.error as e:
+        why = e.args[0].decode("utf-8", "replace") if e.args and isinstance(e.args[0], bytes) \
+            else str(e)
+        raise FuncError(f'invalid regular expression "{p}": {why}') from None
 
 
-def _go_expand(template: str, m: re.Match[str]) -> str:
+def _go_expand(template: str, m: Any) -> str:
     """Go's ``Regexp.Expand``: ``$1``, ``${1}``, ``$name``, ``${name}``, ``$$``."""
     out: list[str] = []
     i, n = 0, len(template)
@@ -146,7 +170,7 @@ def _go_expand(template: str, m: re.Match[str]) -> str:
     return "".join(out)
 
 
-def _regex_result(m: re.Match[str], rx: re.Pattern[str]) -> Any:
+def _regex_result(m: Any, rx: Any) -> Any:
     if rx.groupindex:
         return {name: m.group(name) for name in rx.groupindex}
     if rx.groups:
@@ -218,7 +242,26 @@ def _pad(s: str, flags: str, width: int | None, numeric: bool = False) -> str:
     return s.rjust(width)
 
 
+def _bounded_sub(rx: Any, repl: str, s: str) -> str:
+    """``rx.sub`` with Go's ``$1`` expansion, stopping once the result is too long."""
+    grown = [len(s)]
+
+    def one(m: Any) -> str:
+        text = _go_expand(repl, m)
+        grown[0] += len(text) - (m.end() - m.start())
+        limits.check_string(grown[0], "the result")
+        return text
+
+    return rx.sub(one, s)
+
+
 def _format_one(verb: str, v: Any, flags: str, width: int | None, prec: int | None) -> str:
+    for n, what in ((width, "width"), (prec, "precision")):
+        if n is not None:
+            try:
+                limits.check_width(n, f"the {what} of %{verb}")
+            except limits.LimitError as e:
+                raise FuncError(str(e)) from None
     if verb == "v":
         if "#" in flags or isinstance(v, (list, dict)):
             s = _json_text(v)
@@ -364,7 +407,7 @@ def formatdate(spec: Any, ts: Any) -> str:
 # -- fileset -----------------------------------------------------------------------------
 
 
-def _glob_regex(pattern: str) -> re.Pattern[str]:
+def _glob_regex(pattern: str) -> Any:
     out: list[str] = []
     i, n = 0, len(pattern)
     while i < n:
@@ -403,7 +446,15 @@ def _glob_regex(pattern: str) -> re.Pattern[str]:
         else:
             out.append(re.escape(c))
         i += 1
-    return re.compile("".join(out) + r"\Z")
+    import re2
+
+    global _RE2_OPTIONS
+    if _RE2_OPTIONS is None:
+        _RE2_OPTIONS = _re2_options()
+    try:
+        return re2.compile("".join(out) + r"\z", _RE2_OPTIONS)
+    except re2.error:
+        raise FuncError(f'invalid pattern "{pattern}"') from None
 
 
 def fileset(path: Any, pattern: Any) -> list[str]:
@@ -412,7 +463,12 @@ def fileset(path: Any, pattern: Any) -> list[str]:
     found: list[str] = []
     if not os.path.isdir(root):
         return []
+    seen = 0
     for dirpath, _dirs, files in os.walk(root):
+        seen += len(files) + 1
+        if seen > MAX_FILESET_WALK:
+            raise FuncError(f"more than {MAX_FILESET_WALK:,} files under {root} (Kiln's limit); "
+                            "point fileset at a smaller directory")
         for f in files:
             rel = os.path.relpath(os.path.join(dirpath, f), root).replace(os.sep, "/")
             if rx.match(rel):
@@ -501,15 +557,15 @@ def make_funcs(*, start_time: datetime = START_TIME, sensitive: set[str] | None 
     def replace(s, substr, repl):
         s, substr, repl = to_str(s), to_str(substr), to_str(repl)
         if len(substr) > 1 and substr.startswith("/") and substr.endswith("/"):
-            rx = _go_regex(substr[1:-1])
-            return rx.sub(lambda m: _go_expand(repl, m), s)
+            return _bounded_sub(_go_regex(substr[1:-1]), repl, s)
+        if len(repl) > len(substr):
+            count = s.count(substr) + (1 if substr == "" else 0)
+            limits.check_string(len(s) + count * (len(repl) - len(substr)), "the result")
         return s.replace(substr, repl)
 
     @fn()
     def regex_replace(s, pattern, repl):
-        rx = _go_regex(pattern)
-        r = to_str(repl)
-        return rx.sub(lambda m: _go_expand(r, m), to_str(s))
+        return _bounded_sub(_go_regex(pattern), to_str(repl), to_str(s))
 
     @fn()
     def regex(pattern, s):
@@ -542,8 +598,11 @@ def make_funcs(*, start_time: datetime = START_TIME, sensitive: set[str] | None 
 
     @fn()
     def indent(n, s):
-        pad = " " * _int(n, "number of spaces")
-        lines = to_str(s).split("\n")
+        width = _int(n, "number of spaces")
+        s = to_str(s)
+        limits.check_string(len(s) + max(width, 0) * s.count("\n"), "the indented text")
+        pad = " " * width
+        lines = s.split("\n")
         return "\n".join([lines[0]] + [pad + ln if ln else ln for ln in lines[1:]])
 
     # -- collections
@@ -705,6 +764,10 @@ def make_funcs(*, start_time: datetime = START_TIME, sensitive: set[str] | None 
 
     @fn()
     def setproduct(*sets):
+        total = 1
+        for s in sets:
+            total *= len(dedupe(_list(s)))
+            limits.check_items(total, "the product")
         out: list[list] = [[]]
         for s in sets:
             out = [p + [x] for p in out for x in dedupe(_list(s))]
@@ -841,13 +904,35 @@ def make_funcs(*, start_time: datetime = START_TIME, sensitive: set[str] | None 
         return out
 
     # -- filesystem
-    def _read(path: Any) -> bytes:
+    def _open(path: Any) -> Any:
         p = os.path.expanduser(to_str(path))
         try:
-            with open(p, "rb") as fh:
-                return fh.read()
+            fh = open(p, "rb")  # noqa: SIM115 - returned to the caller
         except OSError as e:
             raise FuncError(f'cannot read "{p}": {e.strerror or e}') from None
+        if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):  # /dev/zero would never end
+            fh.close()
+            raise FuncError(f'cannot read "{p}": it is not a regular file')
+        return fh
+
+    def _read(path: Any) -> bytes:
+        with _open(path) as fh:
+            try:
+                data = fh.read(limits.MAX_STRING + 1)
+            except OSError as e:
+                raise FuncError(f'cannot read "{to_str(path)}": {e.strerror or e}') from None
+        if len(data) > limits.MAX_STRING:
+            raise FuncError(f'"{to_str(path)}" is larger than '
+                            f"{limits.size_text(limits.MAX_STRING)} (Kiln's limit for a file "
+                            "read into a value)")
+        return data
+
+    def _digest(path: Any, algo: str) -> str:
+        h = hashlib.new(algo)
+        with _open(path) as fh:  # a large image is hashed, never held in memory
+            while block := fh.read(1 << 20):
+                h.update(block)
+        return h.hexdigest()
 
     @fn()
     def file(path):
@@ -871,7 +956,7 @@ def make_funcs(*, start_time: datetime = START_TIME, sensitive: set[str] | None 
     fn("pathexpand")(lambda p: os.path.expanduser(to_str(p)))
     fn("fileset")(fileset)
     for algo in ("md5", "sha1", "sha256", "sha512"):
-        fn("file" + algo)(lambda p, a=algo: hashlib.new(a, _read(p)).hexdigest())
+        fn("file" + algo)(lambda p, a=algo: _digest(p, a))
 
     if templatefile is not None:
         @fn()
@@ -946,6 +1031,9 @@ def make_funcs(*, start_time: datetime = START_TIME, sensitive: set[str] | None 
         rounds = _int(cost[0], "cost") if cost else 10
         if not 4 <= rounds <= 31:
             raise FuncError("the cost must be between 4 and 31")
+        if rounds > MAX_BCRYPT_COST:  # each step doubles the time: 31 would take days
+            raise FuncError(f"a cost of {rounds} takes too long to compute; Kiln's limit is "
+                            f"{MAX_BCRYPT_COST}")
         return _bcrypt.hashpw(to_str(s).encode(), _bcrypt.gensalt(rounds, prefix=b"2a")).decode()
 
     # -- type conversion

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from . import gcpause, limits
 from .model import Template
 
 
@@ -12,12 +13,14 @@ def load_template(path: str, options: Any, syntax_only: bool = False,
                   evaluate_data: bool = False) -> Template:
     """Load a template with the run's variables (``options.vars``, ``options.var_files``).
 
-    ``evaluate_data``: run HCL2 data sources (a build does; validating does not)."""
-    if os.path.isdir(path) or path.endswith((".pkr.hcl", ".pkr.json")):
-        from .hcl2 import load_hcl2
+    ``evaluate_data``: run HCL2 data sources (a build does; validating does not).
+    Whatever the template says, the work is bounded (:mod:`limits`)."""
+    with limits.scope(), gcpause.paused():
+        if os.path.isdir(path) or path.endswith((".pkr.hcl", ".pkr.json")):
+            from .hcl2 import load_hcl2
 
-        return load_hcl2(path, options.vars, options.var_files, syntax_only=syntax_only,
-                         evaluate_data=evaluate_data)
-    from .legacy import load_legacy
+            return load_hcl2(path, options.vars, options.var_files, syntax_only=syntax_only,
+                             evaluate_data=evaluate_data)
+        from .legacy import load_legacy
 
-    return load_legacy(path, options.vars, options.var_files, syntax_only=syntax_only)
+        return load_legacy(path, options.vars, options.var_files, syntax_only=syntax_only)

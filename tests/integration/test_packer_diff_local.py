@@ -8,7 +8,6 @@ every file written (see tests/support/packer_diff.py).
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import subprocess
 import sys
@@ -86,11 +85,6 @@ def test_corpus_has_every_case():
 
 @pytest.mark.parametrize("template", [_case(t) for t in sorted(CASES)])
 def test_same_as_packer(template, packer, packer_environ, kiln_cli, tmp_path):
-    if template == "compress_lz4.json" and importlib.util.find_spec("lz4") is None:
-        reason = "the lz4 package is not installed (pip install lz4)"
-        if os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no"):
-            pytest.fail(reason, pytrace=False)  # the test extras install it
-        pytest.skip(reason)
     args = CASES[template]
     path = template.split()[0]
     ref = packer_diff.run_build("packer", packer_diff.packer_command(packer), CORPUS, path,

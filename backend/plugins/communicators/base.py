@@ -30,16 +30,20 @@ class LineSplitter:
 
     Bytes are decoded as UTF-8 with ``surrogateescape`` so invalid bytes survive
     to the log file unchanged. Carriage returns are kept; the console shows only
-    the text after the last one, the log keeps everything.
+    the text after the last one, the log keeps everything. A line longer than
+    ``max_line`` without a newline is passed on in pieces; when ``emit`` takes
+    ``partial=True`` (it has ``accepts_partial``), each piece says the line goes
+    on, so the log can keep the line whole.
     """
 
-    __slots__ = ("stream", "emit", "_buf", "max_line")
+    __slots__ = ("stream", "emit", "_buf", "max_line", "_partial")
 
     def __init__(self, stream: str, emit: OutputFn, max_line: int = 4 * 1024 * 1024):
         self.stream = stream
         self.emit = emit
         self._buf = b""
         self.max_line = max_line
+        self._partial = bool(getattr(emit, "accepts_partial", False))
 
     def feed(self, data: bytes) -> None:
         if not data:
@@ -47,20 +51,39 @@ class LineSplitter:
         buf = self._buf + data if self._buf else data
         cut = buf.rfind(b"\n")
         if cut < 0:
-            if len(buf) > self.max_line:  # a very long line without newline: flush it
-                self._buf = b""
-                self.emit(self.stream, [buf.decode("utf-8", "surrogateescape")])
+            if len(buf) > self.max_line:  # a very long line without newline: pass it on
+                end = _utf8_boundary(buf)
+                self._buf = buf[end:]
+                self._send([buf[:end].decode("utf-8", "surrogateescape")], True)
             else:
                 self._buf = buf
             return
         self._buf = buf[cut + 1 :]
         text = buf[:cut].decode("utf-8", "surrogateescape")
-        self.emit(self.stream, text.split("\n"))
+        self._send(text.split("\n"), False)
+
+    def _send(self, lines: list[str], partial: bool) -> None:
+        if partial and self._partial:
+            self.emit(self.stream, lines, partial=True)  # type: ignore[call-arg]
+        else:
+            self.emit(self.stream, lines)
 
     def flush(self) -> None:
         if self._buf:
             buf, self._buf = self._buf, b""
-            self.emit(self.stream, [buf.decode("utf-8", "surrogateescape")])
+            self._send([buf.decode("utf-8", "surrogateescape")], False)
+
+
+def _utf8_boundary(buf: bytes) -> int:
+    """Where to cut ``buf`` so that no UTF-8 character is split (its end if none is)."""
+    i = len(buf) - 1
+    while i >= 0 and len(buf) - i <= 3 and buf[i] & 0xC0 == 0x80:
+        i -= 1
+    if i >= 0 and buf[i] >= 0xC0:
+        need = 2 if buf[i] < 0xE0 else 3 if buf[i] < 0xF0 else 4
+        if len(buf) - i < need:
+            return i
+    return len(buf)
 
 
 class Communicator(ABC):
@@ -97,6 +120,12 @@ class Communicator(ABC):
 
     def close(self) -> None:  # noqa: B027 - optional hook
         pass
+
+    def private_folder(self) -> str | None:
+        """A directory on the machine that only this build can reach, for scripts and
+        staging files, when the machine is shared with other users (this host); None
+        means Packer's default paths (``/tmp``) are used."""
+        return None
 
     def connection_data(self) -> dict[str, str]:
         """Generated data for provisioners (Host, Port, User, ConnType...)."""

@@ -21,7 +21,8 @@ def connect(ctx: Any, config: Any, host: str = "", container_id: str = "") -> Co
         from .local import LocalCommunicator
 
         ctx.ui.say("Using the local communicator: provisioners run on this host")
-        return LocalCommunicator()
+        return LocalCommunicator(private_dir=lambda: ctx.temp_dir(prefix="kiln-local-"),
+                                 ledger=ctx.ledger)
     if ctype in ("docker", "dockerWindowsContainer"):
         from .docker import DockerCommunicator
 

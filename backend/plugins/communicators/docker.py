@@ -652,7 +652,8 @@ class DockerCommunicator(Communicator):
                     if not member.isfile():
                         raise CommunicatorError(f"{src} is not a regular file")
                     source = tar.extractfile(member)
-                    with open(tmp, "wb") as f:
+                    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o666)
+                    with os.fdopen(fd, "wb") as f:
                         while True:
                             block = source.read(1 << 20)
                             if not block:

@@ -62,6 +62,8 @@ MAX_PACKET = 32768
 CHUNK = 256 * 1024
 #: after ^C / SIGTERM, how long a command gets before it is killed and the channel closed
 STOP_GRACE = 2.0
+#: after the exit status, how long a silent channel may stay open before we stop reading
+EOF_WAIT = 5.0
 #: the value Kiln reports for a command that was stopped by its ``timeout``
 TIMEOUT_STATUS = 143
 
@@ -992,6 +994,27 @@ class SSHCommunicator(Communicator):
         stopping_since: float | None = None
         timed_out = False
         fd = chan.fileno()
+
+        def drain() -> bool:
+            got = False
+            while chan.recv_ready():
+                data = chan.recv(CHUNK)
+                if not data:
+                    break
+                feed_out(data)
+                got = True
+            while chan.recv_stderr_ready():
+                data = chan.recv_stderr(CHUNK)
+                if not data:
+                    break
+                err.feed(data)
+                got = True
+            return got
+
+        # sshd may send exit-status before the command's last output: read to the
+        # channel's EOF, waiting at most EOF_WAIT of silence after the status (a
+        # background process holding stdout open would keep the channel open forever)
+        quiet_since: float | None = None
         try:
             while True:
                 if stopping_since is None and (
@@ -1005,34 +1028,26 @@ class SSHCommunicator(Communicator):
                     chan.close()
                     break
                 if chan.closed:
+                    drain()
                     break
                 try:
                     select.select([fd], [], [], 0.2)
                 except (OSError, ValueError):  # closed under us
+                    drain()
                     break
-                got = False
-                while chan.recv_ready():
-                    data = chan.recv(CHUNK)
-                    if not data:
-                        break
-                    feed_out(data)
-                    got = True
-                while chan.recv_stderr_ready():
-                    data = chan.recv_stderr(CHUNK)
-                    if not data:
-                        break
-                    err.feed(data)
-                    got = True
-                if got:
+                if drain():
+                    quiet_since = None
                     continue
-                if (
-                    chan.exit_status_ready()
-                    and not chan.recv_ready()
-                    and not chan.recv_stderr_ready()
-                ):
+                ended = chan.eof_received or chan.closed
+                if ended and (chan.exit_status_ready() or chan.closed):
+                    drain()
                     break
-                if chan.closed:
-                    break
+                if ended or chan.exit_status_ready():  # the other one should follow promptly
+                    now = time.monotonic()
+                    if quiet_since is None:
+                        quiet_since = now
+                    elif now - quiet_since > EOF_WAIT:
+                        break
         finally:
             unregister()
             if pid_filter is not None:

@@ -512,7 +512,7 @@ class AnsibleProvisioner(Provisioner):
         shown = _SECRET_ARG.sub(r"\1*****", shlex.join(argv))
         ui.say(f"{label}: {shown}")
         try:
-            code = run_process(argv, ui.output, ctx.cancel, env=env)
+            code = run_process(argv, ui.output, ctx.cancel, env=env, ledger=ctx.ledger)
         except CommunicatorError as e:
             raise StepError(f"{e} (is Ansible installed? pip install 'ansible-core<2.20')") from e
         ctx.cancel.check()

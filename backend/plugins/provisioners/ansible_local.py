@@ -72,7 +72,12 @@ class AnsibleLocalConfig:
         else:
             self._staging = self.staging_directory
 
-    def staging(self) -> str:
+    def staging(self, comm: Any = None) -> str:
+        if not self.staging_directory:
+            # on this host, inside a private directory rather than a guessable /tmp path
+            private = comm.private_folder() if comm is not None else None
+            if private:
+                return posixpath.join(private, posixpath.basename(self._staging))
         return self._staging
 
     def playbooks(self) -> list[str]:
@@ -145,7 +150,7 @@ class AnsibleLocalProvisioner(Provisioner):
         if comm is None:
             raise StepError("the ansible-local provisioner needs a communicator")
         data = dict(data or {})
-        staging = c.staging()
+        staging = c.staging(comm)
         ui.say("Provisioning with Ansible...")
         try:
             self._stage(ctx, ui, comm, staging)

@@ -80,16 +80,20 @@ class ShellConfig:
     def shebang(self) -> str:
         return self.inline_shebang or DEFAULT_SHEBANG
 
-    def folder(self) -> str:
-        return self.remote_folder or DEFAULT_REMOTE_FOLDER
+    def folder(self, comm: Any = None) -> str:
+        if self.remote_folder:
+            return self.remote_folder
+        # on this host, a private directory instead of a guessable name in /tmp
+        private = comm.private_folder() if comm is not None else None
+        return private or DEFAULT_REMOTE_FOLDER
 
-    def path(self) -> str:
+    def path(self, comm: Any = None) -> str:
         if self.remote_path:
             return self.remote_path
-        return f"{self.folder().rstrip('/') or ''}/{self.remote_file or self._random_file}"
+        return f"{self.folder(comm).rstrip('/') or ''}/{self.remote_file or self._random_file}"
 
-    def env_file_path(self) -> str:
-        return f"{self.folder().rstrip('/')}/{self._env_file}"
+    def env_file_path(self, comm: Any = None) -> str:
+        return f"{self.folder(comm).rstrip('/')}/{self._env_file}"
 
     def var_format(self) -> str:
         if self.env_var_format:
@@ -210,7 +214,7 @@ class ShellProvisioner(Provisioner):
             env_vars = flatten_env_vars(cfg, ctx.build_name, ctx.build_type, data)
             env_file = ""
             if cfg.use_env_var_file:
-                env_file = cfg.env_file_path()
+                env_file = cfg.env_file_path(comm)
                 def upload_env() -> None:
                     comm.upload(env_file, env_vars.encode("utf-8", "surrogateescape"),
                                 mode=0o600)
@@ -243,7 +247,7 @@ class ShellProvisioner(Provisioner):
     def _run_script(self, ctx: BuildContext, ui: StageUI, comm: Any, data: dict[str, Any],
                     script: str, env_vars: str, env_file: str) -> None:
         cfg = self.config
-        remote = cfg.path()
+        remote = cfg.path(comm)
         ui.say(f"Provisioning with shell script: {script}")
         try:
             with open(script, "rb") as f:
