@@ -194,7 +194,7 @@ COMMON = {"var": "multi", "var-file": "multi", "only": "list", "except": "list",
 
 
 def _options(flags: Flags):
-    from backend.engine.prepare import Options
+    from .engine.prepare import Options
 
     vars_: dict[str, str] = {}
     for kv in flags.get("var", []):
@@ -247,10 +247,10 @@ def _one_template(flags: Flags, help_text: str) -> str:
 
 def _print_problems(err, out=None, mask=None) -> None:
     out = out or sys.stderr
-    from backend.template.errors import TemplateError, printable
+    from .template.errors import TemplateError, printable
 
     if mask is not None and isinstance(err, TemplateError):
-        from backend.template.errors import Problem
+        from .template.errors import Problem
 
         err = TemplateError([Problem(p.loc, mask(p.message), p.severity, mask(p.snippet))
                              for p in err.problems])
@@ -275,9 +275,9 @@ def cmd_validate(argv: list[str], machine: bool) -> int:
         print(VALIDATE_HELP)
         return 0
     path = _one_template(flags, VALIDATE_HELP)
-    from backend.engine.prepare import Preparer, select_builds
-    from backend.template.errors import TemplateError
-    from backend.template.loader import load_template
+    from .engine.prepare import Preparer, select_builds
+    from .template.errors import TemplateError
+    from .template.loader import load_template
 
     options = _options(flags)
     template = None
@@ -311,11 +311,11 @@ def _say(machine: bool, text: str) -> None:
     if machine:
         import time
 
-        from backend.engine.console import machine_escape
+        from .engine.console import machine_escape
 
         print(f"{int(time.time())},,ui,say,{machine_escape(text)}")
     else:
-        from backend.template.errors import printable
+        from .template.errors import printable
 
         print(printable(text))
 
@@ -325,7 +325,7 @@ def _fail(machine: bool, err, mask=None) -> None:
         import io
         import time
 
-        from backend.engine.console import machine_escape
+        from .engine.console import machine_escape
 
         buf = io.StringIO()
         _print_problems(err, buf, mask)
@@ -343,8 +343,8 @@ def cmd_inspect(argv: list[str], machine: bool) -> int:
         print(INSPECT_HELP)
         return 0
     path = _one_template(flags, INSPECT_HELP)
-    from backend.template.errors import TemplateError
-    from backend.template.loader import load_template
+    from .template.errors import TemplateError
+    from .template.loader import load_template
 
     options = _options(flags)
     try:
@@ -352,8 +352,8 @@ def cmd_inspect(argv: list[str], machine: bool) -> int:
     except TemplateError as e:
         _fail(machine, e)
         return 1
-    from backend.engine.inspect import render_inspect
-    from backend.template.errors import printable
+    from .engine.inspect import render_inspect
+    from .template.errors import printable
 
     sys.stdout.write(render_inspect(t, machine) if machine else printable(render_inspect(t)))
     return 0
@@ -373,7 +373,7 @@ def cmd_build(argv: list[str], machine: bool) -> int:
     path = _one_template(flags, BUILD_HELP)
     options = _options(flags)
     options.machine_readable = machine
-    from backend.engine.runcli import run_build
+    from .engine.runcli import run_build
 
     return run_build(path, options, timings=bool(flags.get("timings", True)))
 
@@ -390,9 +390,9 @@ def cmd_history(argv: list[str], machine: bool) -> int:
     import json
     import time
 
-    from backend.engine.history import default_keep, prune, recent_runs
-    from backend.engine.session import default_state_dir
-    from backend.template.errors import printable
+    from .engine.history import default_keep, prune, recent_runs
+    from .engine.session import default_state_dir
+    from .template.errors import printable
 
     target = flags.args[0] if flags.args else "."
     state = flags.get("state-dir") or (
@@ -441,12 +441,12 @@ def cmd_cleanup(argv: list[str], machine: bool) -> int:
     import sqlite3
     import uuid
 
-    from backend.engine.ledger import Ledger, orphaned, reap
+    from .engine.ledger import Ledger, orphaned, reap
 
     try:
         ledger = Ledger("cleanup-" + str(uuid.uuid4()))
     except (OSError, sqlite3.Error) as e:
-        from backend.engine.session import ledger_state_dir_name
+        from .engine.session import ledger_state_dir_name
 
         print(f"Error: cannot open the resource ledger in {ledger_state_dir_name()}: "
               f"{getattr(e, 'strerror', None) or e}", file=sys.stderr)
@@ -478,8 +478,8 @@ def cmd_cleanup(argv: list[str], machine: bool) -> int:
 
 
 def cmd_version(argv: list[str], machine: bool) -> int:
-    from backend import __version__
-    from backend.template.legacy import PACKER_COMPAT_VERSION
+    from . import __version__
+    from .template.legacy import PACKER_COMPAT_VERSION
 
     if machine:
         import time
@@ -497,19 +497,19 @@ def cmd_tui(argv: list[str], machine: bool) -> int:
         return 0
     target = flags.args[0] if flags.args else "."
     vars_ = dict(kv.split("=", 1) for kv in flags.get("var", []) if "=" in kv)
-    from tui.app import run_app
+    from ..tui.app import run_app
 
     return run_app(target, vars=vars_, var_files=tuple(flags.get("var-file", [])))
 
 
 def cmd_fmt(argv: list[str], machine: bool) -> int:
-    from backend.template.hcl2_fmt import main as fmt_main
+    from .template.hcl2_fmt import main as fmt_main
 
     return fmt_main(argv)
 
 
 def cmd_hcl2_upgrade(argv: list[str], machine: bool) -> int:
-    from backend.template.hcl2_upgrade import main as upgrade_main
+    from .template.hcl2_upgrade import main as upgrade_main
 
     return upgrade_main(argv)
 
@@ -566,7 +566,7 @@ def _err(text: str) -> None:
 
 
 def _quiet(stream) -> None:
-    from backend.engine.runcli import silence
+    from .engine.runcli import silence
 
     silence(stream)
 

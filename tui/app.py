@@ -26,11 +26,11 @@ from textual.message import Message
 from textual.widgets import DataTable, Footer, Header
 from textual.worker import Worker, WorkerState
 
-from tui import keys, status
-from tui.bridge import DRAIN_INTERVAL, Bridge
-from tui.clock import Clock, fmt_ago, fmt_duration
-from tui.commands import KilnCommands
-from tui.discovery import (
+from . import keys, status
+from .bridge import DRAIN_INTERVAL, Bridge
+from .clock import Clock, fmt_ago, fmt_duration
+from .commands import KilnCommands
+from .discovery import (
     ProblemView,
     TemplateEntry,
     discover,
@@ -39,8 +39,8 @@ from tui.discovery import (
     relative,
     validate,
 )
-from tui.history import history_status, live_runs, read_log, write_log
-from tui.model import (
+from .history import history_status, live_runs, read_log, write_log
+from .model import (
     MARK,
     STDERR,
     STDOUT,
@@ -51,9 +51,9 @@ from tui.model import (
     StageModel,
     apply,
 )
-from tui.widgets.output import OutputPane, OutputView
-from tui.widgets.tables import BuildsTable, StagesTable, build_row, stage_row
-from tui.widgets.templates import NodeRef, TemplatesPane
+from .widgets.output import OutputPane, OutputView
+from .widgets.tables import BuildsTable, StagesTable, build_row, stage_row
+from .widgets.templates import NodeRef, TemplatesPane
 
 HISTORY_ROWS = 12
 SUMMARY_ERROR_LINES = 5  # lines of a multi-line error the sticky summary shows
@@ -408,7 +408,7 @@ class KilnApp(App[int]):
         if not busy:
             self.launch(path, "build", only=only)
             return
-        from tui.screens.dialogs import ConfirmScreen
+        from .screens.dialogs import ConfirmScreen
 
         entry = self.templates.entry(path)
         name = entry.name if entry else os.path.basename(path)
@@ -442,7 +442,7 @@ class KilnApp(App[int]):
         if entry.status == "valid" and not entry.provisioners:
             self.notify(f"{entry.name} has no provisioners to run.", severity="warning", timeout=4)
             return
-        from backend.engine.debugruns import NullTarget, kept_machines
+        from ..backend.engine.debugruns import NullTarget, kept_machines
 
         here_ok = bool(entry.builds) and all(n in entry.local_builds for n in entry.build_names)
         host = NullTarget("local")
@@ -452,7 +452,7 @@ class KilnApp(App[int]):
         runs = {rec.session.run_id: rec.entry_path for rec in self.sessions.values()}
         runs.update({h.run_id: h.template_path for h in self.history})
         try:
-            from backend.engine.ledger import Ledger
+            from ..backend.engine.ledger import Ledger
 
             led = Ledger("kiln-dashboard")
             try:
@@ -497,7 +497,7 @@ class KilnApp(App[int]):
         if not configured:
             notes.append(f"Name more targets in {self.config_dir / 'targets.toml'}.")
 
-        from tui.screens.dialogs import TargetPicker
+        from .screens.dialogs import TargetPicker
 
         def chosen(choice: Any) -> None:
             if choice is None:
@@ -529,7 +529,7 @@ class KilnApp(App[int]):
         import getpass
         import socket
 
-        from tui.screens.dialogs import ConfirmScreen
+        from .screens.dialogs import ConfirmScreen
 
         try:
             user = getpass.getuser()
@@ -580,8 +580,8 @@ class KilnApp(App[int]):
                 f"{entry.name} has no post-processors to run.", severity="warning", timeout=4
             )
             return
-        from backend.engine.ppdebug import last_artifacts
-        from backend.engine.session import default_state_dir
+        from ..backend.engine.ppdebug import last_artifacts
+        from ..backend.engine.session import default_state_dir
 
         try:
             real = last_artifacts(
@@ -594,7 +594,7 @@ class KilnApp(App[int]):
         if not real:
             self.launch(entry.path, "file", builds=build, target_label="a stand-in")
             return
-        from tui.screens.dialogs import ArtifactPicker
+        from .screens.dialogs import ArtifactPicker
 
         first = max(real.values(), key=lambda a: a.started)
         ago = fmt_ago(time.time() - first.started)
@@ -668,9 +668,9 @@ class KilnApp(App[int]):
         builds: str | None,
         target_label: str,
     ) -> None:
-        from backend.engine.prepare import Options
-        from backend.engine.session import Session, default_state_dir, load_template
-        from backend.template.errors import TemplateError
+        from ..backend.engine.prepare import Options
+        from ..backend.engine.session import Session, default_state_dir, load_template
+        from ..backend.template.errors import TemplateError
 
         state = default_state_dir(path)
         opts = Options(on_error="ask", only=only, vars=dict(self.vars), var_files=self.var_files)
@@ -682,12 +682,12 @@ class KilnApp(App[int]):
         try:
             tpl = load_template(path, opts, evaluate_data=True)
             if mode == "null":
-                from backend.engine.debugruns import provisioners_on_null
+                from ..backend.engine.debugruns import provisioners_on_null
 
                 tpl = provisioners_on_null(tpl, target, builds=[builds] if builds else None)
                 opts.state_dir = os.path.join(state, "debug-runs")
             if mode == "file":
-                from backend.engine.ppdebug import (
+                from ..backend.engine.ppdebug import (
                     DebugScope,
                     PostProcessorSession,
                     new_scratch,
@@ -849,7 +849,7 @@ class KilnApp(App[int]):
         if rec is None:
             return
         try:
-            from backend.engine.history import stage_durations
+            from ..backend.engine.history import stage_durations
 
             med = stage_durations(os.path.join(rec.session.state_dir, "history.db"), b.name)
         except Exception:  # noqa: BLE001 - no estimate is fine
@@ -1156,7 +1156,7 @@ class KilnApp(App[int]):
         self.output.set_summary(t, kind)
 
     def _key_of(self, binding_id: str) -> str:
-        from tui.screens.help import display_key
+        from .screens.help import display_key
 
         return display_key(self.keymap.get(binding_id, keys.spec(binding_id).key).split(",")[0])
 
@@ -1205,7 +1205,7 @@ class KilnApp(App[int]):
 
     def _ask_what_to_run(self, b: BuildModel) -> None:
         """The template changed around the failed provisioner: the user says what runs."""
-        from tui.screens.dialogs import RetryChoiceScreen
+        from .screens.dialogs import RetryChoiceScreen
 
         if isinstance(self.screen, RetryChoiceScreen):
             return
@@ -1348,7 +1348,7 @@ class KilnApp(App[int]):
             self.notify("No template selected.", severity="warning")
             return
         path, line = picked
-        from tui.editor import editor_argv, editor_command
+        from .editor import editor_argv, editor_command
 
         try:
             argv = editor_argv(editor_command(), path, line)
@@ -1413,8 +1413,8 @@ class KilnApp(App[int]):
 
     @work(thread=True, exit_on_error=False, group="history", exclusive=True)
     def _history_worker(self, paths: list[str], ours: set[str]) -> None:
-        from backend.engine.history import recent_runs
-        from backend.engine.session import default_state_dir
+        from ..backend.engine.history import recent_runs
+        from ..backend.engine.session import default_state_dir
 
         dbs = []
         for path in paths:
@@ -1462,7 +1462,7 @@ class KilnApp(App[int]):
 
     @work(thread=True, exit_on_error=False, group="log")
     def _load_log(self, b: BuildModel) -> None:
-        from backend.engine.history import stages_of
+        from ..backend.engine.history import stages_of
 
         stages = []
         try:
@@ -1490,7 +1490,7 @@ class KilnApp(App[int]):
 
     # -- help, quit --------------------------------------------------------------------------
     def action_help(self) -> None:
-        from tui.screens.help import HelpScreen
+        from .screens.help import HelpScreen
 
         if isinstance(self.screen, HelpScreen):
             return
@@ -1532,7 +1532,7 @@ class KilnApp(App[int]):
             self.exit(0)
             return
         n = len(live)
-        from tui.screens.dialogs import ConfirmScreen
+        from .screens.dialogs import ConfirmScreen
 
         def answered(yes: bool | None) -> None:
             if yes:
@@ -1573,7 +1573,7 @@ class KilnApp(App[int]):
         def done() -> bool:
             return all(r.session.done for r in self.sessions.values()) and not len(self.bridge)
 
-        from tui.screens.dialogs import WaitScreen
+        from .screens.dialogs import WaitScreen
 
         self.push_screen(WaitScreen(rows, done, lambda: self.exit(0), self.variables))
 

@@ -9,10 +9,10 @@ from rich.style import Style
 from rich.text import Text
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 
-from tui import keys
+from . import keys
 
 if TYPE_CHECKING:
-    from tui.app import KilnApp
+    from .app import KilnApp
 
 ACTIONS = (
     ("build", "Build the selected template"),

@@ -153,9 +153,9 @@ def validate(
 
     Runs in a worker thread: it imports the engine and the plugins it needs.
     """
-    from backend.engine.prepare import Options, Preparer, select_builds
-    from backend.engine.session import load_template
-    from backend.template.errors import TemplateError
+    from ..backend.engine.prepare import Options, Preparer, select_builds
+    from ..backend.engine.session import load_template
+    from ..backend.template.errors import TemplateError
 
     mtime = mtime_of(entry.path)
     opts = Options(vars=dict(vars_ or {}), var_files=tuple(var_files))
@@ -170,7 +170,7 @@ def validate(
         tpl = load_template(entry.path, opts)
         description = tpl.description
         local = [b.name for b in tpl.builds if _runs_here(b)]
-        from backend.engine.retry import summary
+        from ..backend.engine.retry import summary
 
         lines = [summary(p, 100) for p in tpl.provisioners]
         counts = (

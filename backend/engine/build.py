@@ -17,9 +17,8 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
 
-from backend.plugins.base import PROVISION, Artifact, Cancelled, StepError
-from backend.plugins.communicators.base import CommunicatorError
-
+from ..plugins.base import PROVISION, Artifact, Cancelled, StepError
+from ..plugins.communicators.base import CommunicatorError
 from .cancel import CancelToken
 from .context import BuildContext, StageUI
 from .ledger import BuildLedger
@@ -435,7 +434,7 @@ class BuildRunner:
     def _run_provisioner(self, prov: PreparedProvisioner, ui: StageUI, data: dict) -> None:
         d = prov.definition
         if d.pause_before:
-            from backend.template.golang import format_duration
+            from ..template.golang import format_duration
 
             ui.say(f"Pausing {format_duration(d.pause_before)} before the next provisioner...")
             self.cancel.sleep(d.pause_before)
@@ -469,7 +468,7 @@ class BuildRunner:
         if not timeout:
             prov.plugin.provision(self.ctx, ui, comm, data)
             return
-        from backend.template.golang import format_duration
+        from ..template.golang import format_duration
 
         ui.say(f"Setting a {format_duration(timeout)} timeout for the next provisioner...")
         token = CancelToken(self.cancel)

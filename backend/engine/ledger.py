@@ -40,17 +40,17 @@ CREATE INDEX IF NOT EXISTS resources_run ON resources(run_id);
 
 # kind -> "module:function"; the function takes a LedgerEntry and removes the resource
 REAPERS: dict[str, str] = {
-    "tempfile": "backend.engine.ledger:reap_path",
-    "tempdir": "backend.engine.ledger:reap_path",
-    "process": "backend.engine.ledger:reap_process",
-    "docker-container": "backend.plugins.builders.docker:reap_container",
-    "docker-image": "backend.plugins.builders.docker:reap_image",
-    "aws-instance": "backend.plugins.builders.amazon_ebs:reap",
-    "aws-keypair": "backend.plugins.builders.amazon_ebs:reap",
-    "aws-security-group": "backend.plugins.builders.amazon_ebs:reap",
-    "aws-image": "backend.plugins.builders.amazon_ebs:reap",
-    "aws-snapshot": "backend.plugins.builders.amazon_ebs:reap",
-    "aws-volume": "backend.plugins.builders.amazon_ebs:reap",
+    "tempfile": "kiln.backend.engine.ledger:reap_path",
+    "tempdir": "kiln.backend.engine.ledger:reap_path",
+    "process": "kiln.backend.engine.ledger:reap_process",
+    "docker-container": "kiln.backend.plugins.builders.docker:reap_container",
+    "docker-image": "kiln.backend.plugins.builders.docker:reap_image",
+    "aws-instance": "kiln.backend.plugins.builders.amazon_ebs:reap",
+    "aws-keypair": "kiln.backend.plugins.builders.amazon_ebs:reap",
+    "aws-security-group": "kiln.backend.plugins.builders.amazon_ebs:reap",
+    "aws-image": "kiln.backend.plugins.builders.amazon_ebs:reap",
+    "aws-snapshot": "kiln.backend.plugins.builders.amazon_ebs:reap",
+    "aws-volume": "kiln.backend.plugins.builders.amazon_ebs:reap",
 }
 
 
@@ -254,7 +254,7 @@ def reap_process(entry: LedgerEntry) -> None:
     """
     import signal
 
-    from backend.plugins.communicators.local import process_start
+    from ..plugins.communicators.local import process_start
 
     try:
         pgid = int(entry.ident)

@@ -25,11 +25,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from backend.plugins.base import PROVISION, Artifact, PostProcessor, Step, StepError
-from backend.plugins.builders.file import FileBuilder, WriteFileStep
-from backend.template.model import BuildDef, PostProcessorDef, Template
-from backend.template.source import Node, from_plain
-
+from ..plugins.base import PROVISION, Artifact, PostProcessor, Step, StepError
+from ..plugins.builders.file import FileBuilder, WriteFileStep
+from ..template.model import BuildDef, PostProcessorDef, Template
+from ..template.source import Node, from_plain
 from .prepare import Options, PreparedBuild, Preparer, select_builds
 from .session import Session
 
@@ -233,7 +232,7 @@ def prepare_postprocessor_run(
     """The debug run's template and prepared builds (stand-in builders, guarded
     post-processors), and warnings. ``real``: build -> the last build's artifact to start
     from instead of a stand-in."""
-    from backend.template.errors import TemplateError
+    from ..template.errors import TemplateError
 
     kinds = {b.name: (artifact_kind(b), b) for b in template.builds}
     swapped = postprocessors_on_file(template, scope, builds)
@@ -290,11 +289,11 @@ class StandInBuilder(FileBuilder):
             art = Artifact(r.builder_id, id=r.id, files=files,
                            string=f"{r.describe()} (the last build's, as it was)", state=data)
         elif self.kind == "docker-image":
-            from backend.plugins.builders.docker import IMPORT_BUILDER_ID, DockerImageArtifact
+            from ..plugins.builders.docker import IMPORT_BUILDER_ID, DockerImageArtifact
 
             art = DockerImageArtifact(IMPORT_BUILDER_ID, ctx.state["standin_image"], data)
         elif self.kind in ("docker-tar", "docker-none"):
-            from backend.plugins.builders.docker import BUILDER_ID
+            from ..plugins.builders.docker import BUILDER_ID
 
             files = [ctx.state["standin_tar"]] if self.kind == "docker-tar" else [""]
             art = Artifact(BUILDER_ID, id="Container", files=files,
@@ -345,8 +344,8 @@ class StandInImageStep(Step):
         self.scope = scope
 
     def run(self, ctx) -> None:
-        from backend.plugins.builders.docker import client, docker_errors
-        from backend.plugins.postprocessors.docker_import import _last_status
+        from ..plugins.builders.docker import client, docker_errors
+        from ..plugins.postprocessors.docker_import import _last_status
 
         ref = f"kiln-stand-in:{self.scope.tag}"
         entry = None
@@ -419,7 +418,7 @@ class RealArtifactStep(Step):
             ctx.ui.say(f"Copied {f} to {dest}")
         ctx.state["standin_files"] = copies
         if r.builder_id == "packer.post-processor.docker-import":
-            from backend.plugins.builders.docker import client, docker_errors
+            from ..plugins.builders.docker import client, docker_errors
 
             dclient = client()
             try:
@@ -533,7 +532,7 @@ def remove_images(scope: DebugScope, build: str, say, ledger: Any = None) -> Non
     mine = [(ref, entry) for b, ref, entry in scope.images if b == build]
     if not mine:
         return
-    from backend.plugins.builders.docker import client
+    from ..plugins.builders.docker import client
 
     try:
         dclient = client()

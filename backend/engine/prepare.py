@@ -11,15 +11,15 @@ import fnmatch
 from dataclasses import dataclass, field
 from typing import Any
 
-from backend.plugins import registry
-from backend.plugins.base import PrepareContext
-from backend.plugins.registry import PluginLoadError
-from backend.template import funcs as F
-from backend.template import gcpause, gotmpl, limits
-from backend.template.decode import ConfigProblems, Decoder, config_fields, locs_of, secret_values
-from backend.template.errors import Problem
-from backend.template.model import BuildDef, PostProcessorDef, ProvisionerDef, Template
-from backend.template.source import Loc, Node
+from ..plugins import registry
+from ..plugins.base import PrepareContext
+from ..plugins.registry import PluginLoadError
+from ..template import funcs as F
+from ..template import gcpause, gotmpl, limits
+from ..template.decode import ConfigProblems, Decoder, config_fields, locs_of, secret_values
+from ..template.errors import Problem
+from ..template.model import BuildDef, PostProcessorDef, ProvisionerDef, Template
+from ..template.source import Loc, Node
 
 #: data every builder gives provisioners (Packer's common generated keys)
 COMMON_GENERATED = (
@@ -168,7 +168,7 @@ class Preparer:
                 if pb is not None:
                     out.append(pb)
         if self.problems:  # a problem shared by several builds is reported once
-            from backend.template.errors import TemplateError
+            from ..template.errors import TemplateError
 
             self.problems = TemplateError(self.problems).problems
         return out

@@ -7,8 +7,7 @@ import signal
 import sys
 import threading
 
-from backend.template.errors import TemplateError
-
+from ..template.errors import TemplateError
 from .console import ConsoleRenderer, JsonEventWriter, Writer
 from .prepare import Options
 from .private import open_private
@@ -191,7 +190,7 @@ def _build_with(path, options: Options, timings: bool, console: ConsoleRenderer,
                           error=True)
         return 1
     except TemplateError as e:
-        from backend.cli import _fail
+        from ..cli import _fail
 
         _fail(machine, e, template.mask if template is not None else None)
         return 1

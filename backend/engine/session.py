@@ -16,10 +16,9 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from backend.template.errors import TemplateError
-from backend.template.loader import load_template
-from backend.template.model import Template
-
+from ..template.errors import TemplateError
+from ..template.loader import load_template
+from ..template.model import Template
 from .build import BuildResult, BuildRunner
 from .cancel import CancelToken
 from .events import EventBus
@@ -163,7 +162,7 @@ class Session:
         except TemplateError as e:
             return Reload(None, error=describe_error(e))
         if runner is not None:  # what the edited template made secret stays masked
-            from backend.template.decode import secret_values
+            from ..template.decode import secret_values
 
             for v in list(fresh.sensitive_values) + [
                 x for pp in ready.values() for x in secret_values(pp.plugin.config)

@@ -12,7 +12,7 @@ from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:
-    from backend.engine.context import BuildContext, StageUI
+    from ..engine.context import BuildContext, StageUI
 
 
 class StepError(Exception):

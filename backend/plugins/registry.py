@@ -8,38 +8,38 @@ from typing import Any
 # kind -> type name -> "module:Class"
 PLUGINS: dict[str, dict[str, str]] = {
     "builder": {
-        "null": "backend.plugins.builders.null:NullBuilder",
-        "file": "backend.plugins.builders.file:FileBuilder",
-        "docker": "backend.plugins.builders.docker:DockerBuilder",
-        "amazon-ebs": "backend.plugins.builders.amazon_ebs:AmazonEBSBuilder",
+        "null": "kiln.backend.plugins.builders.null:NullBuilder",
+        "file": "kiln.backend.plugins.builders.file:FileBuilder",
+        "docker": "kiln.backend.plugins.builders.docker:DockerBuilder",
+        "amazon-ebs": "kiln.backend.plugins.builders.amazon_ebs:AmazonEBSBuilder",
     },
     "provisioner": {
-        "shell": "backend.plugins.provisioners.shell:ShellProvisioner",
-        "shell-local": "backend.plugins.provisioners.shell_local:ShellLocalProvisioner",
-        "file": "backend.plugins.provisioners.file:FileProvisioner",
-        "ansible": "backend.plugins.provisioners.ansible:AnsibleProvisioner",
-        "ansible-local": "backend.plugins.provisioners.ansible_local:AnsibleLocalProvisioner",
-        "breakpoint": "backend.plugins.provisioners.breakpoint:BreakpointProvisioner",
+        "shell": "kiln.backend.plugins.provisioners.shell:ShellProvisioner",
+        "shell-local": "kiln.backend.plugins.provisioners.shell_local:ShellLocalProvisioner",
+        "file": "kiln.backend.plugins.provisioners.file:FileProvisioner",
+        "ansible": "kiln.backend.plugins.provisioners.ansible:AnsibleProvisioner",
+        "ansible-local": "kiln.backend.plugins.provisioners.ansible_local:AnsibleLocalProvisioner",
+        "breakpoint": "kiln.backend.plugins.provisioners.breakpoint:BreakpointProvisioner",
     },
     "post-processor": {
-        "manifest": "backend.plugins.postprocessors.manifest:ManifestPostProcessor",
-        "compress": "backend.plugins.postprocessors.compress:CompressPostProcessor",
-        "artifice": "backend.plugins.postprocessors.artifice:ArtificePostProcessor",
-        "checksum": "backend.plugins.postprocessors.checksum:ChecksumPostProcessor",
-        "shell-local": "backend.plugins.postprocessors.shell_local:ShellLocalPostProcessor",
-        "docker-tag": "backend.plugins.postprocessors.docker_tag:DockerTagPostProcessor",
-        "docker-save": "backend.plugins.postprocessors.docker_save:DockerSavePostProcessor",
-        "docker-import": "backend.plugins.postprocessors.docker_import:DockerImportPostProcessor",
-        "docker-push": "backend.plugins.postprocessors.docker_push:DockerPushPostProcessor",
+        "manifest": "kiln.backend.plugins.postprocessors.manifest:ManifestPostProcessor",
+        "compress": "kiln.backend.plugins.postprocessors.compress:CompressPostProcessor",
+        "artifice": "kiln.backend.plugins.postprocessors.artifice:ArtificePostProcessor",
+        "checksum": "kiln.backend.plugins.postprocessors.checksum:ChecksumPostProcessor",
+        "shell-local": "kiln.backend.plugins.postprocessors.shell_local:ShellLocalPostProcessor",
+        "docker-tag": "kiln.backend.plugins.postprocessors.docker_tag:DockerTagPostProcessor",
+        "docker-save": "kiln.backend.plugins.postprocessors.docker_save:DockerSavePostProcessor",
+        "docker-import": "kiln.backend.plugins.postprocessors.docker_import:DockerImportPostProcessor",
+        "docker-push": "kiln.backend.plugins.postprocessors.docker_push:DockerPushPostProcessor",
     },
     "data source": {
-        "amazon-ami": "backend.plugins.datasources.amazon_ami:AmazonAmiDataSource",
+        "amazon-ami": "kiln.backend.plugins.datasources.amazon_ami:AmazonAmiDataSource",
         "amazon-parameterstore":
-            "backend.plugins.datasources.amazon_parameterstore:ParameterStoreDataSource",
+            "kiln.backend.plugins.datasources.amazon_parameterstore:ParameterStoreDataSource",
         "amazon-secretsmanager":
-            "backend.plugins.datasources.amazon_secretsmanager:SecretsManagerDataSource",
-        "http": "backend.plugins.datasources.http:HttpDataSource",
-        "null": "backend.plugins.datasources.null:NullDataSource",
+            "kiln.backend.plugins.datasources.amazon_secretsmanager:SecretsManagerDataSource",
+        "http": "kiln.backend.plugins.datasources.http:HttpDataSource",
+        "null": "kiln.backend.plugins.datasources.null:NullDataSource",
     },
 }
 
@@ -95,7 +95,7 @@ def lookup(kind: str, type_name: str) -> Any | None:
 
 
 def unknown_message(kind: str, type_name: str) -> str:
-    from backend.template.errors import did_you_mean
+    from ..template.errors import did_you_mean
 
     if type_name in KNOWN_ELSEWHERE.get(kind, ()):
         return (

@@ -528,7 +528,7 @@ class _Loader:
         self.sources[key] = (b, f.path)
 
     def top_data(self, f: _File, b: S.Block) -> None:
-        from backend.plugins import registry
+        from ..plugins import registry
 
         for label, (line, col) in zip(b.labels, b.label_locs, strict=False):
             if not _IDENT.match(label):
@@ -631,9 +631,8 @@ class _Loader:
 
     def data(self, type_name: str, name: str) -> dict[str, Any]:
         """A data source's outputs: looked up once (for a build), else unknown."""
-        from backend.plugins import registry
-        from backend.plugins.base import StepError
-
+        from ..plugins import registry
+        from ..plugins.base import StepError
         from .decode import Decoder, secret_values
 
         key = f"{type_name}.{name}"

@@ -346,7 +346,7 @@ def _diff(path: str, old: str, new: str) -> str:
 
 
 def main(argv: list[str]) -> int:
-    from backend.cli import Flags, UsageError
+    from ..cli import Flags, UsageError
 
     try:
         flags = Flags({"check": "bool", "diff": "bool", "write": "bool", "recursive": "bool",

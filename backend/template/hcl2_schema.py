@@ -27,7 +27,7 @@ class BlockNode(Node):
 
 
 def plugin_note(name: str, spec: dict) -> str:
-    from backend.plugins import registry
+    from ..plugins import registry
 
     source = spec.get("source", "")
     version = spec.get("version", "")
@@ -48,7 +48,7 @@ def shape(kind: str, type_name: str, node: Node) -> Node:
     them (``true``, ``1.5``) where the field is a string (Kiln's decoder would otherwise
     write a bool as Go's weak typing does, ``1``)."""
     try:
-        from backend.plugins import registry
+        from ..plugins import registry
 
         cls = registry.lookup(kind, type_name)
     except Exception:  # an unknown or broken plugin is reported when the build is prepared

@@ -668,8 +668,7 @@ def _field_kind(plugin: tuple[str, str] | None, key: str) -> str:
         return ""
     from typing import get_origin
 
-    from backend.plugins import registry
-
+    from ..plugins import registry
     from .decode import config_fields
 
     try:
@@ -736,8 +735,7 @@ def upgrade(path: str) -> UpgradeResult:
 
 
 def main(argv: list[str]) -> int:
-    from backend.cli import Flags, UsageError
-
+    from ..cli import Flags, UsageError
     from .errors import TemplateError
 
     try:

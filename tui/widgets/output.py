@@ -27,8 +27,8 @@ from textual.strip import Strip
 from textual.widget import Widget
 from textual.widgets import Input, Static
 
-from tui import keys
-from tui.model import MARK, STDERR, STREAM_BITS, UI, UI_ERROR, OutputBuffer, clean, plain
+from .. import keys
+from ..model import MARK, STDERR, STREAM_BITS, UI, UI_ERROR, OutputBuffer, clean, plain
 
 GUTTER = 2
 CONTEXT = 2  # lines of context around filter matches

@@ -17,10 +17,10 @@ import os
 import time
 from typing import TYPE_CHECKING, Any, Callable
 
-from backend.plugins.base import Cancelled, StepError
+from ..base import Cancelled, StepError
 
 if TYPE_CHECKING:
-    from backend.engine.context import BuildContext
+    from ...engine.context import BuildContext
 
 RUN_TAG = "kiln:run"
 BUILD_TAG = "kiln:build"

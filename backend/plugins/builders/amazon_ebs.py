@@ -24,10 +24,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from backend.plugins.base import PROVISION, Artifact, Builder, Step, StepError
-from backend.plugins.communicators.config import CommunicatorConfig
-from backend.template.decode import ConfigProblems, Deferred, Duration, opt
-
+from ...template.decode import ConfigProblems, Deferred, Duration, opt
+from ..base import PROVISION, Artifact, Builder, Step, StepError
+from ..communicators.config import CommunicatorConfig
 from . import amazon_common as aws
 from .amazon_common import reap  # noqa: F401 - the ledger's REAPERS name amazon_ebs:reap
 
@@ -597,8 +596,8 @@ def render(ctx, text: str, data: dict[str, Any], what: str) -> str:
     text = str(text or "")
     if "{{" not in text:
         return text
-    from backend.template import funcs as F
-    from backend.template import gotmpl
+    from ...template import funcs as F
+    from ...template import gotmpl
 
     funcs = F.packer_funcs(F.FuncContext(
         user_vars=ctx.user_vars, template_path=ctx.template_path, build_name=ctx.build_name,
@@ -838,7 +837,7 @@ class KeyPairStep(AwsStep):
             return
         if not c.needs_temporary_key():
             return
-        from backend.plugins.communicators.ssh import generate_key_pair, key_secrets
+        from ..communicators.ssh import generate_key_pair, key_secrets
 
         name = c.temporary_key_pair_name or f"kiln_{uuid.uuid4()}"
         kind = c.temporary_key_pair_type or "rsa"
@@ -1254,8 +1253,8 @@ class ConnectStep(AwsStep):
     title = "Connect"
 
     def run(self, ctx) -> None:
-        from backend.plugins.communicators.base import CommunicatorError
-        from backend.plugins.communicators.connect import connect
+        from ..communicators.base import CommunicatorError
+        from ..communicators.connect import connect
 
         c = self.c
         b = self.b
@@ -1277,7 +1276,7 @@ class ConnectStep(AwsStep):
         hint = " ".join(parts)
         try:
             if ctype == "ssh":
-                from backend.plugins.communicators.ssh import connect_ssh
+                from ..communicators.ssh import connect_ssh
 
                 ctx.communicator = connect_ssh(ctx, c, host=host,
                                                private_key=b.private_key or None)
@@ -1333,7 +1332,7 @@ class ClearTemporaryKeysStep(AwsStep):
     title = "Clear temporary keys"
 
     def run(self, ctx) -> None:
-        from backend.plugins.communicators.base import CommunicatorError
+        from ..communicators.base import CommunicatorError
 
         b = self.b
         if not b.temporary_key or ctx.communicator is None:
@@ -1805,7 +1804,7 @@ class AmazonEBSBuilder(Builder):
 
     @classmethod
     def template_funcs(cls) -> dict[str, Any]:
-        from backend.template.funcs import amazon_extra_funcs
+        from ...template.funcs import amazon_extra_funcs
 
         return amazon_extra_funcs()
 

@@ -22,10 +22,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from backend.plugins.base import PROVISION, Artifact, Builder, Cancelled, Step, StepError
-from backend.plugins.communicators.config import CommunicatorConfig
-from backend.plugins.shell_local_common import render_runtime
-from backend.template.decode import ConfigProblems, Deferred, opt
+from ...template.decode import ConfigProblems, Deferred, opt
+from ..base import PROVISION, Artifact, Builder, Cancelled, Step, StepError
+from ..communicators.config import CommunicatorConfig
+from ..shell_local_common import render_runtime
 
 BUILDER_ID = "packer.docker"
 IMPORT_BUILDER_ID = "packer.post-processor.docker-import"
@@ -413,8 +413,8 @@ def message(ui: Any, text: str) -> None:
 
 def client() -> Any:
     """A docker SDK client, or StepError with what to do when there is no engine."""
-    from backend.plugins.communicators.base import CommunicatorError
-    from backend.plugins.communicators.docker import docker_client
+    from ..communicators.base import CommunicatorError
+    from ..communicators.docker import docker_client
 
     try:
         return docker_client()
@@ -423,7 +423,7 @@ def client() -> Any:
 
 
 def api_error(e: BaseException) -> str:
-    from backend.plugins.communicators.docker import explain
+    from ..communicators.docker import explain
 
     return explain(e)
 
@@ -813,8 +813,8 @@ class ConnectStep(Step):
         self.shared = shared
 
     def run(self, ctx) -> None:
-        from backend.plugins.communicators.base import CommunicatorError
-        from backend.plugins.communicators.connect import connect
+        from ..communicators.base import CommunicatorError
+        from ..communicators.connect import connect
 
         cfg = self.shared.config
         host = ""
@@ -959,7 +959,7 @@ class DockerBuilder(Builder):
 
 
 def _reap_client(entry) -> Any:
-    from backend.plugins.communicators.docker import docker_client
+    from ..communicators.docker import docker_client
 
     host = (entry.data or {}).get("docker_host") or ""
     if host and host != os.environ.get("DOCKER_HOST", ""):

@@ -35,6 +35,6 @@ def connect(ctx: Any, config: Any, host: str = "", container_id: str = "") -> Co
         from .ssh import connect_ssh
 
         return connect_ssh(ctx, config, host=config.ssh_host or host)
-    from backend.plugins.base import StepError
+    from ..base import StepError
 
     raise StepError(f'the "{ctype}" communicator is not supported by Kiln')

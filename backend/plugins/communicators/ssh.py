@@ -44,12 +44,11 @@ import uuid
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, BinaryIO, Callable, Iterable
 
-from backend.plugins.base import Cancelled, StepError
-
+from ..base import Cancelled, StepError
 from .base import DISCONNECTED, Communicator, CommunicatorError, LineSplitter, OutputFn
 
 if TYPE_CHECKING:
-    from backend.engine.cancel import CancelToken
+    from ...engine.cancel import CancelToken
 
 #: seconds between connection attempts (Packer waits 5 s)
 WAIT_INTERVAL = 2.0
@@ -640,7 +639,7 @@ def connect_ssh(
     comm.wait_for_connection(ctx.ui, ctx.cancel)
     pause = float(getattr(config, "pause_before_connecting", 0) or 0)
     if pause:
-        from backend.template.golang import format_duration
+        from ...template.golang import format_duration
 
         ctx.ui.say(f"Pausing {format_duration(pause)} before connecting...")
         comm.close()
@@ -713,7 +712,7 @@ class SSHCommunicator(Communicator):
                 raise Cancelled(cancel.reason or "cancelled")
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                from backend.template.golang import format_duration
+                from ...template.golang import format_duration
 
                 raise StepError(
                     f"Timeout waiting for SSH on {ep.dest} after "
@@ -813,7 +812,7 @@ class SSHCommunicator(Communicator):
                         return
                     last_sent = now
                 if rw > 0 and now - sock.last_recv > rw:
-                    from backend.template.golang import format_duration
+                    from ...template.golang import format_duration
 
                     self._dead_reason = (
                         f"no data from {self.settings.target.dest} for "

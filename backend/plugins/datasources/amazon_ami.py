@@ -10,9 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from backend.plugins.builders import amazon_common as aws
-from backend.plugins.builders.amazon_ebs import AwsAccessConfig
-from backend.template.decode import ConfigProblems, opt
+from ...template.decode import ConfigProblems, opt
+from ..builders import amazon_common as aws
+from ..builders.amazon_ebs import AwsAccessConfig
 
 
 @dataclass

@@ -12,10 +12,10 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from backend.plugins.base import StepError
-from backend.plugins.builders import amazon_common as aws
-from backend.plugins.builders.amazon_ebs import AwsAccessConfig
-from backend.template.decode import opt
+from ...template.decode import opt
+from ..base import StepError
+from ..builders import amazon_common as aws
+from ..builders.amazon_ebs import AwsAccessConfig
 
 
 @dataclass

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from backend.template.decode import opt
+from ...template.decode import opt
 
 
 @dataclass

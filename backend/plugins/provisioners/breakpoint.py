@@ -10,11 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from backend.plugins.base import Cancelled, Provisioner, StepError
-from backend.template.decode import opt
+from ...template.decode import opt
+from ..base import Cancelled, Provisioner, StepError
 
 if TYPE_CHECKING:
-    from backend.engine.context import BuildContext, StageUI
+    from ...engine.context import BuildContext, StageUI
 
 
 @dataclass
