@@ -17,9 +17,9 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
 
-from ..plugins.base import PROVISION, Artifact, Cancelled, StepError
-from ..plugins.communicators.base import CommunicatorError
-from .cancel import CancelToken
+from ..sdk.cancel import CancelToken
+from ..sdk.communicator import CommunicatorError
+from ..sdk.plugin import PROVISION, Artifact, Cancelled, StepError
 from .context import BuildContext, StageUI
 from .ledger import BuildLedger
 from .masking import Masker

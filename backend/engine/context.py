@@ -7,7 +7,7 @@ import shutil
 import threading
 from typing import TYPE_CHECKING, Any, Callable
 
-from .cancel import CancelToken
+from ..sdk.cancel import CancelToken
 from .events import EventBus
 from .masking import StreamMask
 from .private import PrivateTemp, create_exclusive

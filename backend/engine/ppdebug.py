@@ -25,8 +25,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..plugins.base import PROVISION, Artifact, PostProcessor, Step, StepError
 from ..plugins.builders.file import FileBuilder, WriteFileStep
+from ..sdk.plugin import PROVISION, Artifact, PostProcessor, Step, StepError
 from ..template.model import BuildDef, PostProcessorDef, Template
 from ..template.source import Node, from_plain
 from .prepare import Options, PreparedBuild, Preparer, select_builds

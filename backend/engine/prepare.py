@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..plugins import registry
-from ..plugins.base import PrepareContext
 from ..plugins.registry import PluginLoadError
+from ..sdk.plugin import PrepareContext
 from ..template import funcs as F
 from ..template import gcpause, gotmpl, limits
 from ..template.decode import ConfigProblems, Decoder, config_fields, locs_of, secret_values

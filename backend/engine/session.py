@@ -16,11 +16,11 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from ..sdk.cancel import CancelToken
 from ..template.errors import TemplateError
 from ..template.loader import load_template
 from ..template.model import Template
 from .build import BuildResult, BuildRunner
-from .cancel import CancelToken
 from .events import EventBus
 from .ledger import Ledger
 from .prepare import Options, PreparedBuild, PreparedProvisioner, Preparer, select_builds

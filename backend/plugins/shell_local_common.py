@@ -19,8 +19,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from ..sdk.plugin import Cancelled, StepError
 from ..template.decode import ConfigProblems, Deferred, opt
-from .base import Cancelled, StepError
 
 if TYPE_CHECKING:
     from ..engine.context import BuildContext, StageUI
@@ -280,7 +280,7 @@ def exec_argv(config: ShellLocalConfig, ctx: BuildContext, data: dict[str, Any],
 def run_shell_local(config: ShellLocalConfig, ctx: BuildContext, ui: StageUI,
                     data: dict[str, Any] | None) -> None:
     """Run every script (or the inline one) in turn; raise StepError on a bad exit code."""
-    from .communicators.base import CommunicatorError
+    from ..sdk.communicator import CommunicatorError
     from .communicators.local import run_process
 
     data = dict(data or {})

@@ -632,7 +632,7 @@ class _Loader:
     def data(self, type_name: str, name: str) -> dict[str, Any]:
         """A data source's outputs: looked up once (for a build), else unknown."""
         from ..plugins import registry
-        from ..plugins.base import StepError
+        from ..sdk.plugin import StepError
         from .decode import Decoder, secret_values
 
         key = f"{type_name}.{name}"

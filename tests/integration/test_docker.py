@@ -20,15 +20,12 @@ from typing import Any
 import build_context
 import pytest
 from build_context import decode, problems_of
-from kiln.backend.engine.cancel import CancelToken
 from kiln.backend.engine.ledger import Ledger, reap
-from kiln.backend.plugins.base import PROVISION, Artifact, Cancelled, StepError
 from kiln.backend.plugins.builders.docker import (
     DockerBuilder,
     DockerImageArtifact,
     parse_run_command,
 )
-from kiln.backend.plugins.communicators.base import CommunicatorError
 from kiln.backend.plugins.communicators.docker import ContainerGone, DockerCommunicator
 from kiln.backend.plugins.postprocessors.docker_import import DockerImportPostProcessor
 from kiln.backend.plugins.postprocessors.docker_push import DockerPushPostProcessor
@@ -36,6 +33,9 @@ from kiln.backend.plugins.postprocessors.docker_save import DockerSavePostProces
 from kiln.backend.plugins.postprocessors.docker_tag import DockerTagPostProcessor
 from kiln.backend.plugins.provisioners.file import FileProvisioner
 from kiln.backend.plugins.provisioners.shell import ShellProvisioner
+from kiln.backend.sdk.cancel import CancelToken
+from kiln.backend.sdk.communicator import CommunicatorError
+from kiln.backend.sdk.plugin import PROVISION, Artifact, Cancelled, StepError
 
 docker_mark = pytest.mark.docker
 

@@ -20,10 +20,10 @@ from build_context import decode
 from kiln.backend.engine import private
 from kiln.backend.engine.ledger import Ledger, LedgerEntry, reap_path
 from kiln.backend.engine.private import PrivateTemp
-from kiln.backend.plugins.base import PrepareContext, StepError
 from kiln.backend.plugins.communicators.local import LocalCommunicator
 from kiln.backend.plugins.provisioners.ansible_local import AnsibleLocalProvisioner
 from kiln.backend.plugins.provisioners.shell import ShellProvisioner
+from kiln.backend.sdk.plugin import PrepareContext, StepError
 
 KILN = [sys.executable, "-m", "kiln.backend.cli"]
 

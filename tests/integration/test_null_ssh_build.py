@@ -387,11 +387,11 @@ def test_dropped_connection_and_expect_disconnect(sshd: Sshd, tmp_path: Path, ex
 
 
 def test_breakpoint_without_an_interactive_session() -> None:
-    from kiln.backend.engine.cancel import CancelToken
     from kiln.backend.engine.context import BuildContext
     from kiln.backend.engine.events import EventBus
-    from kiln.backend.plugins.base import StepError
     from kiln.backend.plugins.provisioners.breakpoint import BreakpointConfig, BreakpointProvisioner
+    from kiln.backend.sdk.cancel import CancelToken
+    from kiln.backend.sdk.plugin import StepError
 
     def ctx_with(ask):
         return BuildContext(

@@ -15,10 +15,10 @@ import time
 import paramiko
 import pytest
 from build_context import masking_context
-from kiln.backend.engine.cancel import CancelToken
 from kiln.backend.plugins.communicators import ssh as ssh_mod
 from kiln.backend.plugins.communicators.config import CommunicatorConfig
 from kiln.backend.plugins.communicators.ssh import connect_ssh
+from kiln.backend.sdk.cancel import CancelToken
 from kiln.backend.template.decode import Duration
 
 pytestmark = pytest.mark.ssh

@@ -6,9 +6,9 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from kiln.backend.engine.cancel import CancelToken
 from kiln.backend.engine.context import BuildContext
 from kiln.backend.engine.events import EventBus
+from kiln.backend.sdk.cancel import CancelToken
 from kiln.backend.template.decode import ConfigProblems, Decoder
 from kiln.backend.template.source import Loc, from_plain
 

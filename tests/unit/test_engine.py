@@ -13,7 +13,7 @@ from kiln.backend.engine.events import EventBus
 from kiln.backend.engine.ledger import Ledger
 from kiln.backend.engine.prepare import Options, PreparedBuild
 from kiln.backend.engine.session import Session, load_template
-from kiln.backend.plugins.base import PROVISION, Artifact, Builder, Step, StepError
+from kiln.backend.sdk.plugin import PROVISION, Artifact, Builder, Step, StepError
 from kiln.backend.template.model import BuildDef
 from kiln.backend.template.source import Loc, Node
 

@@ -123,7 +123,7 @@ def test_a_body_line_printed_alone_is_masked_too():
 
 
 def test_a_secret_cut_where_a_long_line_is_split_is_masked():
-    from kiln.backend.plugins.communicators.base import LineSplitter
+    from kiln.backend.sdk.communicator import LineSplitter
 
     secret = "s3cr3t-VALUE-42"
     for cut in range(1, len(secret)):
@@ -224,7 +224,7 @@ def test_a_command_never_runs_unrecorded_when_kiln_dies_at_the_worst_moment(tmp_
     script = tmp_path / "die.py"
     script.write_text(
         "import os\n"
-        "from kiln.backend.engine.cancel import CancelToken\n"
+        "from kiln.backend.sdk.cancel import CancelToken\n"
         "from kiln.backend.plugins.communicators.local import run_process\n"
         "class DiesWhileRecording:\n"
         "    def record(self, *a, **k):\n"
@@ -242,9 +242,9 @@ def test_a_command_never_runs_unrecorded_when_kiln_dies_at_the_worst_moment(tmp_
 
 
 def test_a_recorded_command_gets_its_stdin_whole(tmp_path):
-    from kiln.backend.engine.cancel import CancelToken
-    from kiln.backend.plugins.communicators.base import CommunicatorError
     from kiln.backend.plugins.communicators.local import run_process
+    from kiln.backend.sdk.cancel import CancelToken
+    from kiln.backend.sdk.communicator import CommunicatorError
 
     class Records:
         def __init__(self):

@@ -18,7 +18,6 @@ import zipfile
 import build_context
 import pytest
 from build_context import decode, plugin
-from kiln.backend.plugins.base import Artifact, StepError
 from kiln.backend.plugins.postprocessors.artifice import ArtificePostProcessor, go_glob
 from kiln.backend.plugins.postprocessors.checksum import ChecksumPostProcessor
 from kiln.backend.plugins.postprocessors.compress import (
@@ -27,6 +26,7 @@ from kiln.backend.plugins.postprocessors.compress import (
     detect_format,
 )
 from kiln.backend.plugins.postprocessors.manifest import ManifestPostProcessor, go_json
+from kiln.backend.sdk.plugin import Artifact, StepError
 from kiln.backend.template.decode import ConfigProblems
 
 # --------------------------------------------------------------------------- factory

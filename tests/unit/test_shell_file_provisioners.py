@@ -10,11 +10,11 @@ import build_context
 import pytest
 from build_context import decode, problems_of
 from kiln.backend.engine.ledger import Ledger
-from kiln.backend.plugins.base import Cancelled, PrepareContext, StepError
-from kiln.backend.plugins.communicators.base import DISCONNECTED, CommunicatorError
 from kiln.backend.plugins.communicators.local import LocalCommunicator
 from kiln.backend.plugins.provisioners.file import FileProvisioner
 from kiln.backend.plugins.provisioners.shell import ShellProvisioner, flatten_env_vars
+from kiln.backend.sdk.communicator import DISCONNECTED, CommunicatorError
+from kiln.backend.sdk.plugin import Cancelled, PrepareContext, StepError
 from kiln.backend.template.decode import ConfigProblems
 
 # --------------------------------------------------------------------------- helpers

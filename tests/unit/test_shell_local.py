@@ -11,10 +11,10 @@ import build_context
 import pytest
 from build_context import decode, plugin
 from kiln.backend.engine.ledger import Ledger
-from kiln.backend.plugins.base import Artifact, Cancelled, PrepareContext, StepError
 from kiln.backend.plugins.postprocessors.shell_local import ShellLocalPostProcessor
 from kiln.backend.plugins.provisioners.shell_local import ShellLocalProvisioner
 from kiln.backend.plugins.shell_local_common import runtime_os, windows_to_wsl_path
+from kiln.backend.sdk.plugin import Artifact, Cancelled, PrepareContext, StepError
 from kiln.backend.template.decode import ConfigProblems
 
 # --------------------------------------------------------------------------- factory

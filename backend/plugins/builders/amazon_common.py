@@ -17,7 +17,7 @@ import os
 import time
 from typing import TYPE_CHECKING, Any, Callable
 
-from ..base import Cancelled, StepError
+from ...sdk.plugin import Cancelled, StepError
 
 if TYPE_CHECKING:
     from ...engine.context import BuildContext

@@ -24,8 +24,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from ...sdk.plugin import PROVISION, Artifact, Builder, Step, StepError
 from ...template.decode import ConfigProblems, Deferred, Duration, opt
-from ..base import PROVISION, Artifact, Builder, Step, StepError
 from ..communicators.config import CommunicatorConfig
 from . import amazon_common as aws
 from .amazon_common import reap  # noqa: F401 - the ledger's REAPERS name amazon_ebs:reap
@@ -1253,7 +1253,7 @@ class ConnectStep(AwsStep):
     title = "Connect"
 
     def run(self, ctx) -> None:
-        from ..communicators.base import CommunicatorError
+        from ...sdk.communicator import CommunicatorError
         from ..communicators.connect import connect
 
         c = self.c
@@ -1332,7 +1332,7 @@ class ClearTemporaryKeysStep(AwsStep):
     title = "Clear temporary keys"
 
     def run(self, ctx) -> None:
-        from ..communicators.base import CommunicatorError
+        from ...sdk.communicator import CommunicatorError
 
         b = self.b
         if not b.temporary_key or ctx.communicator is None:

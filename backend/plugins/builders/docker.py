@@ -22,8 +22,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+from ...sdk.plugin import PROVISION, Artifact, Builder, Cancelled, Step, StepError
 from ...template.decode import ConfigProblems, Deferred, opt
-from ..base import PROVISION, Artifact, Builder, Cancelled, Step, StepError
 from ..communicators.config import CommunicatorConfig
 from ..shell_local_common import render_runtime
 
@@ -413,7 +413,7 @@ def message(ui: Any, text: str) -> None:
 
 def client() -> Any:
     """A docker SDK client, or StepError with what to do when there is no engine."""
-    from ..communicators.base import CommunicatorError
+    from ...sdk.communicator import CommunicatorError
     from ..communicators.docker import docker_client
 
     try:
@@ -813,7 +813,7 @@ class ConnectStep(Step):
         self.shared = shared
 
     def run(self, ctx) -> None:
-        from ..communicators.base import CommunicatorError
+        from ...sdk.communicator import CommunicatorError
         from ..communicators.connect import connect
 
         cfg = self.shared.config

@@ -11,9 +11,9 @@ import os
 import shutil
 from dataclasses import dataclass
 
+from ...sdk.communicator import MockCommunicator
+from ...sdk.plugin import PROVISION, Artifact, Builder, Step, StepError
 from ...template.decode import ConfigProblems, opt
-from ..base import PROVISION, Artifact, Builder, Step, StepError
-from ..communicators.base import MockCommunicator
 
 
 @dataclass

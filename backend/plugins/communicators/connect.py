@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .base import Communicator, NoneCommunicator
+from ...sdk.communicator import Communicator, NoneCommunicator
 
 
 def connect(ctx: Any, config: Any, host: str = "", container_id: str = "") -> Communicator:
@@ -35,6 +35,6 @@ def connect(ctx: Any, config: Any, host: str = "", container_id: str = "") -> Co
         from .ssh import connect_ssh
 
         return connect_ssh(ctx, config, host=config.ssh_host or host)
-    from ..base import StepError
+    from ...sdk.plugin import StepError
 
     raise StepError(f'the "{ctype}" communicator is not supported by Kiln')

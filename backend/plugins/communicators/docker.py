@@ -26,7 +26,13 @@ import types
 import uuid
 from typing import Any, Iterable
 
-from .base import DISCONNECTED, Communicator, CommunicatorError, LineSplitter, OutputFn
+from ...sdk.communicator import (
+    DISCONNECTED,
+    Communicator,
+    CommunicatorError,
+    LineSplitter,
+    OutputFn,
+)
 
 KILL_GRACE = 3.0  # seconds between SIGTERM and SIGKILL on cancel
 SOCKET_PATH = "/var/run/docker.sock"

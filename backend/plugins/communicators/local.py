@@ -13,7 +13,7 @@ import threading
 import time
 from typing import Any, Callable, Iterable, Sequence
 
-from .base import Communicator, CommunicatorError, LineSplitter, OutputFn
+from ...sdk.communicator import Communicator, CommunicatorError, LineSplitter, OutputFn
 
 KILL_GRACE = 3.0  # seconds between SIGTERM and SIGKILL on cancel
 

@@ -44,11 +44,17 @@ import uuid
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, BinaryIO, Callable, Iterable
 
-from ..base import Cancelled, StepError
-from .base import DISCONNECTED, Communicator, CommunicatorError, LineSplitter, OutputFn
+from ...sdk.communicator import (
+    DISCONNECTED,
+    Communicator,
+    CommunicatorError,
+    LineSplitter,
+    OutputFn,
+)
+from ...sdk.plugin import Cancelled, StepError
 
 if TYPE_CHECKING:
-    from ...engine.cancel import CancelToken
+    from ...sdk.cancel import CancelToken
 
 #: seconds between connection attempts (Packer waits 5 s)
 WAIT_INTERVAL = 2.0

@@ -12,8 +12,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from ...sdk.plugin import StepError
 from ...template.decode import opt
-from ..base import StepError
 from ..builders import amazon_common as aws
 from ..builders.amazon_ebs import AwsAccessConfig
 

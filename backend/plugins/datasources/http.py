@@ -13,8 +13,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from ...sdk.plugin import StepError
 from ...template.decode import ConfigProblems, opt
-from ..base import StepError
 
 #: request headers whose values are credentials: masked wherever output goes
 SECRET_HEADER = re.compile(r"authorization|token|cookie|secret|password|api[-_]?key", re.I)

@@ -13,8 +13,8 @@ import posixpath
 import re
 from dataclasses import dataclass
 
+from ...sdk.plugin import Artifact, PostProcessor, StepError
 from ...template.decode import ConfigProblems, opt
-from ..base import Artifact, PostProcessor, StepError
 
 BUILDER_ID = "packer.post-processor.artifice"
 

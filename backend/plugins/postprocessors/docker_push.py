@@ -6,8 +6,8 @@ from contextlib import closing
 from dataclasses import dataclass
 from typing import Any
 
+from ...sdk.plugin import Artifact, PostProcessor, StepError
 from ...template.decode import ConfigProblems, opt
-from ..base import Artifact, PostProcessor, StepError
 from ..builders.docker import (
     IMPORT_BUILDER_ID,
     DockerImageArtifact,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ...sdk.plugin import Artifact, PostProcessor, StepError
 from ...template.decode import ConfigProblems, opt
-from ..base import Artifact, PostProcessor, StepError
 from ..builders.docker import (
     IMPORT_BUILDER_ID,
     DockerImageArtifact,

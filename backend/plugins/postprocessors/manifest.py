@@ -16,8 +16,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from ...sdk.plugin import Artifact, PostProcessor, StepError
 from ...template.decode import opt
-from ..base import Artifact, PostProcessor, StepError
 from ..shell_local_common import render_runtime
 
 DEFAULT_OUTPUT = "packer-manifest.json"

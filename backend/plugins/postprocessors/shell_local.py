@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..base import Artifact, PostProcessor, PrepareContext
+from ...sdk.plugin import Artifact, PostProcessor, PrepareContext
 from ..shell_local_common import ShellLocalConfig, run_shell_local
 
 

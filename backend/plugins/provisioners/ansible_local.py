@@ -15,9 +15,9 @@ import shlex
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from ...sdk.communicator import CommunicatorError
+from ...sdk.plugin import PrepareContext, Provisioner, StepError
 from ...template.decode import ConfigProblems, opt
-from ..base import PrepareContext, Provisioner, StepError
-from ..communicators.base import CommunicatorError
 from ..shell_local_common import render_runtime
 
 if TYPE_CHECKING:

@@ -10,8 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from ...sdk.plugin import Cancelled, Provisioner, StepError
 from ...template.decode import opt
-from ..base import Cancelled, Provisioner, StepError
 
 if TYPE_CHECKING:
     from ...engine.context import BuildContext, StageUI

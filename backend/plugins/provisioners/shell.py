@@ -16,9 +16,9 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from ...sdk.communicator import DISCONNECTED, CommunicatorError
+from ...sdk.plugin import Cancelled, PrepareContext, Provisioner, StepError
 from ...template.decode import ConfigProblems, Deferred, Duration, opt
-from ..base import Cancelled, PrepareContext, Provisioner, StepError
-from ..communicators.base import DISCONNECTED, CommunicatorError
 from ..shell_local_common import (
     HTTP_VARS,
     format_env,

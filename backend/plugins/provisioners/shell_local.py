@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..base import PrepareContext, Provisioner
+from ...sdk.plugin import PrepareContext, Provisioner
 from ..shell_local_common import ShellLocalConfig, run_shell_local
 
 

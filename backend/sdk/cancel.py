@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from typing import Callable
 
-from ..plugins.base import Cancelled
+from .plugin import Cancelled
 
 
 class CancelToken:

@@ -13,7 +13,7 @@ from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING, Callable, Iterable
 
 if TYPE_CHECKING:
-    from ...engine.cancel import CancelToken
+    from .cancel import CancelToken
 
 #: exit status reported when the connection dropped mid-command (Packer's value)
 DISCONNECTED = 2300218
