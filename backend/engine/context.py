@@ -150,7 +150,7 @@ class BuildContext:
     def temp_file(self, prefix: str = "kiln-", suffix: str = "", content: bytes | None = None, mode: int = 0o600) -> str:
         """A file with ``content`` in the run's private temp directory, recorded in the
         ledger before it exists, created exclusively (never through a planted name)."""
-        from ..plugins.communicators.local import SPAWN_LOCK
+        from ..sdk.process import SPAWN_LOCK
 
         path = self.temp.new_name(prefix, suffix)
         if self.ledger is not None:

@@ -18,9 +18,9 @@ import sqlite3
 import stat
 import threading
 import time
-from dataclasses import dataclass
 from typing import Any, Callable
 
+from ..sdk.reaper import LedgerEntry
 from .private import makedirs_private, touch_private
 
 SCHEMA = """
@@ -67,17 +67,6 @@ def state_dir() -> str:
     return d
 
 
-@dataclass
-class LedgerEntry:
-    id: int
-    run_id: str
-    pid: int
-    build: str
-    kind: str
-    ident: str
-    data: dict[str, Any]
-    created: float
-    kept: bool
 
 
 class Ledger:
@@ -254,7 +243,7 @@ def reap_process(entry: LedgerEntry) -> None:
     """
     import signal
 
-    from ..plugins.communicators.local import process_start
+    from ..sdk.process import process_start
 
     try:
         pgid = int(entry.ident)

@@ -19,11 +19,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from ..sdk.config import ConfigProblems, Deferred, opt
 from ..sdk.plugin import Cancelled, StepError
-from ..template.decode import ConfigProblems, Deferred, opt
 
 if TYPE_CHECKING:
-    from ..engine.context import BuildContext, StageUI
+    from ..sdk.context import BuildContext, StageUI
 
 #: Go's names for the operating systems ``only_on`` may list
 SUPPORTED_OS = ("darwin", "freebsd", "linux", "openbsd", "solaris", "windows")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from typing import Callable
 
-from .plugin import Cancelled
+from .errors import Cancelled
 
 
 class CancelToken:

@@ -1,4 +1,5 @@
-"""The plugin interfaces: builders, steps, provisioners, post-processors, artifacts.
+"""The plugin interfaces: builders, steps, provisioners, post-processors, data sources,
+artifacts (Packer's packer-plugin-sdk ``packer`` and ``multistep`` packages).
 
 Every plugin module is imported lazily by the registry; heavy libraries
 (docker, boto3, paramiko) are imported inside the functions that use them, so
@@ -9,18 +10,15 @@ from __future__ import annotations
 
 import shutil
 from abc import ABC, abstractmethod
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, Callable, ClassVar
+
+from .errors import Cancelled, StepError
 
 if TYPE_CHECKING:
-    from ..engine.context import BuildContext, StageUI
+    from .context import BuildContext, StageUI
 
-
-class StepError(Exception):
-    """A step, provisioner or post-processor failed for a reason the user can act on."""
-
-
-class Cancelled(Exception):
-    """The run was cancelled (Ctrl-C, SIGTERM, the dashboard, or a timeout)."""
+__all__ = ["PROVISION", "Artifact", "Builder", "Cancelled", "DataSource", "PostProcessor",
+           "PrepareContext", "ProvisionMarker", "Provisioner", "Step", "StepError"]
 
 
 # -- builders ---------------------------------------------------------------------
@@ -113,6 +111,13 @@ class PrepareContext:
 
 
 class Provisioner(ABC):
+    """A provisioner runs once per build, on the machine, through the build's communicator.
+
+    ``provision`` gets the build context, the stage's UI, the communicator (``comm``; a
+    ``NoneCommunicator`` for a build without one) and the template data (``{{ build `X` }}``).
+    Raise ``StepError`` for a failure the user can act on; poll ``ctx.cancel``.
+    """
+
     type_name: ClassVar[str] = ""
     Config: ClassVar[type]
     #: keys whose strings are NOT rendered at prepare time (rendered at run time)
@@ -138,6 +143,9 @@ class Provisioner(ABC):
 
 
 class PostProcessor(ABC):
+    """A post-processor turns the artifact of a build (or of the previous post-processor in
+    its chain) into a new one; ``default_keep`` says whether the input artifact is kept."""
+
     type_name: ClassVar[str] = ""
     Config: ClassVar[type]
     deferred_keys: ClassVar[tuple[str, ...]] = ()
@@ -153,6 +161,26 @@ class PostProcessor(ABC):
     @abstractmethod
     def post_process(self, ctx: BuildContext, ui: StageUI, artifact: Artifact) -> Artifact | None:
         """Return the new artifact (or the input one, or None to end the chain)."""
+
+
+# -- data sources ----------------------------------------------------------------
+
+
+class DataSource(ABC):
+    """An HCL2 ``data`` block: looked up once per build, before the builds are prepared.
+
+    ``outputs`` names the attributes ``execute`` returns (validate treats them as unknown);
+    ``execute`` gets ``add_secret`` to mask a value it read in every later output.
+    """
+
+    Config: ClassVar[type]
+    outputs: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, config: Any):
+        self.config = config
+
+    @abstractmethod
+    def execute(self, add_secret: Callable[[str], None]) -> dict[str, Any]: ...
 
 
 # -- artifacts --------------------------------------------------------------------

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from ...sdk.plugin import Cancelled, StepError
 
 if TYPE_CHECKING:
-    from ...engine.context import BuildContext
+    from ...sdk.context import BuildContext
 
 RUN_TAG = "kiln:run"
 BUILD_TAG = "kiln:build"

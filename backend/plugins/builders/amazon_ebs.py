@@ -24,8 +24,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from ...sdk.config import ConfigProblems, Deferred, Duration, opt
 from ...sdk.plugin import PROVISION, Artifact, Builder, Step, StepError
-from ...template.decode import ConfigProblems, Deferred, Duration, opt
 from ..communicators.config import CommunicatorConfig
 from . import amazon_common as aws
 from .amazon_common import reap  # noqa: F401 - the ledger's REAPERS name amazon_ebs:reap

@@ -22,8 +22,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+from ...sdk.config import ConfigProblems, Deferred, opt
 from ...sdk.plugin import PROVISION, Artifact, Builder, Cancelled, Step, StepError
-from ...template.decode import ConfigProblems, Deferred, opt
 from ..communicators.config import CommunicatorConfig
 from ..shell_local_common import render_runtime
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ...sdk.config import ConfigProblems
 from ...sdk.plugin import PROVISION, Artifact, Builder, Step
-from ...template.decode import ConfigProblems
 from ..communicators.config import CommunicatorConfig
 
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ...template.decode import ConfigProblems, opt
+from ...sdk.config import ConfigProblems, opt
+from ...sdk.plugin import DataSource
 from ..builders import amazon_common as aws
 from ..builders.amazon_ebs import AwsAccessConfig
 
@@ -38,7 +39,7 @@ class AmazonAmiConfig(AwsAccessConfig):
             raise ConfigProblems(problems)
 
 
-class AmazonAmiDataSource:
+class AmazonAmiDataSource(DataSource):
     Config = AmazonAmiConfig
     #: what ``data.amazon-ami.NAME`` offers, as Packer's plugin does
     outputs = ("id", "name", "creation_date", "owner", "owner_name", "tags")

@@ -9,7 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ...template.decode import opt
+from ...sdk.config import opt
+from ...sdk.plugin import DataSource
 from ..builders import amazon_common as aws
 from ..builders.amazon_ebs import AwsAccessConfig
 
@@ -20,7 +21,7 @@ class ParameterStoreConfig(AwsAccessConfig):
     with_decryption: bool = opt(False, doc="decrypt a SecureString")
 
 
-class ParameterStoreDataSource:
+class ParameterStoreDataSource(DataSource):
     Config = ParameterStoreConfig
     outputs = ("value", "version", "arn")
 

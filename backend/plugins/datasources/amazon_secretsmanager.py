@@ -12,8 +12,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from ...sdk.plugin import StepError
-from ...template.decode import opt
+from ...sdk.config import opt
+from ...sdk.plugin import DataSource, StepError
 from ..builders import amazon_common as aws
 from ..builders.amazon_ebs import AwsAccessConfig
 
@@ -26,7 +26,7 @@ class SecretsManagerConfig(AwsAccessConfig):
     version_stage: str = opt("", doc="a staging label (default AWSCURRENT)")
 
 
-class SecretsManagerDataSource:
+class SecretsManagerDataSource(DataSource):
     Config = SecretsManagerConfig
     outputs = ("value", "secret_string", "secret_binary", "version_id")
 

@@ -13,8 +13,8 @@ import posixpath
 import re
 from dataclasses import dataclass
 
+from ...sdk.config import ConfigProblems, opt
 from ...sdk.plugin import Artifact, PostProcessor, StepError
-from ...template.decode import ConfigProblems, opt
 
 BUILDER_ID = "packer.post-processor.artifice"
 

@@ -13,8 +13,8 @@ import hashlib
 import os
 from dataclasses import dataclass
 
+from ...sdk.config import ConfigProblems, Deferred, opt
 from ...sdk.plugin import Artifact, PostProcessor, StepError
-from ...template.decode import ConfigProblems, Deferred, opt
 from ..shell_local_common import render_runtime
 
 BUILDER_ID = "packer.post-processor.checksum"

@@ -27,8 +27,8 @@ import zlib
 from dataclasses import dataclass
 from typing import Any, BinaryIO, Callable
 
+from ...sdk.config import Deferred, opt
 from ...sdk.plugin import Artifact, PostProcessor, StepError
-from ...template.decode import Deferred, opt
 from ..shell_local_common import render_runtime
 
 BUILDER_ID = "packer.post-processor.compress"

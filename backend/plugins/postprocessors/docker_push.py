@@ -6,8 +6,8 @@ from contextlib import closing
 from dataclasses import dataclass
 from typing import Any
 
+from ...sdk.config import ConfigProblems, opt
 from ...sdk.plugin import Artifact, PostProcessor, StepError
-from ...template.decode import ConfigProblems, opt
 from ..builders.docker import (
     IMPORT_BUILDER_ID,
     DockerImageArtifact,

@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from ...sdk.config import ConfigProblems, opt
 from ...sdk.plugin import Artifact, PostProcessor, StepError
-from ...template.decode import ConfigProblems, opt
 from ..builders.docker import (
     IMPORT_BUILDER_ID,
     api_error,

@@ -16,8 +16,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from ...sdk.config import opt
 from ...sdk.plugin import Artifact, PostProcessor, StepError
-from ...template.decode import opt
 from ..shell_local_common import render_runtime
 
 DEFAULT_OUTPUT = "packer-manifest.json"

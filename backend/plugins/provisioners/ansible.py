@@ -31,12 +31,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ...sdk.communicator import CommunicatorError
+from ...sdk.config import ConfigProblems, Deferred, opt
 from ...sdk.plugin import PrepareContext, Provisioner, StepError
-from ...template.decode import ConfigProblems, Deferred, opt
 from ..shell_local_common import render_runtime
 
 if TYPE_CHECKING:
-    from ...engine.context import BuildContext, StageUI
+    from ...sdk.context import BuildContext, StageUI
 
 DEFAULT_INVENTORY_LINE = (
     "{{ .HostAlias }} ansible_host={{ .Host }} ansible_user={{ .User }} ansible_port={{ .Port }}\n"

@@ -16,12 +16,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ...sdk.communicator import CommunicatorError
+from ...sdk.config import ConfigProblems, opt
 from ...sdk.plugin import PrepareContext, Provisioner, StepError
-from ...template.decode import ConfigProblems, opt
 from ..shell_local_common import render_runtime
 
 if TYPE_CHECKING:
-    from ...engine.context import BuildContext, StageUI
+    from ...sdk.context import BuildContext, StageUI
 
 DEFAULT_COMMAND = "ANSIBLE_FORCE_COLOR=1 PYTHONUNBUFFERED=1 ansible-playbook"
 DEFAULT_STAGING_PARENT = "/tmp/packer-provisioner-ansible-local"

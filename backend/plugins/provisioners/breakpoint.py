@@ -10,11 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from ...sdk.config import opt
 from ...sdk.plugin import Cancelled, Provisioner, StepError
-from ...template.decode import opt
 
 if TYPE_CHECKING:
-    from ...engine.context import BuildContext, StageUI
+    from ...sdk.context import BuildContext, StageUI
 
 
 @dataclass

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ...sdk.communicator import DISCONNECTED, CommunicatorError
+from ...sdk.config import ConfigProblems, Deferred, Duration, opt
 from ...sdk.plugin import Cancelled, PrepareContext, Provisioner, StepError
-from ...template.decode import ConfigProblems, Deferred, Duration, opt
 from ..shell_local_common import (
     HTTP_VARS,
     format_env,
@@ -27,7 +27,7 @@ from ..shell_local_common import (
 )
 
 if TYPE_CHECKING:
-    from ...engine.context import BuildContext, StageUI
+    from ...sdk.context import BuildContext, StageUI
 
 DEFAULT_SHEBANG = "/bin/sh -e"
 DEFAULT_REMOTE_FOLDER = "/tmp"
