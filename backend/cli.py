@@ -276,8 +276,8 @@ def cmd_validate(argv: list[str], machine: bool) -> int:
         return 0
     path = _one_template(flags, VALIDATE_HELP)
     from .engine.prepare import Preparer, select_builds
+    from .engine.registry import load_template
     from .template.errors import TemplateError
-    from .template.loader import load_template
 
     options = _options(flags)
     template = None
@@ -343,8 +343,8 @@ def cmd_inspect(argv: list[str], machine: bool) -> int:
         print(INSPECT_HELP)
         return 0
     path = _one_template(flags, INSPECT_HELP)
+    from .engine.registry import load_template
     from .template.errors import TemplateError
-    from .template.loader import load_template
 
     options = _options(flags)
     try:

@@ -11,8 +11,6 @@ import fnmatch
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..plugins import registry
-from ..plugins.registry import PluginLoadError
 from ..sdk.plugin import PrepareContext
 from ..template import funcs as F
 from ..template import gcpause, gotmpl, limits
@@ -20,6 +18,8 @@ from ..template.decode import ConfigProblems, Decoder, config_fields, locs_of, s
 from ..template.errors import Problem
 from ..template.model import BuildDef, PostProcessorDef, ProvisionerDef, Template
 from ..template.source import Loc, Node
+from . import registry
+from .registry import PluginLoadError
 
 #: data every builder gives provisioners (Packer's common generated keys)
 COMMON_GENERATED = (

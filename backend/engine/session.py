@@ -18,13 +18,13 @@ from typing import Any, Callable
 
 from ..sdk.cancel import CancelToken
 from ..template.errors import TemplateError
-from ..template.loader import load_template
 from ..template.model import Template
 from .build import BuildResult, BuildRunner
 from .events import EventBus
 from .ledger import Ledger
 from .prepare import Options, PreparedBuild, PreparedProvisioner, Preparer, select_builds
 from .private import PrivateTemp, makedirs_private
+from .registry import load_template
 
 
 def default_state_dir(template_path: str) -> str:

@@ -47,6 +47,14 @@ from .hcl2_expr import (
 )
 from .hcl2_schema import BlockNode, check_version_constraint, plugin_note, shape
 from .model import BuildDef, PostProcessorDef, ProvisionerDef, Template, Variable
+from .plugins import (
+    DataSourceFailed,
+    DataSourceRunner,
+    PluginCatalog,
+    PluginUnavailable,
+    resolve,
+    using,
+)
 from .source import Loc, Node, UnknownText
 
 __all__ = ["load_hcl2", "HCL2_COMPAT_VERSION", "template_files", "is_hcl2_path",
@@ -208,8 +216,10 @@ class _Usage:
 
 class _Loader:
     def __init__(self, path: str, cli_vars: Mapping[str, str], var_files: tuple[str, ...],
-                 syntax_only: bool, evaluate_data: bool = False):
+                 syntax_only: bool, evaluate_data: bool = False,
+                 catalog: PluginCatalog | None = None, run_data: DataSourceRunner | None = None):
         self.path = path
+        self.catalog, self.run_data = resolve(catalog, run_data)
         #: run data sources (a build); otherwise their outputs are unknown (validate)
         self.evaluate_data = evaluate_data and not syntax_only
         self.abspath = os.path.abspath(path)
@@ -528,8 +538,6 @@ class _Loader:
         self.sources[key] = (b, f.path)
 
     def top_data(self, f: _File, b: S.Block) -> None:
-        from ..plugins import registry
-
         for label, (line, col) in zip(b.labels, b.label_locs, strict=False):
             if not _IDENT.match(label):
                 self.p.add(f.path, line, col, f'"{label}" is not a valid data source label '
@@ -541,10 +549,10 @@ class _Loader:
             self.p.add(f.path, b.line, b.col, f'data "{b.labels[0]}" "{b.labels[1]}" is defined '
                        f"twice (first in {ofile}:{old.line})")
             return
-        if b.labels[0] not in registry.PLUGINS["data source"]:
+        if b.labels[0] not in self.catalog.names("data source"):
             self.bad_data_types.add(b.labels[0])  # references to it say nothing more
             line, col = b.label_locs[0]
-            self.p.add(f.path, line, col, registry.unknown_message("data source", b.labels[0])
+            self.p.add(f.path, line, col, self.catalog.unknown_message("data source", b.labels[0])
                        + "; look the value up once and pass it in with -var or a var file")
             return
         self.data_blocks[key] = (b, f.path)
@@ -631,8 +639,6 @@ class _Loader:
 
     def data(self, type_name: str, name: str) -> dict[str, Any]:
         """A data source's outputs: looked up once (for a build), else unknown."""
-        from ..plugins import registry
-        from ..sdk.plugin import StepError
         from .decode import Decoder, secret_values
 
         key = f"{type_name}.{name}"
@@ -650,8 +656,8 @@ class _Loader:
         self.data_state[key] = "busy"
         path = f"data.{key}"
         try:
-            cls = registry.lookup("data source", type_name)
-        except registry.PluginLoadError as e:
+            cls = self.catalog.lookup("data source", type_name)
+        except PluginUnavailable as e:
             cls = None
             self.p.add(file, b.line, b.col, str(e), path)
         before = len(self.p.items)
@@ -674,12 +680,11 @@ class _Loader:
         self.sensitive.update(x for x in secret_values(config) if x)
         outputs = unknown
         if self.evaluate_data and not _has_unknown(node):
-            plugin = cls(config)
             try:
-                outputs = plugin.execute(self._add_data_secret)
-                for w in getattr(plugin, "warnings", ()):
+                outputs, warnings = self.run_data(cls, config, self._add_data_secret)
+                for w in warnings:
                     self.p.warn(file, b.line, b.col, f"{path}: {w}")
-            except StepError as e:
+            except DataSourceFailed as e:
                 self.p.add(file, b.line, b.col, str(e), path)
                 self.data_state[key] = "failed"
                 raise _Poisoned(f"{path} has an error (reported above)") from None
@@ -1556,16 +1561,20 @@ def _all_exprs(body: S.Body, in_type: bool = False):
 
 def load_hcl2(path: str, cli_vars: Mapping[str, str] | None = None,
               var_files: tuple[str, ...] | list[str] = (), syntax_only: bool = False,
-              evaluate_data: bool = False) -> Template:
+              evaluate_data: bool = False, catalog: PluginCatalog | None = None,
+              run_data: DataSourceRunner | None = None) -> Template:
     """Load an HCL2 template file or directory. Raises TemplateError with every problem.
 
-    ``evaluate_data`` runs the data sources (what a build does); without it their outputs
-    are unknown, and whatever depends on them is checked only as far as it can be."""
+    ``evaluate_data`` runs the data sources (what a build does) with ``run_data``; without
+    it their outputs are unknown, and whatever depends on them is checked only as far as it
+    can be. ``catalog`` gives the plugins' configuration schemas (see :mod:`.plugins`)."""
     if not os.path.exists(path):
         raise TemplateError(Problem(Loc(path), "cannot read template: no such file or directory"))
-    loader = _Loader(path, cli_vars or {}, tuple(var_files), syntax_only, evaluate_data)
+    loader = _Loader(path, cli_vars or {}, tuple(var_files), syntax_only, evaluate_data,
+                     catalog, run_data)
     try:
-        return loader.load()
+        with using(loader.catalog, loader.run_data):
+            return loader.load()
     except RecursionError:
         raise TemplateError(Problem(Loc(path), "the template nests too deeply to be evaluated")) \
             from None

@@ -27,15 +27,16 @@ class BlockNode(Node):
 
 
 def plugin_note(name: str, spec: dict) -> str:
-    from ..plugins import registry
+    from .plugins import catalog
 
+    plugins = catalog()
     source = spec.get("source", "")
     version = spec.get("version", "")
     what = f'required_plugins: "{name}"'
     if source or version:
         what += f" ({' '.join(str(x) for x in (source, version) if x)})"
-    have = [f"{kind} {t}" for kind, types in registry.PLUGINS.items() for t in types
-            if t == name or t.startswith(name + "-")]
+    have = [f"{kind} {t}" for kind in ("builder", "provisioner", "post-processor", "data source")
+            for t in plugins.names(kind) if t == name or t.startswith(name + "-")]
     if have:
         return (f"{what}: Kiln has these built in ({', '.join(have)}) and downloads nothing")
     return f"{what}: Kiln has no components of this plugin and downloads nothing"
@@ -48,9 +49,9 @@ def shape(kind: str, type_name: str, node: Node) -> Node:
     them (``true``, ``1.5``) where the field is a string (Kiln's decoder would otherwise
     write a bool as Go's weak typing does, ``1``)."""
     try:
-        from ..plugins import registry
+        from .plugins import catalog
 
-        cls = registry.lookup(kind, type_name)
+        cls = catalog().lookup(kind, type_name)
     except Exception:  # an unknown or broken plugin is reported when the build is prepared
         return node
     cfg = getattr(cls, "Config", None) if cls is not None else None

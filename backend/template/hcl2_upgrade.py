@@ -34,6 +34,7 @@ import sys
 from dataclasses import dataclass, field
 
 from .golang import quote_escaped
+from .plugins import PluginCatalog
 from .source import Node
 
 __all__ = ["upgrade", "main", "UpgradeResult"]
@@ -668,12 +669,12 @@ def _field_kind(plugin: tuple[str, str] | None, key: str) -> str:
         return ""
     from typing import get_origin
 
-    from ..plugins import registry
     from .decode import config_fields
+    from .plugins import PluginUnavailable, catalog
 
     try:
-        cls = registry.lookup(*plugin)
-    except registry.PluginLoadError:
+        cls = catalog().lookup(*plugin)
+    except PluginUnavailable:
         return ""
     spec = config_fields(cls.Config).get(key) if cls is not None else None
     if spec is None:
@@ -716,16 +717,18 @@ def _rendered_builder_names(path: str, root: Node) -> dict[int, str]:
     return {i: b.name for i, b in enumerate(t.builds)}
 
 
-def upgrade(path: str) -> UpgradeResult:
+def upgrade(path: str, catalog: PluginCatalog | None = None) -> UpgradeResult:
     """The HCL2 text for the JSON/YAML template at ``path``. Raises TemplateError or
-    UpgradeError."""
+    UpgradeError. ``catalog``: the plugins' configuration schemas (see :mod:`.plugins`)."""
     from .hcl2_fmt import FormatError, format_text
     from .parse import load_node
+    from .plugins import using
 
     root = load_node(path)
     up = _Upgrader(root, path)
-    up.rendered_names = _rendered_builder_names(path, root)
-    text = up.run()
+    with using(catalog):
+        up.rendered_names = _rendered_builder_names(path, root)
+        text = up.run()
     try:
         text = format_text(text)
     except FormatError as e:

@@ -540,7 +540,7 @@ def reap_client(data: dict[str, Any]) -> Any:
 
 
 def reap(entry: Any) -> None:
-    """Remove one AWS resource a killed (or kept) run left; see the ledger's REAPERS."""
+    """Remove one AWS resource a killed (or kept) run left; declared as the reaper of each aws-* kind in pyproject.toml."""
     data = dict(entry.data or {})
     ec2 = reap_client(data)
     kind = entry.kind

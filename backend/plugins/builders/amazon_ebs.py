@@ -28,7 +28,7 @@ from ...sdk.config import ConfigProblems, Deferred, Duration, opt
 from ...sdk.plugin import PROVISION, Artifact, Builder, Step, StepError
 from ..communicators.config import CommunicatorConfig
 from . import amazon_common as aws
-from .amazon_common import reap  # noqa: F401 - the ledger's REAPERS name amazon_ebs:reap
+from .amazon_common import reap  # noqa: F401 - declared as the aws-* reapers (pyproject.toml)
 
 BUILDER_ID = "mitchellh.amazonebs"
 
