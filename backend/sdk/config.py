@@ -3,7 +3,7 @@ declared with ``opt`` (Packer's mapstructure tags and ``Prepare`` checks, as one
 
 ``opt(default, required=..., doc=..., secret=...)`` declares a field; ``Duration`` and
 ``Deferred`` are field types (a Go duration; a string rendered at run time);
-``ConfigProblems`` is raised from ``__post_init__`` with every problem found at once.
+``ConfigProblems`` is raised from the config's ``check()`` hook with every problem found at once.
 """
 
 from __future__ import annotations
