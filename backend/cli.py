@@ -373,7 +373,7 @@ def cmd_build(argv: list[str], machine: bool) -> int:
     path = _one_template(flags, BUILD_HELP)
     options = _options(flags)
     options.machine_readable = machine
-    from .engine.runcli import run_build
+    from .commands.build import run_build
 
     return run_build(path, options, timings=bool(flags.get("timings", True)))
 
@@ -566,7 +566,7 @@ def _err(text: str) -> None:
 
 
 def _quiet(stream) -> None:
-    from .engine.runcli import silence
+    from .commands.build import silence
 
     silence(stream)
 

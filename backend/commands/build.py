@@ -7,10 +7,10 @@ import signal
 import sys
 import threading
 
+from ..engine.console import ConsoleRenderer, JsonEventWriter, Writer
+from ..engine.prepare import Options
+from ..engine.private import open_private
 from ..template.errors import TemplateError
-from .console import ConsoleRenderer, JsonEventWriter, Writer
-from .prepare import Options
-from .private import open_private
 
 PROMPTS = {
     "retry": "[r] retry this provisioner (the template is re-read from disk)",
@@ -167,7 +167,7 @@ def _run_build(path: str, options: Options, timings: bool, console: ConsoleRende
 
 def _build_with(path, options: Options, timings: bool, console: ConsoleRenderer,
                 writers: list[Writer], events_file) -> int:
-    from .session import Session, StateDirError, load_template
+    from ..engine.session import Session, StateDirError, load_template
 
     machine = options.machine_readable
     events_to_stdout = options.events == "-"
