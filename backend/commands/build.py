@@ -1,4 +1,5 @@
-"""``kiln build`` in a terminal: console output, signals, prompts, exit code."""
+"""``kiln build``: its flags, and the build in a terminal: console output, signals, prompts,
+exit code."""
 
 from __future__ import annotations
 
@@ -11,6 +12,53 @@ from ..engine.console import ConsoleRenderer, JsonEventWriter, Writer
 from ..engine.prepare import Options
 from ..engine.private import open_private
 from ..template.errors import TemplateError
+from .flags import COMMON, Flags, one_template, options_from
+
+BUILD_HELP = """\
+Usage: kiln build [options] TEMPLATE
+
+  Build every build in TEMPLATE (a .json, .yaml/.yml, .pkr.hcl file or a
+  directory of .pkr.hcl files), in parallel.
+
+Options (as Packer's):
+  -color=false                 Disable colour output (so do PACKER_NO_COLOR and NO_COLOR).
+  -debug                       Run builds one at a time and pause before each stage.
+  -except=foo,bar,baz          Run all builds and post-processors except these.
+  -only=foo,bar,baz            Build only these builds.
+  -force                       Force a build to continue if artifacts exist; deletes them.
+  -on-error=[cleanup|abort|ask|run-cleanup-provisioner]
+                               What to do when a build fails (default: cleanup).
+                               ask: pause with the machine up and offer to retry the
+                               failed provisioner (re-read from disk), skip it,
+                               clean up, or abort keeping the machine.
+  -parallel-builds=N           Run at most N builds at once (0 = no limit).
+  -timestamp-ui                Prefix each line with a timestamp.
+  -var 'key=value'             Set a template variable (repeatable).
+  -var-file=path               JSON file of variables (repeatable).
+  -machine-readable            Packer's machine-readable output.
+
+Kiln options:
+  -events=FILE|-               Write every event as JSON Lines (schema kiln.events/1).
+  -state-dir=DIR               Where history and logs go (default: .kiln next to the template).
+  -timings=false               Do not print the per-stage timing summary.
+
+Exit codes: 0 success, 1 any build failed or was interrupted.
+"""
+
+
+def cmd_build(argv: list[str], machine: bool) -> int:
+    flags = Flags({**COMMON, "force": "bool", "debug": "bool", "color": "bool", "on-error": "str",
+                   "parallel-builds": "str", "parallel": "bool", "timestamp-ui": "bool", "events": "str",
+                   "state-dir": "str", "timings": "bool", "warn-on-undeclared-var": "bool",
+                   "ignore-prerelease-plugins": "bool", "use-sequential-evaluation": "bool"}).parse(argv)
+    if flags.get("h") or flags.get("help"):
+        print(BUILD_HELP)
+        return 0
+    path = one_template(flags, BUILD_HELP)
+    options = options_from(flags)
+    options.machine_readable = machine
+    return run_build(path, options, timings=bool(flags.get("timings", True)))
+
 
 PROMPTS = {
     "retry": "[r] retry this provisioner (the template is re-read from disk)",
@@ -190,9 +238,9 @@ def _build_with(path, options: Options, timings: bool, console: ConsoleRenderer,
                           error=True)
         return 1
     except TemplateError as e:
-        from ..cli import _fail
+        from .messages import fail
 
-        _fail(machine, e, template.mask if template is not None else None)
+        fail(machine, e, template.mask if template is not None else None)
         return 1
     except OSError as e:
         print(f"Error: cannot read {path}: {e.strerror or e}", file=sys.stderr)

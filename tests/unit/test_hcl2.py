@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from kiln.backend.commands import fmt as fmt_command
 from kiln.backend.engine.prepare import Options, Preparer, select_builds
 from kiln.backend.engine.session import load_template
 from kiln.backend.template import hcl2_fmt, hcl2_syntax
@@ -836,7 +837,7 @@ def run_fmt(argv, stdin: str = "") -> tuple[int, str, str]:
     sys.stdin = io.StringIO(stdin)
     try:
         with redirect_stdout(out), redirect_stderr(err):
-            code = hcl2_fmt.main(argv)
+            code = fmt_command.cmd_fmt(argv, False)
     finally:
         sys.stdin = old
     return code, out.getvalue(), err.getvalue()
