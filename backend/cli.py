@@ -40,7 +40,7 @@ Usage: kiln build [options] TEMPLATE
   directory of .pkr.hcl files), in parallel.
 
 Options (as Packer's):
-  -color=false                 Disable colour output.
+  -color=false                 Disable colour output (so do PACKER_NO_COLOR and NO_COLOR).
   -debug                       Run builds one at a time and pause before each stage.
   -except=foo,bar,baz          Run all builds and post-processors except these.
   -only=foo,bar,baz            Build only these builds.
@@ -218,8 +218,7 @@ def _options(flags: Flags):
         debug=bool(flags.get("debug", False)),
         parallel_builds=parallel,
         timestamp_ui=bool(flags.get("timestamp-ui", False)),
-        color=bool(flags.get("color", True)) and not os.environ.get("PACKER_NO_COLOR")
-        and not os.environ.get("NO_COLOR"),
+        color=bool(flags.get("color", True)),
         vars=vars_,
         var_files=tuple(flags.get("var-file", [])),
         state_dir=flags.get("state-dir"),

@@ -318,6 +318,9 @@ _SAME_LENGTH = [
      lambda m: "kiln-" + "X" * (len(m.group(0)) - 22) + "-" + "X" * 16),
     # ids and names that differ from run to run; replaced by text of the same length
     (re.compile(r"\b[0-9a-f]{64}\b"), lambda m: "0" * 64),
+    # an id cut short by the pane's width (docker's Container ID / Image ID lines)
+    (re.compile(r"((?:Container|Image)(?: |&#160;)ID:(?: |&#160;)(?:sha256:)?)([0-9a-f]+)"),
+     lambda m: m.group(1) + "0" * len(m.group(2))),
     (re.compile(r"\b(sha256:)?[0-9a-f]{12}\b"), lambda m: "0" * len(m.group(0))),
     # the end of an id a dialog covers the rest of
     (re.compile(r'(clip-path="url\(#terminal-line-\d+\)">)([0-9a-f]{3,11})(</text>)'),

@@ -493,7 +493,7 @@ class BuildRunner:
         """Runs (as a cleanup) when provisioning failed: Packer's error-cleanup-provisioner."""
         if self._provision_error is None or self._abort:
             return
-        if self.options.on_error == "abort":
+        if self.options.on_error == "abort" or not self.prepared.builder.error_cleanup:
             return
         ui = self.ctx.ui
         ui.say("Provisioning step had errors: Running the cleanup provisioner, if present...")

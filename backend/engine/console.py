@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import json
+import os
 import sys
 import threading
 import time
@@ -140,6 +141,11 @@ class _Gap:
         self.key = key
 
 
+def no_color_env() -> bool:
+    """PACKER_NO_COLOR or NO_COLOR set to anything but an empty string."""
+    return bool(os.environ.get("PACKER_NO_COLOR") or os.environ.get("NO_COLOR"))
+
+
 def machine_escape(s: str) -> str:
     return s.replace(",", "%!(PACKER_COMMA)").replace("\r", "\\r").replace("\n", "\\n")
 
@@ -157,7 +163,10 @@ class ConsoleRenderer:
     def __init__(self, writer: Writer, *, color: bool = True, machine: bool = False,
                  timestamps: bool = False, debug: bool = False):
         self.w = writer
-        self.color = color and not machine
+        # as Packer: -color=false drops the colour set-up ("NAME: output will be in this
+        # color."); PACKER_NO_COLOR, and NO_COLOR (no-color.org), only drop the escape codes
+        self.color_lines = color and not machine
+        self.color = self.color_lines and not no_color_env()
         self.machine = machine
         self.timestamps = timestamps
         self.debug = debug
@@ -211,10 +220,14 @@ class ConsoleRenderer:
             out = []
             if self.debug:
                 out.append("Debug mode enabled. Builds will not be parallelized.\n")
-            for b in builds:
-                out.append(self._c(f"{printable(b)}: output will be in this color.", self.colors[b]) + "\n")
-            out.append("\n")
-            self.w.write("".join(out))
+            if self.color_lines:
+                for b in builds:
+                    out.append(self._c(f"{printable(b)}: output will be in this color.", self.colors[b])
+                               + "\n")
+                if builds:
+                    out.append("\n")
+            if out:
+                self.w.write("".join(out))
         elif t in ("build.started", "build.replanned"):  # a retry may move later stages
             for st in ev.data["stages"]:
                 if st["kind"] == "post-processor":
@@ -224,7 +237,11 @@ class ConsoleRenderer:
             now = time.monotonic()
             last = self._progress.get(key)
             msg = ev.data["message"]
-            if last is None or (now - last[0] >= 5.0 and msg != last[1]):
+            # Packer prints no progress: a step still reporting it after 5 s gets a line
+            # (then one every 5 s), so a long wait shows it is alive and a short one is quiet
+            if last is None:
+                self._progress[key] = (now, "")
+            elif now - last[0] >= 5.0 and msg != last[1]:
                 self._progress[key] = (now, msg)
                 self._emit_lines(ev.data["build"], ev.data["stage"], "ui", [msg])
         elif t == "build.finished":
@@ -245,21 +262,24 @@ class ConsoleRenderer:
         parts = []
         if stream in ("stdout", "stderr"):
             lines = [_last_cr(line) for line in lines]  # empty lines stay, as in Packer 1.6.6
+        # as Packer, an empty line has no space after the colon ("    null:")
         if self.machine:
             kind = {"ui": "say", "ui-error": "error", "stdout": "message", "stderr": "error"}[stream]
             prefix = "    " if stream == "stdout" else "==> "
             for line in lines:
-                parts.append(self._mline("", "ui", kind, f"{ts}{prefix}{target}: {line}"))
+                parts.append(self._mline("", "ui", kind,
+                                         f"{ts}{prefix}{target}: {line}".rstrip(" ")))
         else:
             if stream in ("ui", "ui-error"):  # Kiln's lines may quote template text
                 lines = [printable(line, False) for line in lines]
             for line in lines:
                 if stream == "stdout":
-                    parts.append(ts + self._c(f"    {target}: {line}", color, bold=False) + "\n")
+                    text, code, bold = f"    {target}: {line}", color, False
                 elif stream == "ui":
-                    parts.append(ts + self._c(f"==> {target}: {line}", color) + "\n")
+                    text, code, bold = f"==> {target}: {line}", color, True
                 else:
-                    parts.append(ts + self._c(f"==> {target}: {line}", RED) + "\n")
+                    text, code, bold = f"==> {target}: {line}", RED, True
+                parts.append(ts + self._c(text.rstrip(" "), code, bold) + "\n")
         if parts:
             # a command's output may be dropped when the terminal cannot keep up (the log
             # has it); Kiln's own lines never are
@@ -325,6 +345,8 @@ class ConsoleRenderer:
         self._timings(session)
 
     def _timings(self, session: Any) -> None:
+        if not session.runners:
+            return
         lines = ["", "==> Stage timings (Kiln):"]
         for name, runner in session.runners.items():
             ran = [s for s in runner.stages if s.status != "pending"]

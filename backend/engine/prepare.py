@@ -138,6 +138,7 @@ class Preparer:
             build_type=b.type,
             extra=dict(extra or {}),
             build_data_keys=data_keys,
+            hcl2=self.template.format == "hcl2",
         )
         return F.packer_funcs(ctx)
 
@@ -145,12 +146,15 @@ class Preparer:
         def render(text: str, loc: Loc) -> str:
             return gotmpl.render(text, funcs, data)
 
-        known = set(funcs) | set(F.FUNCTION_NAMES)
+        hcl2 = self.template.format == "hcl2"
+        known = (set(funcs) | set(F.FUNCTION_NAMES)) - (set(F.HCL2_INSTEAD) if hcl2 else set())
+        json_only = {f'function "{n}" not defined': F.json_only_message(n)
+                     for n in F.HCL2_INSTEAD} if hcl2 else {}
 
         def check_deferred(text: str, loc: Loc) -> list[str]:
-            return gotmpl.check(text, known)
+            return [json_only.get(m, m) for m in gotmpl.check(text, known)]
 
-        d = Decoder(render=render)
+        d = Decoder(render=render, strict_lists=self.template.format == "hcl2")
         d.check_deferred = check_deferred
         return d
 
@@ -199,12 +203,15 @@ class Preparer:
         for chain in b.post_processors:
             prepared_chain = []
             for ppdef in chain:
+                # as Packer, in this order: a post-processor whose only/except leave this
+                # build out is not part of its chain at all (and is not prepared for it);
+                # then -except NAME drops this post-processor and the rest of its chain
+                if not ppdef.applies_to(b.match_names):
+                    continue
                 if self.options.except_ and self._except_pp(ppdef):
-                    break  # -except NAME drops this post-processor and the rest of its chain
+                    break
                 ppp = self.prepare_post_processor(b, ppdef, data_keys)
-                # as Packer: a post-processor whose only/except leave this build out is not
-                # part of its chain at all (and a chain left empty is dropped)
-                if ppp is not None and ppdef.applies_to(b.match_names):
+                if ppp is not None:
                     prepared_chain.append(ppp)
             if prepared_chain:
                 chains.append(prepared_chain)

@@ -73,6 +73,13 @@ class TerminalAsker:
                 w.write(f'Incorrect input: "{line.strip()}"; choose one of {", ".join(choices)}: ')
 
 
+def no_builds_warning(template, options: Options) -> str:
+    names = ", ".join(b.name for b in template.builds)
+    if not names:
+        return "the template defines no builds; nothing was built"
+    return (f"-only/-except selected no build, so nothing was built; the builds are: {names}")
+
+
 def run_build(path: str, options: Options, timings: bool = True) -> int:
     machine = options.machine_readable
     events_to_stdout = options.events == "-"
@@ -194,11 +201,10 @@ def _build_with(path, options: Options, timings: bool, console: ConsoleRenderer,
     finally:
         for s, h in before.items():
             signal.signal(s, h)
-    if not session.builds:
-        console.say_plain("Error: No builds to run (check -only and -except)", error=True)
-        return 1
     for w in list(template.warnings) + session.warnings:
         console.say_plain(f"Warning: {template.mask(w)}")
+    if not session.builds:  # as Packer: nothing to run is no failure
+        console.say_plain(f"Warning: {no_builds_warning(template, options)}")
     os.environ["PACKER_RUN_UUID"] = session.run_id
     console.log_paths = session.log_paths
     console.log_dir = session.log_dir

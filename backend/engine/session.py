@@ -250,7 +250,7 @@ class Session:
         failed = any(r.status != "succeeded" for r in results.values())
         crashed = crash is not None or bool(self._crashed_outside)
         interrupted = self.cancel_token.cancelled
-        code = 1 if failed or interrupted or crashed or not self.builds else 0
+        code = 1 if failed or interrupted or crashed else 0  # no build selected: nothing failed
         self.result = RunResult(code, results, interrupted, time.time() - start)
         # builds the user stopped one by one (the dashboard's cancel) make a cancelled run too
         cancelled = failed and all(r.status in ("succeeded", "cancelled") for r in results.values())

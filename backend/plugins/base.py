@@ -66,6 +66,9 @@ class Builder(ABC):
     generated_keys: ClassVar[tuple[str, ...]] = ()
     #: config keys that are rendered at run time rather than at prepare time
     deferred_keys: ClassVar[tuple[str, ...]] = ()
+    #: a failed provisioner runs the error-cleanup provisioner (Packer's provision step
+    #: does; its file builder runs the provisioners without that step)
+    error_cleanup: ClassVar[bool] = True
 
     def __init__(self, config: Any):
         self.config = config
@@ -167,12 +170,17 @@ class Artifact:
         files: list[str] | None = None,
         string: str = "",
         state: dict[str, Any] | None = None,
+        *,
+        files_must_exist: bool = False,
     ):
         self.builder_id = builder_id
         self._id = id
         self._files = list(files or [])
         self._string = string
         self._state = state or {}
+        #: destroying fails when a file is already gone (Packer's file, compress and docker
+        #: export artifacts remove theirs with os.Remove; artifice and checksum do not care)
+        self.files_must_exist = files_must_exist
 
     def id(self) -> str:
         return self._id
@@ -196,6 +204,8 @@ class Artifact:
                 shutil.rmtree(f, ignore_errors=True)
             elif os.path.lexists(f):
                 os.remove(f)
+            elif self.files_must_exist:
+                raise StepError(f"remove {f}: no such file or directory")
 
     def to_dict(self) -> dict[str, Any]:
         return {

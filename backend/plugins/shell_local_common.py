@@ -62,11 +62,13 @@ def runtime_funcs(ctx: BuildContext, data: dict[str, Any] | None = None) -> dict
     """The ``{{ }}`` functions available when a plugin renders at run time;
     ``{{ build `X` }}`` gives the generated value of X."""
     from backend.template import funcs as F
+    from backend.template.hcl2 import is_hcl2_path
 
     return F.packer_funcs(F.FuncContext(
         user_vars=ctx.user_vars, template_path=ctx.template_path,
         build_name=ctx.build_name, build_type=ctx.build_type,
         build_data_keys=data if data is not None else {},
+        hcl2=bool(ctx.template_path) and is_hcl2_path(ctx.template_path),
     ))
 
 
@@ -283,8 +285,7 @@ def run_shell_local(config: ShellLocalConfig, ctx: BuildContext, ui: StageUI,
 
     data = dict(data or {})
     if config.only_on and runtime_os() not in config.only_on:
-        ui.say(f"Skipping shell-local: this host runs {runtime_os()}, "
-               f"only_on is {', '.join(config.only_on)}")
+        ui.say("Skipping shell-local due to runtime OS")  # Packer's words, for CI logs
         return
     ctx.cancel.check()
 

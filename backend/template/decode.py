@@ -126,9 +126,13 @@ class Decoder:
     raises ``ValueError`` with a user-facing message.
     """
 
-    def __init__(self, render: Callable[[str, Loc], str] | None = None, ignore_keys: Callable[[str], bool] | None = None):
+    def __init__(self, render: Callable[[str, Loc], str] | None = None,
+                 ignore_keys: Callable[[str], bool] | None = None, strict_lists: bool = False):
         self.render = render
         self.ignore_keys = ignore_keys or (lambda k: False)
+        #: HCL2: a list setting takes a list only (Packer converts HCL2 values by type, and
+        #: neither lifts a single value into a list nor splits a string at commas)
+        self.strict_lists = strict_lists
         self.problems: list[Problem] = []
         #: optional syntax check for strings kept for run-time rendering
         self.check_deferred: Callable[[str, Loc], list[str]] | None = None
@@ -163,6 +167,8 @@ class Decoder:
                     continue
                 ok, value = self._convert(spec.type, child, spec.render)
                 if ok:
+                    if spec.name in values:  # a later raw (a provisioner's override)
+                        value = _decode_over(values[spec.name], value)
                     values[spec.name] = value
                     locs[spec.name] = child.loc
         for name, spec in specs.items():
@@ -233,14 +239,23 @@ class Decoder:
                 return True, []
             items = v if isinstance(v, list) else None
             if items is None:
-                if isinstance(v, dict):
+                if self.strict_lists and not (isinstance(v, dict) and _holds_map(item_tp)):
                     self.problem(node.loc, f"expected a list, got {node.type_name()}")
                     return False, None
-                if isinstance(v, str) and item_tp in (str, Any):
-                    # as Packer: a string decodes into a list by splitting at commas
-                    text = self._render(v, node.loc, render)
-                    return True, [x for x in text.split(",")] if text else []
-                items = [node]  # weak typing: a single value becomes a one-item list
+                if isinstance(v, dict) and not _holds_map(item_tp):
+                    self.problem(node.loc, f"expected a list, got {node.type_name()}")
+                    return False, None
+                if isinstance(v, str):
+                    # as Packer's decoder: a string becomes a list by splitting at commas,
+                    # and each part is then decoded as an item ("0,3" for exit codes)
+                    deferred = item_tp is Deferred
+                    text = v if deferred else self._render(v, node.loc, render)
+                    if not text:
+                        return True, []
+                    items = [Node(part, node.loc) for part in text.split(",")]
+                    render = False  # rendered already (or kept for run time)
+                else:
+                    items = [node]  # weak typing: a single value becomes a one-item list
             out, ok_all = [], True
             for item in items:
                 ok, value = self._convert(item_tp, item, render)
@@ -253,8 +268,13 @@ class Decoder:
             val_tp = args[1] if len(args) == 2 else Any
             if v is None:
                 return True, {}
-            if isinstance(v, list) and not v:
-                return True, {}
+            if isinstance(v, list) and not self.strict_lists and \
+                    all(isinstance(c.value, dict) for c in v):
+                # weak typing: a list of objects merges into one (an empty list is empty)
+                merged: dict[str, Node] = {}
+                for c in v:
+                    merged.update(c.items())
+                v = merged
             if not isinstance(v, dict):
                 self.problem(node.loc, f"expected an object, got {node.type_name()}")
                 return False, None
@@ -263,7 +283,9 @@ class Decoder:
                 ok, value = self._convert(val_tp, child, render)
                 ok_all &= ok
                 if ok:
-                    out[k] = value
+                    # keys are rendered too, as Packer's ({"{{pwd}}/shared": "/mnt"})
+                    out[self._render(k, node.key_loc(k) if isinstance(node.value, dict)
+                                     else child.loc, render)] = value
             return ok_all, out
         if dataclasses.is_dataclass(tp):
             if v is None:
@@ -309,6 +331,43 @@ class Decoder:
             return False, None
 
 
+def _decode_over(old: Any, new: Any) -> Any:
+    """``new`` decoded over ``old``, as Packer's decoder puts a later raw (an override) on
+    the earlier value: a list replaces the items it has and keeps the rest (an override's
+    one-line ``inline`` replaces the first line only), a map adds and replaces keys, a
+    nested config takes the settings the later raw gives."""
+    if isinstance(old, list) and isinstance(new, list):
+        return new + old[len(new):]
+    if isinstance(old, dict) and isinstance(new, dict):
+        return {**old, **new}
+    if dataclasses.is_dataclass(old) and dataclasses.is_dataclass(new) and type(old) is type(new):
+        given = getattr(new, "_locs", None)
+        if given is not None:
+            merged = dataclasses.replace(old, **{k: getattr(new, k) for k in given})
+            if _has_slot(merged):
+                object.__setattr__(merged, "_locs", {**getattr(old, "_locs", {}), **given})
+            return merged
+    return new
+
+
+def _holds_map(tp: Any) -> bool:
+    """An item type an object decodes into (a map, a nested config, anything)."""
+    return tp is Any or tp is dict or get_origin(tp) is dict or dataclasses.is_dataclass(tp)
+
+
+def go_number_text(v: int | float) -> str:
+    """A number as Go's weak decoding writes it into a string field: integers plainly,
+    floats in their shortest form without an exponent (``5.0`` -> ``5``, ``1e21`` ->
+    ``1000000000000000000000``)."""
+    if isinstance(v, int):
+        return str(v)
+    if v != v or v in (float("inf"), float("-inf")):
+        return {"inf": "+Inf", "-inf": "-Inf"}.get(str(v), "NaN")
+    from decimal import Decimal
+
+    return format(Decimal(repr(v)).normalize(), "f")
+
+
 def _holds_text(tp: Any) -> bool:
     """A string-valued field (Optional or not), where an unknown value can stand as text."""
     if get_origin(tp) in (Union, types.UnionType):
@@ -334,8 +393,8 @@ def _weak(tp: type, v: Any) -> Any:
             return ""
         if isinstance(v, bool):
             return "1" if v else "0"
-        if isinstance(v, float) and v.is_integer():
-            return str(int(v))
+        if isinstance(v, (int, float)):
+            return go_number_text(v)
         return str(v)
     if tp is bool:
         if isinstance(v, bool):
@@ -356,16 +415,12 @@ def _weak(tp: type, v: Any) -> Any:
         if isinstance(v, int):
             return v
         if isinstance(v, float):
-            if v.is_integer():
-                return int(v)
-            raise ValueError(f"expected an integer, got {v}")
+            if v != v or v in (float("inf"), float("-inf")):
+                raise ValueError(f"expected an integer, got {v}")
+            return int(v)  # JSON numbers are floats to Go, and become ints by truncation
         if v is None:
             return 0
-        s = str(v).strip()
-        try:
-            return int(s, 0) if s.lower().startswith(("0x", "0o", "0b")) else int(s)
-        except ValueError:
-            raise ValueError(f'expected an integer, got "{v}"') from None
+        return _go_parse_int(str(v), v)
     if tp is float:
         if isinstance(v, bool):
             return float(v)
@@ -391,6 +446,31 @@ def _weak(tp: type, v: Any) -> Any:
         except ValueError as e:
             raise ValueError(f'{e}; expected a duration such as "30s", "5m" or "1h30m"') from None
     raise ValueError(f"unsupported type {tp}")
+
+
+def _go_parse_int(text: str, shown: Any) -> int:
+    """Go's ``strconv.ParseInt(text, 0, 64)``: a sign, then decimal, ``0x`` hex, ``0o`` or
+    ``0`` octal, ``0b`` binary; ``_`` may separate digits after a base prefix."""
+    bad = ValueError(f'expected an integer, got "{shown}"')
+    body = text[1:] if text[:1] in "+-" else text
+    sign = -1 if text[:1] == "-" else 1
+    low = body.lower()
+    if low.startswith(("0x", "0o", "0b")):
+        base, digits, prefixed = {"x": 16, "o": 8, "b": 2}[low[1]], body[2:], True
+    elif len(body) > 1 and body[0] == "0":
+        base, digits, prefixed = 8, body[1:], True
+    else:
+        base, digits, prefixed = 10, body, False
+    if not digits.strip("_") or (not prefixed and "_" in digits) or digits.endswith("_") \
+            or "__" in digits:
+        raise bad
+    try:
+        value = sign * int(digits.replace("_", ""), base)
+    except ValueError:
+        raise bad from None
+    if not -(1 << 63) <= value < (1 << 63):
+        raise ValueError(f'the integer "{shown}" is out of range')
+    return value
 
 
 def _type_label(tp: Any) -> str:

@@ -63,6 +63,9 @@ class FuncContext:
     start_time: datetime = START_TIME
     #: plugin-defined functions (e.g. ``clean_resource_name``); they win over built-ins
     extra: dict[str, Callable[..., Any]] = field(default_factory=dict)
+    #: an HCL2 template: the JSON-only functions (``user``, ``template_dir``,
+    #: ``packer_version``, ``build``) are errors naming the HCL2 way, as Packer rejects them
+    hcl2: bool = False
     #: generated-data keys the ``build`` function knows. A plain collection makes
     #: ``{{ build `ID` }}`` return ``{{.ID}}`` (re-rendered later with real data); a mapping
     #: makes it return the mapped value itself. None -> ``build`` is an error.
@@ -293,7 +296,32 @@ def packer_funcs(ctx: FuncContext) -> dict[str, Callable[..., Any]]:
     for name in _NETWORK_FUNCS:
         funcs[name] = network(name)
     funcs.update(ctx.extra)
+    if ctx.hcl2:
+        for name in HCL2_INSTEAD:
+            funcs[name] = _json_only(name)
     return funcs
+
+
+#: JSON-template functions HCL2 templates write another way
+HCL2_INSTEAD = {
+    "user": "var.NAME",
+    "template_dir": "path.root",
+    "packer_version": "packer.version",
+    "build": "build.NAME (such as build.ID)",
+}
+
+
+def json_only_message(name: str) -> str:
+    return (f"{name} is a function of JSON templates; in an HCL2 template write "
+            f"{HCL2_INSTEAD[name]} instead, in ${{...}} inside a string")
+
+
+def _json_only(name: str) -> Callable[..., str]:
+    def fn(*_args: Any) -> str:
+        raise RenderError(json_only_message(name))
+
+    fn.__name__ = name
+    return fn
 
 
 #: The functions every legacy template can call.

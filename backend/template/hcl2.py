@@ -248,6 +248,12 @@ class _Loader:
         for f in files:
             text = _read(f)
             self.texts[f] = text
+            if f.endswith(".json"):  # HCL reads past a byte-order mark; JSON does not
+                from .parse import bom_warning
+
+                bom = bom_warning(f)
+                if bom:
+                    self.p.warnings.append(bom)
             body = _parse_file(f, text, self.p)
             if body is not None:
                 self.files.append(_File(f, text, body))
@@ -255,10 +261,10 @@ class _Loader:
         for f in self.files:
             self.collect(f)
         self.check_functions()
-        if not self.builds:
+        if not self.builds:  # Packer 1.6.6 accepts this and builds nothing
             first = self.files[0].path if self.files else self.path
-            self.p.add(first, 0, 0, "the template has no build block: add build { sources = "
-                       '["source.TYPE.NAME"] } to say what to build')
+            self.p.warn(first, 0, 0, "the template has no build block, so it builds nothing: "
+                        'add build { sources = ["source.TYPE.NAME"] } to say what to build')
         # go on after problems, so one run reports as many as possible; values that failed
         # are unknown from here on and cause no further messages
         self.resolve_variables(auto)
@@ -659,7 +665,7 @@ class _Loader:
             self.data_state[key] = "done"
             self.data_values[key] = unknown
             return unknown
-        dec = Decoder()
+        dec = Decoder(strict_lists=True)
         config = dec.decode(cls.Config, shape("data source", type_name, node))
         for prob in dec.problems:
             self.p.add(prob.loc.file, prob.loc.line, prob.loc.col, prob.message, prob.loc.path)
@@ -1131,6 +1137,7 @@ class _Loader:
 
     def usages(self, b: S.Block, file: str, scope: Scope) -> list[_Usage]:
         out: list[_Usage] = []
+        before = len(self.p.items)
         a = b.body.attr("sources")
         if a is not None:
             v = self.eval(a.expr, scope, file)
@@ -1176,9 +1183,10 @@ class _Loader:
                     extra.append(item)
             out.append(_Usage(src.labels[0], src.labels[1], local, src, file, blk.line, blk.col,
                               extra))
-        if not out and not self.p.items:
-            self.p.add(file, b.line, b.col, 'the build block has no sources: add sources = '
-                       '["source.TYPE.NAME"]')
+        if not out and len(self.p.items) == before:
+            # Packer accepts this and builds nothing; most likely it is an oversight
+            self.p.warn(file, b.line, b.col, 'the build block has no sources, so it builds '
+                        'nothing: add sources = ["source.TYPE.NAME"] to build one')
         return out
 
     def source_ref(self, ref: str, file: str, line: int, col: int) -> str | None:
@@ -1220,7 +1228,8 @@ class _Loader:
                 klocs[k] = extra_node.key_loc(k)
             config = Node(merged, config.loc, klocs)
         config = shape("builder", u.type, config)
-        match = frozenset({f"{u.type}.{u.local_name}", f"{u.type}.{u.name}"})
+        # a source renamed in the build answers to its new name only, as in Packer
+        match = frozenset({f"{u.type}.{u.local_name}"})
         provs, cleanup, chains = self.build_contents(b, file, u, bname, prov_offset)
         applies = tuple(p for p in provs if p.applies_to(match))
         bd = BuildDef(

@@ -360,7 +360,8 @@ class _Upgrader:
     def emit(self, line: str = "") -> None:
         self.lines.append(line)
 
-    def body(self, node: Node, skip: tuple[str, ...], context: str, where: str, indent: int) -> None:
+    def body(self, node: Node, skip: tuple[str, ...], context: str, where: str, indent: int,
+             plugin: tuple[str, str] | None = None) -> None:
         pad = "  " * indent
         for k, child in node.items():
             if k in skip:
@@ -372,7 +373,30 @@ class _Upgrader:
                 self.warn(f'{where}: the key "{k}" is not a valid HCL2 argument name; it is '
                           "left out")
                 continue
-            self.emit(f"{pad}{key} = {self.value(child, context, f'{where}.{k}', indent)}")
+            self.emit(f"{pad}{key} = {self.setting(child, plugin, k, f'{where}.{k}', indent)}")
+
+    def setting(self, node: Node, plugin: tuple[str, str] | None, key: str, where: str,
+                indent: int) -> str:
+        """A plugin setting in the type HCL2 wants: JSON decoding is weak (a string for a
+        list is split at commas, one value is a list of one, a list of objects is one
+        object), HCL2 values are typed."""
+        kind = _field_kind(plugin, key)
+        v = node.value
+        if kind == "list" and isinstance(v, str):
+            if not v:
+                return "[]"
+            text = self.value(node, "plugin", where, indent)
+            if text != hcl_quote(v):  # an expression: rendered, then split, as JSON does
+                return f'split(",", {text})'
+            return "[" + ", ".join(hcl_quote(x) for x in v.split(",")) + "]"
+        if kind == "list" and isinstance(v, (bool, int, float)):
+            return "[" + self.value(node, "plugin", where, indent) + "]"
+        if kind == "map" and isinstance(v, list) and v and all(c.is_map for c in v):
+            merged: dict[str, Node] = {}
+            for c in v:
+                merged.update(c.items())
+            return self.value(Node(merged, node.loc), "plugin", where, indent)
+        return self.value(node, "plugin", where, indent)
 
     # -- sections ---------------------------------------------------------------------------
     def run(self) -> str:
@@ -476,7 +500,7 @@ class _Upgrader:
                 raise UpgradeError(f"builders[{i}] has no type")
             btype = b.get("type").value
             nnode = b.get("name")
-            name = nnode.value if nnode is not None and isinstance(nnode.value, str) else btype
+            name = _builder_name(nnode, btype)
             if "{{" in name or not _IDENT.match(name):
                 rendered = self.rendered_names.get(i, "")
                 if "{{" in name and _IDENT.match(rendered):
@@ -496,30 +520,39 @@ class _Upgrader:
                 name += "_"
             used.add(name)
             self.emit(f'source "{btype}" "{name}" {{')
-            self.body(b, ("type", "name"), "plugin", f"builders[{i}]", 1)
+            self.body(b, ("type", "name"), "plugin", f"builders[{i}]", 1, ("builder", btype))
             self.emit("}")
             self.emit()
             names.append((btype, name))
         self.builder_names = {}
         for (btype, name), b in zip(names, builders.value, strict=True):
             nnode = b.get("name")
-            original = nnode.value if nnode is not None and isinstance(nnode.value, str) else btype
+            original = _builder_name(nnode, btype)
             self.builder_names[original] = f"{btype}.{name}"
             self.builder_names.setdefault(name, f"{btype}.{name}")
         return names
 
-    def only_except(self, node: Node, where: str, pad: str) -> None:
+    def only_except(self, node: Node, where: str, pad: str, weak: bool = False) -> None:
         for key in ("only", "except"):
             lst = node.get(key)
-            if lst is None or not lst.is_list:
+            if lst is None:
                 continue
+            if lst.value is None:
+                continue
+            if not lst.is_list:
+                if weak and not lst.is_map:  # a provisioner's single name
+                    lst = Node([lst], lst.loc)
+                else:  # kept as written, so HCL2 refuses it as Packer's JSON decoder does
+                    self.emit(f"{pad}{key} = {self.value(lst, 'meta', f'{where}.{key}', 2)}")
+                    continue
             refs = []
             for item in lst.value:
-                if isinstance(item.value, str):
-                    ref = self.builder_names.get(item.value)
+                name = _builder_name(item, "") if weak else item.value
+                if isinstance(name, str) and name:
+                    ref = self.builder_names.get(name)
                     if ref is None:
-                        self.warn(f'{where}.{key}: "{item.value}" names no builder; it is kept')
-                        ref = item.value
+                        self.warn(f'{where}.{key}: "{name}" names no builder; it is kept')
+                        ref = name
                     refs.append(hcl_quote(ref))
             self.emit(f"{pad}{key} = [{', '.join(refs)}]")
 
@@ -530,14 +563,20 @@ class _Upgrader:
         self.emit(f'{pad}{block} "{p.get("type").value}" {{')
         inner = pad + "  "
         if block == "provisioner":
-            self.only_except(p, where, inner)
+            self.only_except(p, where, inner, weak=True)
         for key in ("pause_before", "timeout"):
             n = p.get(key)
             if n is not None:
+                if isinstance(n.value, (int, float)):  # JSON reads a number as nanoseconds
+                    from .golang import format_duration_ns
+
+                    n = Node(format_duration_ns(int(n.value)), n.loc)
                 self.emit(f"{inner}{key} = {self.value(n, 'meta', f'{where}.{key}', 2)}")
         n = p.get("max_retries")
         if n is not None:
             v = n.value
+            if isinstance(v, bool):  # read weakly, as a string: "1" or "0"
+                v = int(v)
             if isinstance(v, str) and v.strip().isdigit():
                 v = int(v.strip())
             text = str(v) if isinstance(v, int) and not isinstance(v, bool) else \
@@ -554,7 +593,8 @@ class _Upgrader:
                 self.emit(f"{inner}  {key if _IDENT.match(key) else hcl_quote(key)} = "
                           f"{self.value(cfg, 'plugin', f'{where}.override.{bname}', 3)}")
             self.emit(f"{inner}}}")
-        self.body(p, _PROV_META, "plugin", where, len(inner) // 2)
+        self.body(p, _PROV_META, "plugin", where, len(inner) // 2,
+                  ("provisioner", p.get("type").value))
         self.emit(f"{pad}}}")
 
     def post_processor(self, p: Node, where: str, pad: str) -> None:
@@ -573,7 +613,8 @@ class _Upgrader:
         k = p.get("keep_input_artifact")
         if k is not None and isinstance(k.value, bool):
             self.emit(f"{inner}keep_input_artifact = {'true' if k.value else 'false'}")
-        self.body(p, _PP_META, "plugin", where, len(inner) // 2)
+        self.body(p, _PP_META, "plugin", where, len(inner) // 2,
+                  ("post-processor", p.get("type").value))
         self.emit(f"{pad}}}")
 
     def build(self, names: list[tuple[str, str]]) -> None:
@@ -605,6 +646,45 @@ class _Upgrader:
                 else:
                     self.post_processor(item, f"post-processors[{i}]", "  ")
         self.emit("}")
+
+
+def _builder_name(node: Node | None, btype: str) -> str:
+    """A builder's name as Packer decodes it (weakly: "name": 7 is "7"); its type without one."""
+    if node is None or node.value in (None, ""):
+        return btype
+    v = node.value
+    if isinstance(v, bool):
+        return "1" if v else "0"
+    if isinstance(v, (int, float)):
+        from .decode import go_number_text
+
+        return go_number_text(v)
+    return v if isinstance(v, str) else btype
+
+
+def _field_kind(plugin: tuple[str, str] | None, key: str) -> str:
+    """"list", "map" or "" for a setting of a plugin (by its config's field type)."""
+    if plugin is None:
+        return ""
+    from typing import get_origin
+
+    from backend.plugins import registry
+
+    from .decode import config_fields
+
+    try:
+        cls = registry.lookup(*plugin)
+    except registry.PluginLoadError:
+        return ""
+    spec = config_fields(cls.Config).get(key) if cls is not None else None
+    if spec is None:
+        return ""
+    tp = spec.type
+    args = [a for a in getattr(tp, "__args__", ()) if a is not type(None)]
+    if get_origin(tp) not in (list, dict) and len(args) == 1:  # Optional[...]
+        tp = args[0]
+    origin = get_origin(tp) or tp
+    return "list" if origin in (list, tuple) else "map" if origin is dict else ""
 
 
 def _env_only(text: str) -> bool:

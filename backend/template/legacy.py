@@ -9,10 +9,11 @@ from typing import Mapping
 
 from . import funcs as F
 from . import gotmpl
+from .decode import go_number_text
 from .errors import Problem, TemplateError, did_you_mean
 from .golang import parse_duration
 from .model import BuildDef, PostProcessorDef, ProvisionerDef, Template, Variable
-from .parse import load_node
+from .parse import bom_warning, load_node
 from .source import Loc, Node
 
 ROOT_KEYS = (
@@ -43,7 +44,9 @@ def load_legacy(
     node = load_node(path)
     abspath = os.path.abspath(path)
     fmt = "yaml" if path.endswith((".yaml", ".yml")) else "json"
-    return build_template(node, abspath, fmt, cli_vars or {}, var_files, syntax_only)
+    template = build_template(node, abspath, fmt, cli_vars or {}, var_files, syntax_only)
+    bom = bom_warning(path) if fmt == "json" else None  # YAML allows a byte-order mark
+    return replace(template, warnings=(bom, *template.warnings)) if bom else template
 
 
 def build_template(
@@ -121,22 +124,25 @@ def build_template(
             if not b.is_map:
                 bad(b.loc, f"expected a builder object, got {b.type_name()}")
                 continue
+            # Packer decodes a builder's type and name weakly: "name": 5 is the name "5"
             t = b.get("type")
             if t is None:
                 bad(b.loc, 'missing "type"')
                 continue
-            if not isinstance(t.value, str) or not t.value:
+            btype = _weak_text(t)
+            if not btype:
                 bad(t.loc, f"expected a builder type name (string), got {t.type_name()}")
                 continue
             n = b.get("name")
-            name = t.value
+            name = btype
             if n is not None:
-                if isinstance(n.value, str) and n.value:
-                    name = n.value
-                else:
+                weak_name = _weak_text(n)
+                if weak_name is None:
                     bad(n.loc, f"expected a builder name (string), got {n.type_name()}")
+                elif weak_name:
+                    name = weak_name
             config = Node({k: c for k, c in b.items() if k not in ("type", "name")}, b.loc, b.key_locs)
-            raw_builders.append((i, name, t.value, config, b.loc))
+            raw_builders.append((i, name, btype, config, b.loc))
 
     # -- provisioners ---------------------------------------------------------
     raw_names = {name for _, name, _, _, _ in raw_builders}
@@ -257,18 +263,39 @@ def _check_min_version(v: str, loc: Loc, bad) -> None:
         bad(loc, f"this template requires Packer version {v} or higher; Kiln implements Packer {PACKER_COMPAT_VERSION}")
 
 
-def _names(node: Node | None, what: str, raw_names: set[str], bad) -> tuple[str, ...]:
-    if node is None:
+def _weak_text(node: Node) -> str | None:
+    """A scalar as Packer's weak decoding turns it into a string (5 -> "5", true -> "1");
+    None for anything else."""
+    v = node.value
+    if isinstance(v, str):
+        return v
+    if isinstance(v, bool):
+        return "1" if v else "0"
+    if isinstance(v, (int, float)):
+        return go_number_text(v)
+    return None
+
+
+def _names(node: Node | None, what: str, raw_names: set[str], bad,
+           weak: bool = False) -> tuple[str, ...]:
+    """Builder names of an only/except. ``weak``: decoded as Packer decodes provisioners,
+    where a single name needs no list ("only": "docker") and numbers are names; a
+    post-processor's are decoded strictly."""
+    if node is None or node.value is None:
         return ()
     items = node.value if node.is_list else None
+    if items is None and weak and _weak_text(node) is not None:
+        items = [node]
     if items is None:
         bad(node.loc, f"expected a list of builder names, got {node.type_name()}")
         return ()
     out = []
     for item in items:
-        if not isinstance(item.value, str):
+        name = _weak_text(item) if weak else item.value
+        if not isinstance(name, str):
             bad(item.loc, f"expected a builder name (string), got {item.type_name()}")
             continue
+        item = Node(name, item.loc)
         if item.value not in raw_names:
             bad(item.loc, f"'{what}' names builder \"{item.value}\", which does not exist"
                 f"{did_you_mean(item.value, raw_names)}")
@@ -284,11 +311,12 @@ def _provisioner(i: int, p: Node, raw_names: set[str], bad, cleanup: bool = Fals
     if t is None:
         bad(p.loc, 'provisioner is missing "type"')
         return None
-    if not isinstance(t.value, str) or not t.value:
+    ptype = _weak_text(t)
+    if not ptype:
         bad(t.loc, f"expected a provisioner type name (string), got {t.type_name()}")
         return None
-    only = _names(p.get("only"), "only", raw_names, bad)
-    except_ = _names(p.get("except"), "except", raw_names, bad)
+    only = _names(p.get("only"), "only", raw_names, bad, weak=True)
+    except_ = _names(p.get("except"), "except", raw_names, bad, weak=True)
     if only and except_:
         bad(p.get("except").loc, "only one of 'only' or 'except' may be specified")
     override: dict[str, Node] = {}
@@ -309,11 +337,13 @@ def _provisioner(i: int, p: Node, raw_names: set[str], bad, cleanup: bool = Fals
     timeout = _duration(p.get("timeout"), bad)
     retries: int | str = 0
     rnode = p.get("max_retries")
-    if rnode is not None:
-        v = rnode.value
-        if isinstance(v, bool) or not isinstance(v, (int, str)):
+    if rnode is not None and rnode.value is not None:
+        v = _weak_text(rnode)  # Packer reads it as a string, weakly (true -> "1")
+        if v is None:
             bad(rnode.loc, f"expected an integer, got {rnode.type_name()}")
-        elif isinstance(v, str) and "{{" not in v:
+        elif not v:
+            pass  # "" is unset
+        elif "{{" not in v:
             try:
                 retries = int(v.strip())
             except ValueError:
@@ -323,7 +353,7 @@ def _provisioner(i: int, p: Node, raw_names: set[str], bad, cleanup: bool = Fals
     config = Node({k: c for k, c in p.items() if k not in PROVISIONER_META}, p.loc, p.key_locs)
     return ProvisionerDef(
         index=i,
-        type=t.value,
+        type=ptype,
         config=config,
         loc=p.loc,
         only=() if cleanup else only,
@@ -339,11 +369,13 @@ def _duration(node: Node | None, bad) -> float:
     if node is None:
         return 0.0
     v = node.value
-    if isinstance(v, bool) or not isinstance(v, (str, int, float)):
+    if v is None:
+        return 0.0
+    if not isinstance(v, (str, int, float)):
         bad(node.loc, f"expected a duration such as \"30s\", got {node.type_name()}")
         return 0.0
     if isinstance(v, (int, float)):
-        return v / 1e9
+        return int(v) / 1e9  # nanoseconds, as Go decodes a number (true is 1)
     if "{{" in v:
         return 0.0  # rendered once the user variables are known (_late_durations)
     try:

@@ -288,6 +288,20 @@ def _decoded_line_col(body: bytes, offset: int, codec: str) -> tuple[int, int]:
     return _line_col(prefix, len(prefix))
 
 
+def bom_warning(path: str) -> str | None:
+    """A warning when the JSON file at ``path`` starts with a byte-order mark: Kiln reads
+    it, Packer 1.6.6 stops at it ("invalid character 'ï' looking for beginning of value")."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4)
+    except OSError:
+        return None
+    if not any(head.startswith(bom) for bom, _ in _BOMS):
+        return None
+    return (f"{path} starts with a byte-order mark; Kiln reads past it, but Packer rejects "
+            "the template: save it as UTF-8 without a BOM to keep it usable with Packer")
+
+
 def load_node(path: str) -> Node:
     """Read and parse a template file: YAML for ``.yaml``/``.yml``, else JSON."""
     text = read_template_text(path)

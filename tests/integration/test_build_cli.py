@@ -264,3 +264,23 @@ def test_exit_codes_and_usage():
     assert subprocess.run([*KILN, "build"], capture_output=True).returncode == 1
     bad = subprocess.run([*KILN, "build", "-on-error=maybe", "x.json"], capture_output=True, text=True)
     assert bad.returncode == 1 and "expected one of" in bad.stderr
+
+
+def test_a_selection_of_no_build_runs_nothing_and_succeeds(tmp_path):
+    """As Packer: -only/-except that match no build is no error; Kiln says so."""
+    path = write(tmp_path / "t.json", {
+        "builders": [{"type": "null", "name": "a", "communicator": "none"}],
+        "provisioners": [{"type": "shell-local", "inline": ["echo ran"]}],
+    })
+    events = tmp_path / "events.jsonl"
+    proc = subprocess.run([*KILN, "build", "-only=b", f"-events={events}", str(path)],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0] == ("Warning: -only/-except selected no build, so nothing was built; the "
+                        "builds are: a")
+    assert lines[1:3] == ["", lines[2]] and lines[2].startswith("==> Wait completed after ")
+    assert lines[3:] == ["", "==> Builds finished but no artifacts were created."]
+    kinds = [json.loads(x)["type"] for x in events.read_text().splitlines()]
+    assert kinds == ["run.started", "run.finished"]
+    assert json.loads(events.read_text().splitlines()[-1])["exit_code"] == 0

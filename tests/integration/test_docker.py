@@ -55,7 +55,12 @@ def test_config_rules():
     assert "not supported by Kiln" in problems_of(DockerBuilder, {"commit": True,
                                                                  "build": {"path": "."}})
     assert "ecr_login needs login_server" in problems_of(DockerBuilder, {**ok, "ecr_login": True})
-    assert "not an instruction" in problems_of(DockerBuilder, {**ok, "changes": ["RUN ls"]})
+    # changes go to the engine as written (as in Packer), with a warning for what it refuses
+    builder = DockerBuilder(decode(DockerBuilder, {**ok, "changes": ["RUN ls", "ENV A=1"]}))
+    assert builder.prepare(None) == [
+        "changes: 'RUN ls': docker commit takes only CMD, ENTRYPOINT, ENV, EXPOSE, HEALTHCHECK, "
+        "LABEL, ONBUILD, STOPSIGNAL, USER, VOLUME, WORKDIR; the engine will most likely refuse "
+        "this when the container is committed"]
     assert "unknown configuration key" in problems_of(DockerBuilder, {**ok, "imagee": "x"})
 
 
@@ -262,9 +267,14 @@ def test_upload_file_and_bytes(comm, container, tmp_path):
     src = tmp_path / "script.sh"
     src.write_text("#!/bin/sh\necho hi\n")
     src.chmod(0o750)
-    comm.upload("/opt/new/dir/script.sh", str(src))  # parents are created
-    assert sh(container.default, "stat -c '%a %u %s' /opt/new/dir/script.sh").split() == \
+    with pytest.raises(CommunicatorError, match="/opt/new/dir does not exist"):
+        comm.upload("/opt/new/dir/script.sh", str(src))  # as docker cp: parents must exist
+    comm.upload("/root/script.sh", str(src))
+    assert sh(container.default, "stat -c '%a %u %s' /root/script.sh").split() == \
         ["750", "0", str(src.stat().st_size)]
+    with pytest.raises(CommunicatorError, match="cannot overwrite directory"):
+        comm.upload("/tmp", str(src))  # a directory is never replaced by a file
+    assert sh(container.default, "test -d /tmp && echo dir").strip() == "dir"
     comm.upload("/tmp/b.bin", b"\x00\x01binary", mode=0o600)
     assert sh(container.default, "stat -c '%a' /tmp/b.bin; od -An -c /tmp/b.bin").split()[:3] == \
         ["600", "\\0", "001"]
@@ -305,14 +315,27 @@ def tree(tmp_path):
 
 
 @docker_mark
-def test_upload_dir_trailing_slash_rules(comm, container, tree):
+def test_upload_dir_follows_docker_cp(comm, container, tree):
+    """A new destination becomes the directory; an existing one receives it ("src") or its
+    contents ("src/"); a missing parent or a file in the way is an error."""
+    sh(container.default, "mkdir -p /up/one /up/two")
     comm.upload_dir("/up/one", str(tree))
     comm.upload_dir("/up/two", str(tree) + "/", exclude=["*.log"])
+    comm.upload_dir("/up/three", str(tree))
+    comm.upload_dir("/up/four", str(tree) + "/")
     listing = sh(container.default, "cd /up && find . | sort").split()
-    assert listing == [".", "./one", "./one/src", "./one/src/a.txt", "./one/src/link",
+    assert listing == [".", "./four", "./four/a.txt", "./four/link", "./four/skip.log",
+                       "./four/sub", "./four/sub/b.txt",
+                       "./one", "./one/src", "./one/src/a.txt", "./one/src/link",
                        "./one/src/skip.log", "./one/src/sub", "./one/src/sub/b.txt",
+                       "./three", "./three/a.txt", "./three/link", "./three/skip.log",
+                       "./three/sub", "./three/sub/b.txt",
                        "./two", "./two/a.txt", "./two/link", "./two/sub", "./two/sub/b.txt"]
     assert sh(container.default, "readlink /up/two/link; cat /up/two/sub/b.txt") == "a.txt\nB"
+    with pytest.raises(CommunicatorError, match="/no/such does not exist"):
+        comm.upload_dir("/no/such/dir", str(tree))
+    with pytest.raises(CommunicatorError, match="is a file"):
+        comm.upload_dir("/etc/passwd", str(tree))
 
 
 @docker_mark
@@ -364,8 +387,13 @@ class Harness(build_context.Run):
         super().__init__("docker", "docker", self.run_id, ledger=Ledger(self.run_id),
                          template_path=str(tmp_path / "t.json"))
 
-    def lines(self, stream: str = "ui") -> list[str]:
-        return super().lines(stream)
+    def lines(self, stream: str = "") -> list[str]:
+        """Lines of one stream; by default the step lines and Packer's Message lines (which
+        print as command output does)."""
+        if stream:
+            return super().lines(stream)
+        return [x for e in self.events if e.type == "output" and e.data["stream"] in
+                ("ui", "stdout") for x in e.data["lines"]]
 
     def build(self, config: dict, provisioners: list[tuple[type, dict]] = ()) -> Artifact | None:
         builder = DockerBuilder(decode(DockerBuilder, config))
@@ -444,11 +472,13 @@ def test_commit_applies_changes_and_keeps_files(harness, docker_client, base_ima
     assert "kiln.run" not in cfg["Labels"]  # Kiln's own labels stay out of the image
     assert cfg["WorkingDir"] == "/srv" and cfg["User"] == "nobody"
     assert "8080/tcp" in cfg["ExposedPorts"]
-    # the base image has no CMD/ENTRYPOINT: the container's /bin/sh entrypoint is not kept
-    assert cfg["Cmd"] == [""] and cfg["Entrypoint"] == [""]
+    # as Packer 1.6.6's: the image keeps the container's entrypoint (run_command's /bin/sh)
+    assert cfg["Cmd"] is None and cfg["Entrypoint"] == ["/bin/sh"]
+    assert cfg["Volumes"] is None  # the shared folder is a bind mount, not a volume
     assert image.attrs["Author"] == "Kiln Tests <t@example.com>"
     assert image.attrs["Comment"] == "built by a test"
-    out = docker_client.containers.run(art.id(), ["cat", "/srv/made.txt", "/srv/motd"],
+    # the entrypoint is /bin/sh, so the command is the shell's arguments
+    out = docker_client.containers.run(art.id(), ["-c", "cat /srv/made.txt /srv/motd"],
                                        remove=True, labels=docker_labels)
     assert out == b"made\nwelcome\n"
     said = harness.lines()
@@ -462,13 +492,13 @@ def test_commit_applies_changes_and_keeps_files(harness, docker_client, base_ima
 
 
 @docker_mark
-def test_user_cmd_wins_over_the_base_image(harness, docker_client, base_image, docker_labels,
+def test_changes_set_the_command_of_the_image(harness, docker_client, base_image, docker_labels,
                                            images):
     art = harness.build(base_config(base_image, docker_labels, commit=True,
                                     changes=['CMD ["echo", "from-cmd"]']))
     images.append(art.id())
     cfg = docker_client.images.get(art.id()).attrs["Config"]
-    assert cfg["Cmd"] == ["echo", "from-cmd"] and cfg["Entrypoint"] == [""]
+    assert cfg["Cmd"] == ["echo", "from-cmd"] and cfg["Entrypoint"] == ["/bin/sh"]
 
 
 @docker_mark
@@ -536,15 +566,15 @@ def test_provisioners_over_the_docker_communicator(harness, base_image, docker_l
     out = tmp_path / "out"
     harness.build(
         base_config(base_image, docker_labels, discard=True),
-        [(FileProvisioner, {"source": str(src) + "/", "destination": "/opt/tree"}),
-         (ShellProvisioner, {"inline": ["echo \"$A|$B\" > /opt/tree/env.txt"],
+        [(FileProvisioner, {"source": str(src) + "/", "destination": "/tree"}),
+         (ShellProvisioner, {"inline": ["echo \"$A|$B\" > /tree/env.txt"],
                              "environment_vars": ["A=it's", "B=two words"],
                              "use_env_var_file": True}),
-         (ShellProvisioner, {"inline": ["ls -A /tmp > /opt/tree/tmp-listing.txt"],
+         (ShellProvisioner, {"inline": ["ls -A /tmp > /tree/tmp-listing.txt"],
                              "remote_folder": "/root"}),
-         (FileProvisioner, {"source": "/opt/tree/", "destination": str(out),
+         (FileProvisioner, {"source": "/tree/", "destination": str(out),
                             "direction": "download"}),
-         (FileProvisioner, {"source": "/opt/tree/env.txt", "destination": str(tmp_path) + "/",
+         (FileProvisioner, {"source": "/tree/env.txt", "destination": str(tmp_path) + "/",
                             "direction": "download"})],
     )
     assert (out / "d" / "x.txt").read_text() == "x"
@@ -689,8 +719,11 @@ def test_docker_save(harness, committed, docker_client, images, tmp_path):
     tagged = pp(DockerTagPostProcessor, {"repository": repo, "tags": ["v1"]}).post_process(
         harness.ctx, harness.ctx.ui, committed)
     path = tmp_path / "saved" / "image.tar"
-    out = pp(DockerSavePostProcessor, {"path": str(path)}).post_process(
-        harness.ctx, harness.ctx.ui, tagged)
+    save = pp(DockerSavePostProcessor, {"path": str(path)})
+    with pytest.raises(StepError, match="Error creating output file"):
+        save.post_process(harness.ctx, harness.ctx.ui, tagged)  # as Packer: no mkdir
+    path.parent.mkdir()
+    out = save.post_process(harness.ctx, harness.ctx.ui, tagged)
     assert out is tagged
     with tarfile.open(path) as tar:
         manifest = json.load(tar.extractfile("manifest.json"))

@@ -34,6 +34,8 @@ ARGS = {"manifest_force.json": ["-force"], "variables_cli.json": ["-var", "name=
 KNOWN_DIFFERENCES = {
     "variables_cli.json": "the builder name is computed from a variable given with -var; an HCL2 "
                           "source name is fixed (the upgrade uses the default's value and warns)",
+    "weak_typing.json": 'a builder named 7 cannot be an HCL2 source name; the upgrade calls it '
+                        '"null_0" and warns',
 }
 
 

@@ -27,6 +27,7 @@ import io
 import json
 import lzma
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -87,6 +88,28 @@ def command_output(lines: list[MachineLine]) -> dict[str, list[str]]:
         else:
             continue
         out.setdefault(target, []).append(rest)
+    return out
+
+
+#: what differs between any two runs in UI lines: temp script names and durations
+UI_MASKS = (
+    (re.compile(r"/tmp/(?:kiln-[0-9a-f]+-[0-9a-f]+/)?packer-shell\w+"), "<SCRIPT>"),
+    (re.compile(r"(finished|errored) after [^:.]*"), r"\1 after <TIME>"),
+    (re.compile(r"Wait completed after .*"), "Wait completed after <TIME>"),
+)
+
+
+def ui_lines(lines: list[MachineLine], masks=UI_MASKS) -> list[str]:
+    """Every UI line (``say``, ``message``, ``error``) with ``masks`` applied, as
+    ``kind: text``; a multi-line message gives one line per line."""
+    out = []
+    for m in lines:
+        if m.type != "ui" or len(m.data) < 2:
+            continue
+        text = m.data[1]
+        for pattern, repl in masks:
+            text = pattern.sub(repl, text)
+        out += [f"{m.data[0]}: {line}" for line in text.split("\n")]
     return out
 
 
@@ -220,8 +243,9 @@ def _is_tar(data: bytes) -> bool:
                                  (len(data) >= 1024 and not data.strip(b"\0")))
 
 
-def describe_content(data: bytes, masked: str = "") -> Any:
-    """A comparable description: archives by member, manifests as masked JSON, else bytes."""
+def describe_content(data: bytes, masked: str = "", depth: int = 0) -> Any:
+    """A comparable description: archives by member (an archive inside one is described
+    the same way), manifests as masked JSON, else bytes."""
     layers = []
     dec = _decompress(data)
     if dec is not None:
@@ -233,14 +257,24 @@ def describe_content(data: bytes, masked: str = "") -> Any:
             with tarfile.open(fileobj=io.BytesIO(data)) as t:
                 for m in t:
                     body = t.extractfile(m).read() if m.isfile() else b""
-                    members.append((m.name, m.type, m.mode, m.mtime, m.size, body))
+                    size: Any = m.size
+                    if depth < 2 and m.name.endswith(COMPRESSED_SUFFIXES):
+                        body, size = describe_content(body, masked, depth + 1), "<compressed>"
+                    else:
+                        body = _mask_compressed_checksums(body)
+                    members.append((m.name, m.type, m.mode, m.mtime, size, body))
         return {"layers": layers, "tar": members}
     if data[:4] == b"PK\x03\x04" or data[:4] == b"PK\x05\x06":
         with zipfile.ZipFile(io.BytesIO(data)) as z:
-            return {"layers": layers, "zip": [(i.filename, z.read(i)) for i in z.infolist()]}
+            return {"layers": layers, "zip": [
+                (i.filename, describe_content(z.read(i), masked, depth + 1)
+                 if depth < 2 and i.filename.endswith(COMPRESSED_SUFFIXES)
+                 else _mask_compressed_checksums(z.read(i)))
+                for i in z.infolist()]}
     manifest = _manifest(data)
     if manifest is not None:
         return {"layers": layers, "manifest": manifest}
+    data = _mask_compressed_checksums(data)
     if masked:
         data = data.replace(masked.encode(), WORKDIR.encode())
     return {"layers": layers, "bytes": data}
@@ -264,6 +298,24 @@ def _mask_compressed_size(f: Any) -> Any:
     if isinstance(f, dict) and str(f.get("name", "")).endswith(COMPRESSED_SUFFIXES):
         return {**f, "size": "<compressed size>"}
     return f
+
+
+_CHECKSUM_LINE = re.compile(rb"^([0-9a-f]{32,128})\t(.+)$")
+
+
+def _mask_compressed_checksums(data: bytes) -> bytes:
+    """In a checksum post-processor's file, the sum of a compressed file depends on the
+    compressor, not on the data: mask it (the file names and the other sums stay)."""
+    lines = data.split(b"\n")
+    if not lines or not all(_CHECKSUM_LINE.match(x) for x in lines if x):
+        return data
+    out = []
+    for line in lines:
+        m = _CHECKSUM_LINE.match(line)
+        if m and m.group(2).decode("utf-8", "replace").endswith(COMPRESSED_SUFFIXES):
+            line = b"<sum of compressed data>\t" + m.group(2)
+        out.append(line)
+    return b"\n".join(out)
 
 
 def normalize_manifest(doc: dict, raw: bytes = b"") -> dict:
@@ -296,13 +348,22 @@ def normalize_manifest(doc: dict, raw: bytes = b"") -> dict:
 # --------------------------------------------------------------------------- comparing
 
 
-def compare(ref: ToolRun, ours: ToolRun) -> list[str]:
-    """Every difference between the reference (Packer) run and ours, as readable lines."""
+def compare(ref: ToolRun, ours: ToolRun, normalize: Any = None,
+            same_content: Any = None) -> list[str]:
+    """Every difference between the reference (Packer) run and ours, as readable lines.
+
+    ``normalize(text) -> text``, when given, is applied to every machine-readable field and
+    to the text of every file first (to mask what differs from run to run, such as
+    container ids). ``same_content(path) -> bool``, when given, says which written files
+    must have the same contents (the others need only exist in both runs)."""
     diffs: list[str] = []
     if ref.exit_code != ours.exit_code:
         diffs.append(f"exit code: packer {ref.exit_code}, kiln {ours.exit_code}")
 
     ref_m, our_m = ref.machine, ours.machine
+    if normalize is not None:
+        ref_m = [MachineLine(m.target, m.type, tuple(normalize(d) for d in m.data)) for m in ref_m]
+        our_m = [MachineLine(m.target, m.type, tuple(normalize(d) for d in m.data)) for m in our_m]
     a, b = command_output(ref_m), command_output(our_m)
     for target in sorted(set(a) | set(b)):
         if a.get(target, []) != b.get(target, []):
@@ -327,11 +388,22 @@ def compare(ref: ToolRun, ours: ToolRun) -> list[str]:
         (rmode, rdata), (omode, odata) = rf[path], of[path]
         if rmode != omode:
             diffs.append(f"mode of {path}: packer {rmode:o}, kiln {omode:o}")
+        if same_content is not None and not same_content(path):
+            continue
+        if normalize is not None:
+            rdata, odata = _normalized(rdata, normalize), _normalized(odata, normalize)
         rd = describe_content(rdata, str(ref.workdir))
         od = describe_content(odata, str(ours.workdir))
         if rd != od:
             diffs.append(f"content of {path}:\n  packer {_short(rd)}\n  kiln   {_short(od)}")
     return diffs
+
+
+def _normalized(data: bytes, normalize: Any) -> bytes:
+    try:
+        return normalize(data.decode("utf-8")).encode("utf-8")
+    except UnicodeDecodeError:
+        return data
 
 
 def _short(v: Any, limit: int = 1500) -> str:

@@ -291,3 +291,17 @@ def test_check_with_function_names() -> None:
 def test_module_exports() -> None:
     for name in funcs_mod.__all__:
         assert hasattr(funcs_mod, name)
+
+
+@pytest.mark.parametrize("call,instead", [
+    ("{{user `x`}}", "var.NAME"), ("{{template_dir}}", "path.root"),
+    ("{{packer_version}}", "packer.version"), ("{{build `ID`}}", "build.NAME"),
+])
+def test_json_only_functions_are_errors_in_hcl2_templates(call, instead):
+    ctx = FuncContext(user_vars={"x": "1"}, template_path="/t/a.pkr.hcl",
+                      build_data_keys={"ID": "i"}, hcl2=True)
+    with pytest.raises(RenderError, match=f"is a function of JSON templates; in an HCL2 "
+                                          f"template write {re.escape(instead)}"):
+        render(call, packer_funcs(ctx))
+    assert render("{{build_name}} {{upper `a`}}", packer_funcs(
+        FuncContext(user_vars={}, template_path=None, build_name="b", hcl2=True))) == "b A"

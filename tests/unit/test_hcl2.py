@@ -229,7 +229,7 @@ def test_build_naming_and_match_names(tmp_path):
     assert got == [
         ("web.null.a", "null", "a", ["null.a"], "a"),
         ("web.null.b", "null", "b", ["null.b"], "b"),
-        ("web.null.renamed", "null", "a", ["null.a", "null.renamed"], "renamed"),
+        ("web.null.renamed", "null", "a", ["null.renamed"], "renamed"),
         ("null.a", "null", "a", ["null.a"], "a"),
     ]
     # -only/-except are globs over the full names
@@ -486,7 +486,6 @@ ERRORS = [
     ('locals {\n  a = build.ID\n}\n', (2, 7), "only available inside provisioner"),
     ('packer {\n  required_version = ">= 99.0"\n}\n', (2, 22), "excludes " + HCL2_COMPAT_VERSION),
     ('build {\n  sources = ["nope"]\n}\n', (2, 14), "is not a source reference"),
-    ('build {\n}\n', (1, 1), "the build block has no sources"),
     ('data "git-commit" "x" {\n}\n', (1, 6), 'the data source type "git-commit" is a Packer'),
     ('data "amazon-amy" "x" {\n}\n', (1, 6), 'did you mean "amazon-ami"'),
     ('data "null" "x" {\n  input = "a"\n  inptu = "b"\n}\n', (3, 3),
@@ -1045,3 +1044,44 @@ def _my_sig(body) -> tuple:
         else:
             out.append(("block", it.type, tuple(it.labels), _my_sig(it.body)))
     return tuple(sorted(out, key=repr))
+
+
+@pytest.mark.parametrize("text,warning", [
+    ('source "null" "a" {\n  communicator = "none"\n}\nbuild {\n}\n',
+     "t.pkr.hcl:4:1: the build block has no sources, so it builds nothing"),
+    ('source "null" "a" {\n  communicator = "none"\n}\nbuild {\n  sources = []\n}\n',
+     "the build block has no sources, so it builds nothing"),
+    ('source "null" "a" {\n  communicator = "none"\n}\n',
+     "the template has no build block, so it builds nothing"),
+])
+def test_nothing_to_build_is_a_warning_as_packer_accepts_it(tmp_path, text, warning):
+    t = load(tmp_path, text)
+    assert t.builds == ()
+    assert any(warning in w for w in t.warnings), t.warnings
+
+
+def test_upgrade_writes_weakly_typed_json_values_with_their_hcl2_types(tmp_path):
+    """JSON decoding is weak and HCL2's is typed: the upgrade writes what JSON meant."""
+    src = tmp_path / "t.json"
+    src.write_text(json.dumps({
+        "variables": {"codes": "0,3"},
+        "builders": [{"type": "null", "name": "one", "communicator": "none"}],
+        "provisioners": [
+            {"type": "shell-local", "only": "one", "inline": "echo a,echo b",
+             "valid_exit_codes": "{{user `codes`}}", "max_retries": True, "pause_before": 1000},
+            {"type": "shell-local", "inline": ["x"], "only_on": "linux", "timeout": 2000000000}],
+        "post-processors": [
+            {"type": "manifest", "custom_data": [{"a": "1"}, {"b": "2"}]},
+            {"type": "shell-local", "inline": ["y"], "execute_command": "sh {{.Script}}",
+             "only": "one"}],
+    }))
+    text = upgrade(str(src)).text
+    for fragment in ['only             = ["null.one"]', 'inline           = ["echo a", "echo b"]',
+                     'valid_exit_codes = split(",", var.codes)', "max_retries      = 1",
+                     'pause_before     = "1µs"', 'only_on = ["linux"]', 'timeout = "2s"',
+                     'a = "1"\n      b = "2"', 'execute_command = ["sh {{.Script}}"]',
+                     'only            = "one"']:
+        assert fragment in text, (fragment, text)
+    # the post-processor's single name stays as written: Packer's JSON refuses it, so HCL2 too
+    with pytest.raises(TemplateError, match="only must be a list"):
+        load_hcl2(write(tmp_path, text, "up.pkr.hcl"))

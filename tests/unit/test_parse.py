@@ -810,3 +810,25 @@ def test_mutated_bytes_only_raise_template_error(tmp_path, source, edits, suffix
     except TemplateError as e:
         assert all(p.loc.file == str(path) for p in e.problems)
         e.format().encode("utf-8")
+
+
+@pytest.mark.parametrize("name,warned", [("t.json", True), ("t.pkr.json", True),
+                                         ("t.yaml", False), ("t.pkr.hcl", False)])
+def test_a_byte_order_mark_is_read_past_with_a_warning_for_json(tmp_path, name, warned):
+    """Packer rejects a JSON template that starts with a BOM (not YAML's or HCL's)."""
+    from backend.engine.prepare import Options
+    from backend.template.loader import load_template
+
+    bodies = {
+        "t.json": '{"builders": [{"type": "null", "communicator": "none"}]}',
+        "t.pkr.json": '{"source": {"null": {"a": {"communicator": "none"}}}, '
+                      '"build": {"sources": ["source.null.a"]}}',
+        "t.yaml": "builders:\n  - type: 'null'\n    communicator: none\n",
+        "t.pkr.hcl": 'source "null" "a" {\n  communicator = "none"\n}\n'
+                     'build {\n  sources = ["source.null.a"]\n}\n',
+    }
+    path = tmp_path / name
+    path.write_bytes(codecs.BOM_UTF8 + bodies[name].encode())
+    t = load_template(str(path), Options())
+    assert len(t.builds) == 1
+    assert any("byte-order mark" in w for w in t.warnings) == warned

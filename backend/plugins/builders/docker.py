@@ -15,10 +15,8 @@ reaps what a killed run left through :func:`reap_container`.
 from __future__ import annotations
 
 import itertools
-import json
 import os
 import re
-import shlex
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -35,9 +33,9 @@ IMPORT_BUILDER_ID = "packer.post-processor.docker-import"
 DEFAULT_RUN_COMMAND = ("-d", "-i", "-t", "--entrypoint=/bin/sh", "--", "{{.Image}}")
 DEFAULT_CONTAINER_DIR = "/packer-files"
 
-#: Dockerfile instructions ``docker commit --change`` accepts
-CHANGE_INSTRUCTIONS = ("CMD", "ENTRYPOINT", "ENV", "EXPOSE", "LABEL", "ONBUILD", "USER",
-                       "VOLUME", "WORKDIR", "MAINTAINER", "STOPSIGNAL", "HEALTHCHECK", "SHELL")
+#: Dockerfile instructions ``docker commit --change`` accepts (STOPSIGNAL since Docker 24)
+CHANGE_INSTRUCTIONS = ("CMD", "ENTRYPOINT", "ENV", "EXPOSE", "HEALTHCHECK", "LABEL", "ONBUILD",
+                       "STOPSIGNAL", "USER", "VOLUME", "WORKDIR")
 
 PLACEHOLDERS = {
     "ImageSha256": "ERR_IMAGE_SHA256_NOT_FOUND",
@@ -119,11 +117,6 @@ class DockerConfig(CommunicatorConfig):
         if self.export_path and os.path.isdir(self.export_path):
             problems.append(("export_path", f"export_path {self.export_path} is a directory; it "
                              "must name the tar file to write"))
-        for change in self.changes:
-            word = change.strip().split(None, 1)[0].upper() if change.strip() else ""
-            if word not in CHANGE_INSTRUCTIONS:
-                problems.append(("changes", f"{change!r} is not an instruction docker commit "
-                                 f"accepts ({', '.join(CHANGE_INSTRUCTIONS[:10])})"))
         if self.ecr_login and not self.login_server:
             problems.append(("login_server", "ecr_login needs login_server (the ECR registry "
                              "address)"))
@@ -412,6 +405,12 @@ def docker_run_args(config: DockerConfig, temp_dir: str, rendered: list[str]) ->
 # -- shared docker helpers (also used by the post-processors) ----------------------------
 
 
+def message(ui: Any, text: str) -> None:
+    """A line Packer prints with ``ui.Message``: indented like command output
+    (``    docker: Container ID: ...``) rather than as a ``==>`` step line."""
+    ui.stdout(text)
+
+
 def client() -> Any:
     """A docker SDK client, or StepError with what to do when there is no engine."""
     from backend.plugins.communicators.base import CommunicatorError
@@ -476,7 +475,7 @@ def registry_login(ui: Any, dclient: Any, cfg: Any) -> dict[str, str] | None:
     """Log in as the config says (login/ecr_login); the auth config for pull/push, or None."""
     if not (cfg.login or cfg.ecr_login):
         return None
-    ui.say("Logging in...")
+    message(ui, "Logging in...")
     if cfg.ecr_login:
         user, password = ecr_credentials(cfg.login_server, cfg.aws_access_key, cfg.aws_secret_key,
                                          cfg.aws_token, cfg.aws_profile)
@@ -521,7 +520,7 @@ class _Progress:
         line = f"{ident}: {status}" if ident else status
         if line and line not in self.said:
             self.said.add(line)
-            self.ui.say(line)
+            message(self.ui, line)
 
 
 def stream_json(ctx: Any, response: Any, on_event) -> None:
@@ -585,13 +584,14 @@ def carried_state(artifact: Artifact, **state: Any) -> dict[str, Any]:
     return state
 
 
-def write_chunks(ctx: Any, ui: Any, path: str, open_chunks, label: str) -> None:
+def write_chunks(ctx: Any, ui: Any, path: str, open_chunks, label: str,
+                 make_parent: bool = True) -> None:
     """Write the byte chunks ``open_chunks()`` returns to ``path``, reporting progress as
     ``label``; on failure no partial file is left."""
     done = False
     try:
         parent = os.path.dirname(path)
-        if parent:
+        if parent and make_parent:
             os.makedirs(parent, exist_ok=True)
         chunks = open_chunks()
         written = 0
@@ -608,7 +608,7 @@ def write_chunks(ctx: Any, ui: Any, path: str, open_chunks, label: str) -> None:
 
 
 def export_artifact(path: str, state: dict[str, Any]) -> Artifact:
-    return Artifact(BUILDER_ID, id="Container", files=[path],
+    return Artifact(BUILDER_ID, id="Container", files=[path], files_must_exist=True,
                     string=f"Exported Docker file: {path}", state=state)
 
 
@@ -684,7 +684,7 @@ class PullStep(Step):
             raise
         finally:
             if auth is not None:
-                ctx.ui.say("Logging out...")
+                message(ctx.ui, "Logging out...")
         with docker_errors(f"cannot inspect the pulled image {cfg.image}"):
             info = dclient.api.inspect_image(cfg.image)
         ctx.generated_data["SourceImageSha256"] = info.get("Id", "")
@@ -713,7 +713,7 @@ class RunContainerStep(Step):
         rendered = [render_runtime(ctx, str(part), {"Image": cfg.image}, "run_command")
                     for part in cfg.run_command]
         args = docker_run_args(cfg, self.shared.temp_dir, rendered)
-        ctx.ui.say("Run command: docker run " + " ".join(shlex.quote(a) for a in args))
+        message(ctx.ui, "Run command: docker run " + " ".join(args))
         try:
             spec = parse_run_command(args)
         except (ValueError, OSError) as e:
@@ -729,6 +729,10 @@ class RunContainerStep(Step):
             labels.update({"kiln.run": str(ctx.run_id), "kiln.build": str(ctx.build_name)})
         volumes = kwargs.pop("volumes", [])
         kwargs.pop("detach", None)
+        # `docker run -v SRC:DST` is a bind mount and, unlike `-v DST`, no volume of the
+        # container's config, so a commit does not turn it into a VOLUME of the image
+        binds = [v for v in volumes if ":" in v]
+        anonymous = [v for v in volumes if ":" not in v]
 
         if ctx.ledger is not None:
             self.entry = ctx.ledger.record(
@@ -737,10 +741,8 @@ class RunContainerStep(Step):
                       "docker_host": os.environ.get("DOCKER_HOST", "")},
             )
         try:
-            container = dclient.containers.create(
-                spec.image, command=spec.command or None, name=self.cname, labels=labels,
-                volumes=volumes or None, detach=True, **kwargs,
-            )
+            container = _create_container(dclient, spec.image, spec.command, self.cname,
+                                          labels, binds, anonymous, kwargs)
             self.container_id = container.id
             if self.entry is not None:
                 ctx.ledger.update(self.entry, data={"name": self.cname, "id": container.id,
@@ -759,7 +761,7 @@ class RunContainerStep(Step):
         ctx.state["container_id"] = container.id
         ctx.instance_id = container.id
         ctx.access_hint = f"docker exec -it {container.id[:12]} sh"
-        ctx.ui.say(f"Container ID: {container.id}")
+        message(ctx.ui, f"Container ID: {container.id}")
         container.reload()
         state = container.attrs.get("State") or {}
         if not state.get("Running"):
@@ -839,20 +841,9 @@ class CommitStep(Step):
     def run(self, ctx) -> None:
         cfg = self.shared.config
         api = self.shared.client.api
+        # as Packer 1.6.6: the changes go to the engine as written, and the image keeps the
+        # container's own configuration (run_command's entrypoint included)
         changes = list(cfg.changes)
-        words = {c.strip().split(None, 1)[0].upper() for c in changes if c.strip()}
-        # keep the base image's CMD/ENTRYPOINT: the container ran with run_command's entrypoint
-        if "CMD" not in words or "ENTRYPOINT" not in words:
-            try:
-                base = (api.inspect_image(cfg.image).get("Config") or {})
-            except Exception as e:
-                if not is_docker_error(e):
-                    raise
-                base = {}
-            if "CMD" not in words:
-                changes.append("CMD " + json.dumps(base.get("Cmd") or [""]))
-            if "ENTRYPOINT" not in words:
-                changes.append("ENTRYPOINT " + json.dumps(base.get("Entrypoint") or [""]))
         ctx.ui.say("Committing the container")
         with docker_errors("Error committing the container"):
             res = api.commit(self.shared.container_id, message=cfg.message or None,
@@ -860,7 +851,7 @@ class CommitStep(Step):
         image_id = res.get("Id", "")
         ctx.state["image_id"] = image_id
         ctx.generated_data["ImageSha256"] = image_id
-        ctx.ui.say(f"Image ID: {image_id}")
+        message(ctx.ui, f"Image ID: {image_id}")
 
 
 class ExportStep(Step):
@@ -884,6 +875,22 @@ class ExportStep(Step):
             if is_docker_error(e):
                 raise StepError(f"Error exporting the container: {api_error(e)}") from e
             raise
+
+
+def _create_container(dclient: Any, image: str, command: list[str], name: str,
+                      labels: dict[str, str], binds: list[str], anonymous: list[str],
+                      kwargs: dict[str, Any]) -> Any:
+    """Create the container as ``docker run`` would: the SDK's ``containers.create`` also
+    lists bind mounts among the config's volumes, which the CLI does not."""
+    from docker.models.containers import _create_container_args
+
+    args = _create_container_args({
+        **kwargs, "image": image, "command": command or None, "name": name, "labels": labels,
+        "volumes": binds or None, "detach": True, "version": dclient.api._version,
+    })
+    args["volumes"] = anonymous or None
+    created = dclient.api.create_container(**args)
+    return dclient.containers.get(created["Id"])
 
 
 def _container_name(ctx) -> str:
@@ -911,7 +918,13 @@ class DockerBuilder(Builder):
             raise ConfigProblems([("run_command", str(e))]) from None
         except OSError:
             pass  # an --env-file that appears later is read at run time
-        return []
+        # Packer hands the changes to the engine unchecked, and so does Kiln: a newer engine
+        # may take more; what this list lacks most likely fails at the commit
+        return [f"changes: {change!r}: docker commit takes only "
+                f"{', '.join(CHANGE_INSTRUCTIONS)}; the engine will most likely refuse this "
+                "when the container is committed"
+                for change in self.config.changes if self.config.commit
+                and (change.split(None, 1) or [""])[0].upper() not in CHANGE_INSTRUCTIONS]
 
     def steps(self, ctx) -> list:
         for key, value in PLACEHOLDERS.items():

@@ -57,6 +57,7 @@ class FileBuilder(Builder):
     type_name = "file"
     builder_id = "packer.file"
     Config = FileConfig
+    error_cleanup = False  # as Packer's: its provisioners run without the provision step
 
     def prepare(self, ctx) -> list[str]:
         c = self.config
@@ -74,4 +75,5 @@ class FileBuilder(Builder):
 
     def artifact(self, ctx) -> Artifact:
         return Artifact(self.builder_id, id="File", files=[self.config.target],
+                        files_must_exist=True,
                         string=f"Stored file: {self.config.target}")

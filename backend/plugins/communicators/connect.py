@@ -26,9 +26,11 @@ def connect(ctx: Any, config: Any, host: str = "", container_id: str = "") -> Co
     if ctype in ("docker", "dockerWindowsContainer"):
         from .docker import DockerCommunicator
 
-        target = container_id or config.docker_container()
-        ctx.ui.say(f"Using docker communicator to connect: {target}")
-        return DockerCommunicator.for_container(ctx, target, config)
+        comm = DockerCommunicator.for_container(ctx, container_id or config.docker_container(),
+                                                config)
+        # as Packer: the container's address (empty on a network-less engine)
+        ctx.ui.say(f"Using docker communicator to connect: {comm.host}")
+        return comm
     if ctype == "ssh":
         from .ssh import connect_ssh
 

@@ -10,8 +10,10 @@ exec. The ``docker`` package is imported only when a communicator is used.
 
 from __future__ import annotations
 
+import base64
 import fnmatch
 import io
+import json
 import os
 import posixpath
 import stat as statmod
@@ -29,6 +31,7 @@ from .base import DISCONNECTED, Communicator, CommunicatorError, LineSplitter, O
 KILL_GRACE = 3.0  # seconds between SIGTERM and SIGKILL on cancel
 SOCKET_PATH = "/var/run/docker.sock"
 _SPOOL_LIMIT = 32 << 20  # tar archives above this size go through a temp file
+_GO_MODE_DIR = 1 << 31  # Go's os.ModeDir, in the engine's path stat
 
 _version_lock = threading.Lock()
 _api_version: str | None = None
@@ -200,8 +203,6 @@ class DockerCommunicator(Communicator):
     """Runs commands and copies files in a running container."""
 
     type_name = "docker"
-    #: ``upload(..., mode=)`` sets the remote file mode, so no separate chmod is needed
-    upload_sets_mode = True
 
     def __init__(
         self,
@@ -470,28 +471,51 @@ class DockerCommunicator(Communicator):
             return False
 
     # -- files ------------------------------------------------------------------
-    def _put_archive(self, path: str, archive: Any) -> None:
-        """Unpack a tar into ``path``, creating ``path`` first if it is missing."""
-        for attempt in (0, 1):
-            if hasattr(archive, "seek"):
-                archive.seek(0)
-            try:
-                self.api.put_archive(self.container_id, path, archive)
-                return
-            except Exception as e:
-                import docker
+    # Uploads follow `docker cp`, as Packer's docker communicator (which runs it) does: a
+    # file lands in its destination's directory, which must exist; a directory becomes the
+    # destination when that does not exist yet (its parent must), and goes inside it when
+    # it is a directory; nothing is created on the way and no directory is replaced by a
+    # file or the other way round.
 
-                if attempt == 0 and isinstance(e, docker.errors.NotFound) and "No such container" not in explain(e):
-                    code, out = self._exec_simple(["mkdir", "-p", "--", path], user="0")
-                    if code != 0:
-                        raise CommunicatorError(
-                            f"cannot create {path} in the container: "
-                            f"{out.decode('utf-8', 'replace').strip() or f'mkdir exited {code}'}"
-                        ) from e
-                    continue
-                if _is_sdk_error(e):
-                    raise self._fail(f"cannot copy into {path}", e) from e
-                raise
+    def _put_archive(self, path: str, archive: Any) -> None:
+        """Unpack a tar into the existing directory ``path``."""
+        if hasattr(archive, "seek"):
+            archive.seek(0)
+        api = self.api
+        try:
+            res = api._put(api._url("/containers/{0}/archive", self.container_id),
+                           params={"path": path, "noOverwriteDirNonDir": "true"}, data=archive)
+            api._raise_for_status(res)
+        except Exception as e:
+            if _is_sdk_error(e):
+                raise self._fail(f"cannot copy into {path}", e) from e
+            raise
+
+    def _path_stat(self, path: str) -> dict[str, Any] | None:
+        """What the engine finds at ``path`` in the container (name, mode, ...), or None."""
+        api = self.api
+        try:
+            res = api.head(api._url("/containers/{0}/archive", self.container_id),
+                           params={"path": path}, timeout=api.timeout)
+            if res.status_code == 404:
+                return None
+            api._raise_for_status(res)
+        except Exception as e:
+            if _is_sdk_error(e):
+                raise self._fail(f"cannot look at {path} in the container", e) from e
+            raise
+        raw = res.headers.get("X-Docker-Container-Path-Stat", "")
+        try:
+            return json.loads(base64.b64decode(raw)) if raw else {}
+        except ValueError:
+            return {}
+
+    def _existing_dir(self, path: str, what: str) -> None:
+        st = self._path_stat(path)
+        if st is None:
+            raise CommunicatorError(f"{what}: {path} does not exist in the container")
+        if not int(st.get("mode", 0)) & _GO_MODE_DIR:
+            raise CommunicatorError(f"{what}: {path} is not a directory in the container")
 
     def _chown(self, paths: list[str]) -> None:
         if not self.fix_upload_owner or _owner_is_root(self.owner) or not paths:
@@ -519,6 +543,8 @@ class DockerCommunicator(Communicator):
         if not dst or dst.endswith("/"):
             raise CommunicatorError(f"upload destination {dst!r} must name a file")
         parent, name = posixpath.split(dst)
+        parent = parent or "/"
+        self._existing_dir(parent, f"cannot upload to {dst}")
         info = tarfile.TarInfo(name)
         if isinstance(src, (bytes, bytearray)):
             info.size = len(src)
@@ -538,18 +564,29 @@ class DockerCommunicator(Communicator):
         try:
             with fobj, tarfile.open(fileobj=archive, mode="w", format=tarfile.PAX_FORMAT) as tar:
                 tar.addfile(self._root_owned(info), fobj)
-            self._put_archive(parent or "/", archive)
+            self._put_archive(parent, archive)
         finally:
             archive.close()
         self._chown([dst])
 
     def upload_dir(self, dst: str, src: str, exclude: Iterable[str] = ()) -> None:
-        # rsync rules: "src/" copies the contents into dst, "src" copies the directory itself
         root = src.rstrip("/") or "/"
         if not os.path.isdir(root):
             raise CommunicatorError(f"{src} is not a directory")
+        target = dst.rstrip("/") or "/"
+        st = self._path_stat(target)
+        if st is not None and not int(st.get("mode", 0)) & _GO_MODE_DIR:
+            raise CommunicatorError(f"cannot copy the directory {src} to {dst}: {dst} is a file "
+                                    "in the container")
+        if st is None:
+            # the directory is copied as dst itself, into dst's parent
+            into, top = posixpath.dirname(target) or "/", posixpath.basename(target)
+            self._existing_dir(into, f"cannot upload {src} to {dst}")
+        elif src.endswith("/"):
+            into, top = target, ""  # "src/" puts what src holds into dst
+        else:
+            into, top = target, os.path.basename(root)  # "src" goes inside dst
         patterns = list(exclude)
-        top = [] if src.endswith("/") else [os.path.basename(root)]
 
         def keep(rel: str) -> bool:
             return not any(fnmatch.fnmatch(rel, p) or fnmatch.fnmatch(os.path.basename(rel), p)
@@ -562,8 +599,8 @@ class DockerCommunicator(Communicator):
         try:
             with tarfile.open(fileobj=archive, mode="w", format=tarfile.PAX_FORMAT) as tar:
                 if top:
-                    tar.add(root, arcname=top[0], recursive=False, filter=self._root_owned)
-                    entries.append(top[0])
+                    tar.add(root, arcname=top, recursive=False, filter=self._root_owned)
+                    entries.append(top)
                 for dirpath, dirnames, filenames in os.walk(root):
                     rel_dir = os.path.relpath(dirpath, root)
                     rel_dir = "" if rel_dir == "." else rel_dir
@@ -572,17 +609,17 @@ class DockerCommunicator(Communicator):
                         rel = os.path.join(rel_dir, name)
                         if name in filenames and not keep(rel):
                             continue
-                        arc = "/".join([*top, *rel.split(os.sep)])
+                        arc = "/".join([top, *rel.split(os.sep)] if top else rel.split(os.sep))
                         tar.add(os.path.join(dirpath, name), arcname=arc, recursive=False,
                                 filter=self._root_owned)
                         if not top and not rel_dir:
                             entries.append(arc)
-            self._put_archive(dst, archive)
+            self._put_archive(into, archive)
         except OSError as e:
             raise CommunicatorError(f"cannot read {src}: {e.strerror or e}") from e
         finally:
             archive.close()
-        self._chown([posixpath.join(dst, e) for e in entries])
+        self._chown([posixpath.join(into, e) for e in entries])
 
     def _get_archive(self, path: str) -> tuple[Any, dict]:
         try:

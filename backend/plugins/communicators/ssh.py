@@ -655,8 +655,6 @@ def connect_ssh(
 
 class SSHCommunicator(Communicator):
     type_name = "ssh"
-    #: upload() applies the mode itself (scp -p / SFTP chmod): no separate chmod needed
-    upload_sets_mode = True
 
     def __init__(self, settings: SSHSettings, cancel: CancelToken | None = None):
         self.settings = settings

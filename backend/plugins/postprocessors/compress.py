@@ -133,7 +133,7 @@ class CompressPostProcessor(PostProcessor):
                 except OSError:
                     pass
         ui.say(f"Archive {target} is complete")
-        return Artifact(BUILDER_ID, id="", files=[target],
+        return Artifact(BUILDER_ID, id="", files=[target], files_must_exist=True,
                         string=f"compressed artifacts in: {target}")
 
 

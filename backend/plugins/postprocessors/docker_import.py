@@ -17,6 +17,7 @@ from backend.plugins.builders.docker import (
     carried_state,
     client,
     is_docker_error,
+    message,
 )
 from backend.plugins.postprocessors.docker_tag import check_input
 from backend.template.decode import ConfigProblems, opt
@@ -55,8 +56,8 @@ class DockerImportPostProcessor(PostProcessor):
             raise StepError("docker-import: the input artifact has no file to import (a docker "
                             'build with "discard": true exports nothing)')
         name = cfg.repository + (f":{cfg.tag}" if cfg.tag else "")
-        ui.say(f"Importing image: {artifact.id()}")
-        ui.say(f"Repository: {name}")
+        message(ui, f"Importing image: {artifact.id()}")
+        message(ui, f"Repository: {name}")
         params: dict[str, Any] = {"fromSrc": "-", "repo": cfg.repository}
         if cfg.tag:
             params["tag"] = cfg.tag
@@ -80,7 +81,7 @@ class DockerImportPostProcessor(PostProcessor):
             raise
         finally:
             dclient.close()
-        ui.say(f"Imported ID: {image_id}")
+        message(ui, f"Imported ID: {image_id}")
         return DockerImageArtifact(IMPORT_BUILDER_ID, name, carried_state(artifact))
 
 

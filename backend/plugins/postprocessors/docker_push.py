@@ -14,6 +14,7 @@ from backend.plugins.builders.docker import (
     client,
     docker_errors,
     is_docker_error,
+    message,
     registry_login,
     split_image,
     stream_json,
@@ -73,7 +74,7 @@ class DockerPushPostProcessor(PostProcessor):
             try:
                 for name in names:
                     ctx.cancel.check()
-                    ui.say(f"Pushing: {name}")
+                    message(ui, f"Pushing: {name}")
                     repo, tag = split_image(name)
                     seen: dict[str, Any] = {}
                     progress = _Progress(ui)
@@ -94,7 +95,7 @@ class DockerPushPostProcessor(PostProcessor):
                         f"{repo}@{seen['digest']}" if seen.get("digest") else "")
             finally:
                 if auth is not None:
-                    ui.say("Logging out...")
+                    message(ui, "Logging out...")
         data = artifact.state("generated_data")
         gen = dict(data) if isinstance(data, dict) else {}
         if digest:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 from backend.plugins.base import Artifact, PostProcessor, StepError
@@ -10,6 +11,7 @@ from backend.plugins.builders.docker import (
     api_error,
     client,
     is_docker_error,
+    message,
     write_chunks,
 )
 from backend.plugins.postprocessors.docker_tag import BUILDER_ID as TAG_BUILDER_ID
@@ -42,12 +44,16 @@ class DockerSavePostProcessor(PostProcessor):
                     '"commit": true, or the output of docker-import or docker-tag.')
         path = self.config.path
         image = artifact.id()
-        ui.say(f"Saving image: {image}")
+        # as Packer's: the file is created first, in a directory that must exist
+        parent = os.path.dirname(path)
+        if parent and not os.path.isdir(parent):
+            raise StepError(f"Error creating output file: {parent} is not a directory")
+        message(ui, f"Saving image: {image}")
         dclient = client()
         try:
             write_chunks(ctx, ui, path,
                          lambda: dclient.api.get_image(image, chunk_size=1 << 20),
-                         f"Saving image {image}")
+                         f"Saving image {image}", make_parent=False)
         except OSError as e:
             raise StepError(f"Error saving image to {path}: {e.strerror or e}") from e
         except Exception as e:
@@ -56,5 +62,5 @@ class DockerSavePostProcessor(PostProcessor):
             raise
         finally:
             dclient.close()
-        ui.say(f"Saved to: {path}")
+        message(ui, f"Saved to: {path}")
         return artifact

@@ -11,6 +11,7 @@ from backend.plugins.builders.docker import (
     carried_state,
     client,
     docker_errors,
+    message,
 )
 from backend.template.decode import ConfigProblems, opt
 
@@ -65,8 +66,8 @@ class DockerTagPostProcessor(PostProcessor):
         try:
             for name in names:
                 ctx.cancel.check()
-                ui.say(f"Tagging image: {source}")
-                ui.say(f"Repository: {name}")
+                message(ui, f"Tagging image: {source}")
+                message(ui, f"Repository: {name}")
                 repo, _, tag = name.rpartition(":") if _has_tag(name) else (name, "", "")
                 with docker_errors(f"Error tagging image {source} as {name}"):
                     dclient.api.tag(source, repo, tag or None, force=cfg.force)

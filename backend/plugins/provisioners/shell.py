@@ -215,9 +215,13 @@ class ShellProvisioner(Provisioner):
             env_file = ""
             if cfg.use_env_var_file:
                 env_file = cfg.env_file_path(comm)
+                def upload_env() -> None:
+                    comm.upload(env_file, env_vars.encode("utf-8", "surrogateescape"),
+                                mode=0o600)
+                    _quiet(comm, f"chmod 0600 {env_file}", ctx)
+
                 _retry(ctx, ui, cfg.start_retry_timeout, "Error uploading the environment file",
-                       lambda: comm.upload(env_file, env_vars.encode("utf-8", "surrogateescape"),
-                                           mode=0o600))
+                       upload_env)
             for script in scripts:
                 self._run_script(ctx, ui, comm, data, script, env_vars, env_file)
             if env_file and not cfg.skip_clean:
@@ -255,15 +259,19 @@ class ShellProvisioner(Provisioner):
         values = dict(data)
         values.update(Path=remote, Vars=env_vars, EnvVarFile=env_file)
         command = render_runtime(ctx, cfg.command_template(), values, "execute_command")
-        sets_mode = bool(getattr(comm, "upload_sets_mode", False))
+        on_this_host = getattr(comm, "type_name", "") == "local"
 
         def attempt() -> int:
-            comm.upload(remote, body, mode=0o755)
-            if not sets_mode:
-                code = comm.run(f"chmod 0755 {remote}", ui.output, ctx.cancel)
-                if code != 0:
-                    raise StepError(f"Error chmodding script file to 0755 in remote machine "
-                                    f"(exit status {code})")
+            if on_this_host:
+                # Kiln's local communicator: created with its mode in one step, owner-only
+                # where others can write, so no chmod through a path in a shared directory
+                comm.upload(remote, body, mode=0o755)
+            else:
+                # as Packer: the script arrives private (0600), then a chmod runs as the user
+                # commands run as (docker's exec_user), its outcome not checked: if it fails,
+                # running the script says why
+                comm.upload(remote, body, mode=0o600)
+                _quiet(comm, f"chmod 0755 {remote}", ctx)
             return comm.run(command, ui.output, ctx.cancel)
 
         code = _retry(ctx, ui, cfg.start_retry_timeout, "Error uploading or starting the script",
@@ -299,6 +307,11 @@ class ShellProvisioner(Provisioner):
                       f"Error removing temporary script at {path}", attempt)
         if code != 0:
             raise StepError(f"Error removing temporary script at {path}!")
+
+
+def _quiet(comm: Any, command: str, ctx: BuildContext) -> int:
+    """Run a helper command whose output Packer does not show."""
+    return comm.run(command, lambda _stream, _lines: None, ctx.cancel)
 
 
 def _open_for_reading(path: str) -> None:

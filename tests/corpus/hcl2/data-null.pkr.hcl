@@ -1,5 +1,5 @@
 # kiln: valid
-# packer-1.6.6: skip (data sources came with Packer 1.7)
+# packer-1.6.6: newer (data sources came with Packer 1.7)
 # build: yes
 # A data source feeding a local and a provisioner; the null data source gives back its input.
 

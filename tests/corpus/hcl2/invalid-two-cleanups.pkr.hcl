@@ -1,5 +1,5 @@
 # kiln: invalid: a build block may have only one error-cleanup-provisioner
-# packer-1.6.6: skip (no error-cleanup-provisioner in Packer 1.6.6 HCL2)
+# packer-1.6.6: reject (no error-cleanup-provisioner in Packer 1.6.6 HCL2)
 
 source "null" "cleanups" {
   communicator = "none"

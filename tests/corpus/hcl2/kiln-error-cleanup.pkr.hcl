@@ -1,5 +1,5 @@
 # kiln: valid
-# packer-1.6.6: skip (error-cleanup-provisioner in HCL2 came with Packer 1.7)
+# packer-1.6.6: newer (error-cleanup-provisioner in HCL2 came with Packer 1.7)
 # build: yes
 # An error-cleanup provisioner and provisioner retries, names and timeouts.
 

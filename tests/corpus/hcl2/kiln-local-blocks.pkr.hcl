@@ -1,5 +1,5 @@
 # kiln: valid
-# packer-1.6.6: skip (local blocks and sensitive() came with Packer 1.7)
+# packer-1.6.6: newer (local blocks and sensitive() came with Packer 1.7)
 # build: yes
 # local blocks with sensitive values, functions newer than Packer 1.6.6, try(), and
 # source.name/source.type inside a source block.

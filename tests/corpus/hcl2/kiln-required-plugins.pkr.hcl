@@ -1,5 +1,5 @@
 # kiln: valid
-# packer-1.6.6: skip (required_plugins came with Packer 1.7)
+# packer-1.6.6: newer (required_plugins came with Packer 1.7)
 # build: yes
 # packer { required_plugins } is read and reported; nothing is downloaded.
 
