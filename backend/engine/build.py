@@ -15,7 +15,7 @@ import time
 import traceback
 from contextlib import ExitStack
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 from ..sdk.cancel import CancelToken
 from ..sdk.communicator import CommunicatorError
@@ -26,7 +26,31 @@ from .masking import Masker
 from .prepare import PreparedBuild, PreparedProvisioner
 
 if TYPE_CHECKING:
-    from .session import Session
+    from ..template.model import Template
+    from .events import EventBus
+    from .ledger import Ledger
+    from .prepare import Options
+    from .private import PrivateTemp
+
+
+class RunnerSession(Protocol):
+    """What a build runner needs of the run it belongs to (a Session is one): the runner
+    reaches its session only through this."""
+
+    bus: EventBus
+    options: Options
+    template: Template
+    ledger: Ledger | None
+    run_id: str
+    temp: PrivateTemp
+
+    def reload_provisioner(self, prepared: PreparedBuild, running: list[PreparedProvisioner],
+                           failed: int) -> Any:
+        """Re-read the template for a retry; what the retry runs (a retry.Reload)."""
+
+    def question_asked(self, runner: BuildRunner, question: dict) -> None: ...
+
+    def log_crash(self, build: str, lines: list[str]) -> None: ...
 
 #: the choices offered when a provisioner fails with -on-error=ask
 CHOICES = ("retry", "skip", "cleanup", "abort")
@@ -70,7 +94,7 @@ class BuildResult:
 
 
 class BuildRunner:
-    def __init__(self, session: Session, prepared: PreparedBuild, cancel: CancelToken):
+    def __init__(self, session: RunnerSession, prepared: PreparedBuild, cancel: CancelToken):
         self.session = session
         self.prepared = prepared
         self.name = prepared.name

@@ -19,7 +19,9 @@ from ..template.plugins import DataSourceFailed, PluginUnavailable
 #: reaper.docker-container
 GROUP = "kiln.plugins"
 KINDS = {"builder": "builder", "provisioner": "provisioner", "post-processor": "post-processor",
-         "data-source": "data source", "reaper": "reaper"}
+         "data-source": "data source", "reaper": "reaper",
+         # Kiln's own helpers for debug runs (the stand-in builder): not template types
+         "debug": "debug"}
 #: Kiln's own distribution: its entry points are read first and win over a same-named one
 DIST = "kiln"
 
