@@ -442,7 +442,7 @@ class KilnApp(App[int]):
         if entry.status == "valid" and not entry.provisioners:
             self.notify(f"{entry.name} has no provisioners to run.", severity="warning", timeout=4)
             return
-        from ..backend.engine.debugruns import NullTarget, kept_machines
+        from ..backend.api import NullTarget, kept_machines
 
         here_ok = bool(entry.builds) and all(n in entry.local_builds for n in entry.build_names)
         host = NullTarget("local")
@@ -452,7 +452,7 @@ class KilnApp(App[int]):
         runs = {rec.session.run_id: rec.entry_path for rec in self.sessions.values()}
         runs.update({h.run_id: h.template_path for h in self.history})
         try:
-            from ..backend.engine.ledger import Ledger
+            from ..backend.api import Ledger
 
             led = Ledger("kiln-dashboard")
             try:
@@ -580,8 +580,7 @@ class KilnApp(App[int]):
                 f"{entry.name} has no post-processors to run.", severity="warning", timeout=4
             )
             return
-        from ..backend.engine.ppdebug import last_artifacts
-        from ..backend.engine.session import default_state_dir
+        from ..backend.api import default_state_dir, last_artifacts
 
         try:
             real = last_artifacts(
@@ -668,8 +667,7 @@ class KilnApp(App[int]):
         builds: str | None,
         target_label: str,
     ) -> None:
-        from ..backend.engine.prepare import Options
-        from ..backend.engine.session import Session, default_state_dir, load_template
+        from ..backend.api import Options, Session, default_state_dir, load_template
         from ..backend.template.errors import TemplateError
 
         state = default_state_dir(path)
@@ -682,12 +680,12 @@ class KilnApp(App[int]):
         try:
             tpl = load_template(path, opts, evaluate_data=True)
             if mode == "null":
-                from ..backend.engine.debugruns import provisioners_on_null
+                from ..backend.api import provisioners_on_null
 
                 tpl = provisioners_on_null(tpl, target, builds=[builds] if builds else None)
                 opts.state_dir = os.path.join(state, "debug-runs")
             if mode == "file":
-                from ..backend.engine.ppdebug import (
+                from ..backend.api import (
                     DebugScope,
                     PostProcessorSession,
                     new_scratch,
@@ -849,7 +847,7 @@ class KilnApp(App[int]):
         if rec is None:
             return
         try:
-            from ..backend.engine.history import stage_durations
+            from ..backend.api import stage_durations
 
             med = stage_durations(os.path.join(rec.session.state_dir, "history.db"), b.name)
         except Exception:  # noqa: BLE001 - no estimate is fine
@@ -1413,8 +1411,7 @@ class KilnApp(App[int]):
 
     @work(thread=True, exit_on_error=False, group="history", exclusive=True)
     def _history_worker(self, paths: list[str], ours: set[str]) -> None:
-        from ..backend.engine.history import recent_runs
-        from ..backend.engine.session import default_state_dir
+        from ..backend.api import default_state_dir, recent_runs
 
         dbs = []
         for path in paths:
@@ -1462,7 +1459,7 @@ class KilnApp(App[int]):
 
     @work(thread=True, exit_on_error=False, group="log")
     def _load_log(self, b: BuildModel) -> None:
-        from ..backend.engine.history import stages_of
+        from ..backend.api import stages_of
 
         stages = []
         try:

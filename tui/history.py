@@ -23,7 +23,7 @@ def live_runs(db: str) -> set[str]:
     """Ids of unfinished runs whose process is still alive."""
     import sqlite3
 
-    from ..backend.engine.ledger import pid_alive
+    from ..backend.api import pid_alive
 
     if not os.path.exists(db):
         return set()

@@ -8,9 +8,7 @@ import signal
 import sys
 import threading
 
-from ..engine.console import ConsoleRenderer, JsonEventWriter, Writer
-from ..engine.prepare import Options
-from ..engine.private import open_private
+from ..api import ConsoleRenderer, JsonEventWriter, Options, Writer, open_private
 from ..template.errors import TemplateError
 from .flags import COMMON, Flags, one_template, options_from
 
@@ -215,7 +213,7 @@ def _run_build(path: str, options: Options, timings: bool, console: ConsoleRende
 
 def _build_with(path, options: Options, timings: bool, console: ConsoleRenderer,
                 writers: list[Writer], events_file) -> int:
-    from ..engine.session import Session, StateDirError, load_template
+    from ..api import Session, StateDirError, load_template
 
     machine = options.machine_readable
     events_to_stdout = options.events == "-"

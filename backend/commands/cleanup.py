@@ -28,12 +28,12 @@ def cmd_cleanup(argv: list[str], machine: bool) -> int:
     import sqlite3
     import uuid
 
-    from ..engine.ledger import Ledger, orphaned, reap
+    from ..api import Ledger, orphaned, reap
 
     try:
         ledger = Ledger("cleanup-" + str(uuid.uuid4()))
     except (OSError, sqlite3.Error) as e:
-        from ..engine.session import ledger_state_dir_name
+        from ..api import ledger_state_dir_name
 
         print(f"Error: cannot open the resource ledger in {ledger_state_dir_name()}: "
               f"{getattr(e, 'strerror', None) or e}", file=sys.stderr)

@@ -69,7 +69,7 @@ COMMON = {"var": "multi", "var-file": "multi", "only": "list", "except": "list",
 
 
 def options_from(flags: Flags):
-    from ..engine.prepare import Options
+    from ..api import Options
 
     vars_: dict[str, str] = {}
     for kv in flags.get("var", []):

@@ -32,8 +32,7 @@ def cmd_history(argv: list[str], machine: bool) -> int:
     import json
     import time
 
-    from ..engine.history import default_keep, prune, recent_runs
-    from ..engine.session import default_state_dir
+    from ..api import default_keep, default_state_dir, prune, recent_runs
     from ..template.errors import printable
 
     target = flags.args[0] if flags.args else "."

@@ -25,7 +25,7 @@ def cmd_inspect(argv: list[str], machine: bool) -> int:
         print(INSPECT_HELP)
         return 0
     path = one_template(flags, INSPECT_HELP)
-    from ..engine.registry import load_template
+    from ..api import load_template
     from ..template.errors import TemplateError
 
     options = options_from(flags)
@@ -34,7 +34,7 @@ def cmd_inspect(argv: list[str], machine: bool) -> int:
     except TemplateError as e:
         fail(machine, e)
         return 1
-    from ..engine.inspect import render_inspect
+    from ..api import render_inspect
     from ..template.errors import printable
 
     sys.stdout.write(render_inspect(t, machine) if machine else printable(render_inspect(t)))

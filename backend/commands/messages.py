@@ -29,7 +29,7 @@ def say(machine: bool, text: str) -> None:
     if machine:
         import time
 
-        from ..engine.console import machine_escape
+        from ..api import machine_escape
 
         print(f"{int(time.time())},,ui,say,{machine_escape(text)}")
     else:
@@ -43,7 +43,7 @@ def fail(machine: bool, err, mask=None) -> None:
         import io
         import time
 
-        from ..engine.console import machine_escape
+        from ..api import machine_escape
 
         buf = io.StringIO()
         print_problems(err, buf, mask)

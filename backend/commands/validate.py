@@ -29,28 +29,26 @@ def cmd_validate(argv: list[str], machine: bool) -> int:
         print(VALIDATE_HELP)
         return 0
     path = one_template(flags, VALIDATE_HELP)
-    from ..engine.prepare import Preparer, select_builds
-    from ..engine.registry import load_template
+    from ..api import load_template, validate
     from ..template.errors import TemplateError
 
     options = options_from(flags)
     template = None
     try:
-        template = load_template(path, options, syntax_only=bool(flags.get("syntax-only")),
-                                 evaluate_data=bool(flags.get("evaluate-datasources")))
         if flags.get("syntax-only"):
+            load_template(path, options, syntax_only=True,
+                          evaluate_data=bool(flags.get("evaluate-datasources")))
             say(machine, "Syntax-only check passed. Everything looks okay.")
             return 0
-        builds = select_builds(template, options.only, options.except_)
-        if (options.only or options.except_) and not builds:
+        result = validate(path, options, evaluate_data=bool(flags.get("evaluate-datasources")))
+        template = result.template
+        if (options.only or options.except_) and not result.builds:
             names = ", ".join(b.name for b in template.builds)
             say(machine, f"Warning: -only/-except selected no build; the builds are: {names}")
-        prep = Preparer(template, options)
-        prep.prepare(builds)
-        for w in list(template.warnings) + prep.warnings:
+        for w in result.warnings:
             say(machine, f"Warning: {template.mask(w)}")
-        if prep.problems:
-            raise TemplateError(prep.problems)
+        if result.problems:
+            raise TemplateError(result.problems)
     except TemplateError as e:
         fail(machine, e, template.mask if template is not None else None)
         return 1

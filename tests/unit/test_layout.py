@@ -71,3 +71,10 @@ def test_every_builtin_plugin_is_an_entry_point_that_loads():
         assert module.startswith("kiln.backend.plugins."), name
         loaded = metadata.EntryPoint(name, value, "kiln.plugins").load()
         assert loaded is not None and attr.split(".")[-1] == loaded.__name__, name
+
+
+def test_every_name_the_facade_offers_resolves():
+    from kiln.backend import api
+
+    for name in api.LAZY:
+        assert getattr(api, name) is not None, name
