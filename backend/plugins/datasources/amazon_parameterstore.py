@@ -11,8 +11,8 @@ from typing import Any
 
 from ...sdk.config import opt
 from ...sdk.plugin import DataSource
-from ..builders import amazon_common as aws
-from ..builders.amazon_ebs import AwsAccessConfig
+from ..amazon import common as aws
+from ..amazon.ebs import AwsAccessConfig
 
 
 @dataclass

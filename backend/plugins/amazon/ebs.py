@@ -27,8 +27,7 @@ from typing import Any
 from ...sdk.config import ConfigProblems, Deferred, Duration, opt
 from ...sdk.plugin import PROVISION, Artifact, Builder, Step, StepError
 from ..communicators.config import CommunicatorConfig
-from . import amazon_common as aws
-from .amazon_common import reap  # noqa: F401 - declared as the aws-* reapers (pyproject.toml)
+from . import common as aws
 
 BUILDER_ID = "mitchellh.amazonebs"
 
@@ -1888,4 +1887,4 @@ class AmazonEBSBuilder(Builder):
         return self.config
 
 
-__all__ = ["AmazonEBSBuilder", "AmazonEBSConfig", "AmiArtifact", "reap"]
+__all__ = ["AmazonEBSBuilder", "AmazonEBSConfig", "AmiArtifact"]
