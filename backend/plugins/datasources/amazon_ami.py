@@ -13,7 +13,7 @@ from typing import Any
 from ...sdk.config import ConfigProblems, opt
 from ...sdk.plugin import DataSource
 from ..amazon import common as aws
-from ..amazon.ebs import AwsAccessConfig
+from ..amazon.config import AwsAccessConfig
 
 
 @dataclass

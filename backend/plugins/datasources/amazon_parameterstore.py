@@ -12,7 +12,7 @@ from typing import Any
 from ...sdk.config import opt
 from ...sdk.plugin import DataSource
 from ..amazon import common as aws
-from ..amazon.ebs import AwsAccessConfig
+from ..amazon.config import AwsAccessConfig
 
 
 @dataclass
