@@ -24,7 +24,7 @@ def connect(ctx: Any, config: Any, host: str = "", container_id: str = "") -> Co
         return LocalCommunicator(private_dir=lambda: ctx.temp_dir(prefix="kiln-local-"),
                                  ledger=ctx.ledger)
     if ctype in ("docker", "dockerWindowsContainer"):
-        from .docker import DockerCommunicator
+        from ..docker.communicator import DockerCommunicator
 
         comm = DockerCommunicator.for_container(ctx, container_id or config.docker_container(),
                                                 config)

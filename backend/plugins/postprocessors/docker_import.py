@@ -8,10 +8,10 @@ from typing import Any
 
 from ...sdk.config import ConfigProblems, opt
 from ...sdk.plugin import Artifact, PostProcessor, StepError
-from ..builders.docker import (
+from ..docker.builder import (
     BUILDER_ID as DOCKER_BUILDER_ID,
 )
-from ..builders.docker import (
+from ..docker.builder import (
     IMPORT_BUILDER_ID,
     DockerImageArtifact,
     api_error,

@@ -8,7 +8,7 @@ from typing import Any
 
 from ...sdk.config import ConfigProblems, opt
 from ...sdk.plugin import Artifact, PostProcessor, StepError
-from ..builders.docker import (
+from ..docker.builder import (
     IMPORT_BUILDER_ID,
     DockerImageArtifact,
     _Progress,

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from ...sdk.config import ConfigProblems, opt
 from ...sdk.plugin import Artifact, PostProcessor, StepError
-from ..builders.docker import (
+from ..docker.builder import (
     IMPORT_BUILDER_ID,
     api_error,
     client,

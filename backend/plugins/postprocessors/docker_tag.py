@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from ...sdk.config import ConfigProblems, opt
 from ...sdk.plugin import Artifact, PostProcessor, StepError
-from ..builders.docker import (
+from ..docker.builder import (
     IMPORT_BUILDER_ID,
     DockerImageArtifact,
     carried_state,

@@ -414,7 +414,7 @@ def message(ui: Any, text: str) -> None:
 def client() -> Any:
     """A docker SDK client, or StepError with what to do when there is no engine."""
     from ...sdk.communicator import CommunicatorError
-    from ..communicators.docker import docker_client
+    from .communicator import docker_client
 
     try:
         return docker_client()
@@ -423,7 +423,7 @@ def client() -> Any:
 
 
 def api_error(e: BaseException) -> str:
-    from ..communicators.docker import explain
+    from .communicator import explain
 
     return explain(e)
 
@@ -959,7 +959,7 @@ class DockerBuilder(Builder):
 
 
 def _reap_client(entry) -> Any:
-    from ..communicators.docker import docker_client
+    from .communicator import docker_client
 
     host = (entry.data or {}).get("docker_host") or ""
     if host and host != os.environ.get("DOCKER_HOST", ""):
