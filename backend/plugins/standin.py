@@ -55,11 +55,11 @@ class StandInBuilder(FileBuilder):
             art = Artifact(r.builder_id, id=r.id, files=files,
                            string=f"{r.describe()} (the last build's, as it was)", state=data)
         elif self.kind == "docker-image":
-            from .docker.builder import IMPORT_BUILDER_ID, DockerImageArtifact
+            from .docker.driver import IMPORT_BUILDER_ID, DockerImageArtifact
 
             art = DockerImageArtifact(IMPORT_BUILDER_ID, ctx.state["standin_image"], data)
         elif self.kind in ("docker-tar", "docker-none"):
-            from .docker.builder import BUILDER_ID
+            from .docker.driver import BUILDER_ID
 
             files = [ctx.state["standin_tar"]] if self.kind == "docker-tar" else [""]
             art = Artifact(BUILDER_ID, id="Container", files=files,
@@ -110,7 +110,7 @@ class StandInImageStep(Step):
         self.scope = scope
 
     def run(self, ctx) -> None:
-        from .docker.builder import client, docker_errors
+        from .docker.driver import client, docker_errors
         from .postprocessors.docker_import import _last_status
 
         ref = f"kiln-stand-in:{self.scope.tag}"
@@ -184,7 +184,7 @@ class RealArtifactStep(Step):
             ctx.ui.say(f"Copied {f} to {dest}")
         ctx.state["standin_files"] = copies
         if r.builder_id == "packer.post-processor.docker-import":
-            from .docker.builder import client, docker_errors
+            from .docker.driver import client, docker_errors
 
             dclient = client()
             try:
@@ -217,7 +217,7 @@ def remove_images(scope: Any, build: str, say, ledger: Any = None) -> None:
     mine = [(ref, entry) for b, ref, entry in scope.images if b == build]
     if not mine:
         return
-    from .docker.builder import client
+    from .docker.driver import client
 
     try:
         dclient = client()

@@ -21,12 +21,10 @@ import build_context
 import pytest
 from build_context import decode, problems_of
 from kiln.backend.engine.ledger import Ledger, reap
-from kiln.backend.plugins.docker.builder import (
-    DockerBuilder,
-    DockerImageArtifact,
-    parse_run_command,
-)
+from kiln.backend.plugins.docker.builder import DockerBuilder
 from kiln.backend.plugins.docker.communicator import ContainerGone, DockerCommunicator
+from kiln.backend.plugins.docker.config import parse_run_command
+from kiln.backend.plugins.docker.driver import DockerImageArtifact
 from kiln.backend.plugins.postprocessors.docker_import import DockerImportPostProcessor
 from kiln.backend.plugins.postprocessors.docker_push import DockerPushPostProcessor
 from kiln.backend.plugins.postprocessors.docker_save import DockerSavePostProcessor

@@ -8,10 +8,8 @@ from typing import Any
 
 from ...sdk.config import ConfigProblems, opt
 from ...sdk.plugin import Artifact, PostProcessor, StepError
-from ..docker.builder import (
-    BUILDER_ID as DOCKER_BUILDER_ID,
-)
-from ..docker.builder import (
+from ..docker.driver import BUILDER_ID as DOCKER_BUILDER_ID
+from ..docker.driver import (
     IMPORT_BUILDER_ID,
     DockerImageArtifact,
     api_error,

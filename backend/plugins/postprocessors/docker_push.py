@@ -8,7 +8,7 @@ from typing import Any
 
 from ...sdk.config import ConfigProblems, opt
 from ...sdk.plugin import Artifact, PostProcessor, StepError
-from ..docker.builder import (
+from ..docker.driver import (
     IMPORT_BUILDER_ID,
     DockerImageArtifact,
     _Progress,

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from ...sdk.config import ConfigProblems, opt
 from ...sdk.plugin import Artifact, PostProcessor, StepError
-from ..docker.builder import (
+from ..docker.driver import (
     IMPORT_BUILDER_ID,
     DockerImageArtifact,
     carried_state,
