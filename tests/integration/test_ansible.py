@@ -19,12 +19,12 @@ from build_context import masking_context
 from kiln.backend.engine.context import BuildContext
 from kiln.backend.plugins.communicators.config import CommunicatorConfig
 from kiln.backend.plugins.communicators.local import LocalCommunicator
-from kiln.backend.plugins.communicators.ssh import connect_ssh
 from kiln.backend.plugins.provisioners.ansible import AnsibleConfig, AnsibleProvisioner
 from kiln.backend.plugins.provisioners.ansible_local import (
     AnsibleLocalConfig,
     AnsibleLocalProvisioner,
 )
+from kiln.backend.plugins.ssh.communicator import connect_ssh
 from kiln.backend.sdk.plugin import PrepareContext, StepError
 from kiln.backend.template.decode import ConfigProblems, Duration
 from kiln_services import Sshd, forward_tcp

@@ -15,9 +15,9 @@ import time
 import paramiko
 import pytest
 from build_context import masking_context
-from kiln.backend.plugins.communicators import ssh as ssh_mod
 from kiln.backend.plugins.communicators.config import CommunicatorConfig
-from kiln.backend.plugins.communicators.ssh import connect_ssh
+from kiln.backend.plugins.ssh import communicator as ssh_mod
+from kiln.backend.plugins.ssh.communicator import connect_ssh
 from kiln.backend.sdk.cancel import CancelToken
 from kiln.backend.template.decode import Duration
 

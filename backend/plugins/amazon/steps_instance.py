@@ -276,7 +276,7 @@ class ConnectStep(AwsStep):
         hint = " ".join(parts)
         try:
             if ctype == "ssh":
-                from ..communicators.ssh import connect_ssh
+                from ..ssh.communicator import connect_ssh
 
                 ctx.communicator = connect_ssh(ctx, c, host=host,
                                                private_key=b.private_key or None)

@@ -32,7 +32,7 @@ def connect(ctx: Any, config: Any, host: str = "", container_id: str = "") -> Co
         ctx.ui.say(f"Using docker communicator to connect: {comm.host}")
         return comm
     if ctype == "ssh":
-        from .ssh import connect_ssh
+        from ..ssh.communicator import connect_ssh
 
         return connect_ssh(ctx, config, host=config.ssh_host or host)
     from ...sdk.plugin import StepError
