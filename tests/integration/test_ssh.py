@@ -16,7 +16,8 @@ import pytest
 from build_context import masking_context
 from kiln.backend.engine.context import BuildContext
 from kiln.backend.plugins.communicators.config import CommunicatorConfig
-from kiln.backend.plugins.ssh.communicator import SSHCommunicator, connect_ssh, generate_key_pair
+from kiln.backend.plugins.ssh.communicator import SSHCommunicator, connect_ssh
+from kiln.backend.plugins.ssh.settings import generate_key_pair
 from kiln.backend.sdk.cancel import CancelToken
 from kiln.backend.sdk.communicator import DISCONNECTED, CommunicatorError
 from kiln.backend.sdk.plugin import Cancelled, StepError

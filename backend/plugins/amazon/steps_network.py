@@ -215,7 +215,7 @@ class KeyPairStep(AwsStep):
             return
         if not c.needs_temporary_key():
             return
-        from ..ssh.communicator import generate_key_pair, key_secrets
+        from ..ssh.settings import generate_key_pair, key_secrets
 
         name = c.temporary_key_pair_name or f"kiln_{uuid.uuid4()}"
         kind = c.temporary_key_pair_type or "rsa"
