@@ -1,4 +1,4 @@
-"""``kiln fmt``: rewrite HCL2 files in the canonical format (the formatter is template.hcl2_fmt)."""
+"""``kiln fmt``: rewrite HCL2 files in the canonical format (the formatter is template.hcl2.fmt)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import difflib
 import os
 import sys
 
-from ..template.hcl2_fmt import EXTENSIONS, FormatError, format_text
+from ..template.hcl2.fmt import EXTENSIONS, FormatError, format_text
 from .flags import Flags, UsageError
 
 FMT_HELP = """\

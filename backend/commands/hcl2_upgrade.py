@@ -1,12 +1,12 @@
 """``kiln hcl2_upgrade``: write the HCL2 for a JSON or YAML template (the conversion is
-template.hcl2_upgrade)."""
+template.hcl2.upgrade)."""
 
 from __future__ import annotations
 
 import os
 import sys
 
-from ..template.hcl2_upgrade import UpgradeError, upgrade
+from ..template.hcl2.upgrade import UpgradeError, upgrade
 from .flags import Flags, UsageError
 
 HELP = """\

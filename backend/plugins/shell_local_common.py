@@ -62,7 +62,7 @@ def runtime_funcs(ctx: BuildContext, data: dict[str, Any] | None = None) -> dict
     """The ``{{ }}`` functions available when a plugin renders at run time;
     ``{{ build `X` }}`` gives the generated value of X."""
     from ..template import funcs as F
-    from ..template.hcl2 import is_hcl2_path
+    from ..template.hcl2.loader import is_hcl2_path
 
     return F.packer_funcs(F.FuncContext(
         user_vars=ctx.user_vars, template_path=ctx.template_path,

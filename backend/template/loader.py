@@ -20,7 +20,7 @@ def load_template(path: str, options: Any, syntax_only: bool = False,
     Whatever the template says, the work is bounded (:mod:`limits`)."""
     with limits.scope(), gcpause.paused():
         if os.path.isdir(path) or path.endswith((".pkr.hcl", ".pkr.json")):
-            from .hcl2 import load_hcl2
+            from .hcl2.loader import load_hcl2
 
             return load_hcl2(path, options.vars, options.var_files, syntax_only=syntax_only,
                              evaluate_data=evaluate_data, catalog=catalog, run_data=run_data)

@@ -17,12 +17,17 @@ from hypothesis import strategies as st
 from kiln.backend.commands import fmt as fmt_command
 from kiln.backend.engine.prepare import Options, Preparer, select_builds
 from kiln.backend.engine.session import load_template
-from kiln.backend.template import hcl2_fmt, hcl2_syntax
 from kiln.backend.template.errors import TemplateError
-from kiln.backend.template.hcl2 import HCL2_COMPAT_VERSION, check_version_constraint, load_hcl2
-from kiln.backend.template.hcl2_expr import UNKNOWN, EvalError, Scope, evaluate, simple_namespace
-from kiln.backend.template.hcl2_funcs import make_funcs
-from kiln.backend.template.hcl2_upgrade import upgrade
+from kiln.backend.template.hcl2 import fmt as hcl2_fmt
+from kiln.backend.template.hcl2 import syntax as hcl2_syntax
+from kiln.backend.template.hcl2.expr import UNKNOWN, EvalError, Scope, evaluate, simple_namespace
+from kiln.backend.template.hcl2.funcs import make_funcs
+from kiln.backend.template.hcl2.loader import (
+    HCL2_COMPAT_VERSION,
+    check_version_constraint,
+    load_hcl2,
+)
+from kiln.backend.template.hcl2.upgrade import upgrade
 
 ROOT = Path(__file__).resolve().parents[2]
 CORPUS = ROOT / "tests" / "corpus" / "hcl2"

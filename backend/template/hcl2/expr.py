@@ -1,4 +1,4 @@
-"""Evaluate HCL expression trees (:mod:`hcl2_syntax`) to plain Python values.
+"""Evaluate HCL expression trees (:mod:`.syntax`) to plain Python values.
 
 Values are ``str``, ``int``/``float`` (HCL numbers; integral results are ints), ``bool``,
 ``None`` (null), ``list`` (tuples, lists and sets) and ``dict`` (objects and maps). A value
@@ -19,9 +19,9 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-from . import hcl2_syntax as S
-from . import limits
-from .errors import did_you_mean
+from .. import limits
+from ..errors import did_you_mean
+from . import syntax as S
 
 __all__ = [
     "EvalError", "FuncError", "UNKNOWN", "Namespace", "Scope", "evaluate", "parse_type",

@@ -1,6 +1,6 @@
 """HCL native syntax: tokens -> bodies, blocks, attributes and expression trees.
 
-A recursive-descent parser over :mod:`hcl2_lex` tokens. Every node keeps the 1-based line
+A recursive-descent parser over :mod:`.lex` tokens. Every node keeps the 1-based line
 and column where it starts, so evaluation errors point at the exact expression, and block
 items stay in file order (which is the order provisioners run in).
 
@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import hcl2_lex as L
+from . import lex as L
 
 __all__ = [
     "HCLSyntaxError", "Body", "Attribute", "Block", "Expr", "parse_config", "parse_expression",

@@ -1,6 +1,6 @@
 """``kiln fmt``: rewrite HCL2 files (``.pkr.hcl``, ``.pkrvars.hcl``) in the canonical layout.
 
-A token-level formatter (the scanner of :mod:`hcl2_lex`), so comments, heredocs and the
+A token-level formatter (the scanner of :mod:`.lex`), so comments, heredocs and the
 text inside strings are kept byte for byte. The layout:
 
 * two-space indentation from bracket nesting (a line with a net opening raises the indent
@@ -25,7 +25,7 @@ standard input to standard output. Exit 1 on errors (unreadable files, syntax er
 
 from __future__ import annotations
 
-from . import hcl2_lex as L
+from . import lex as L
 
 __all__ = ["format_text", "FormatError"]
 
@@ -166,7 +166,7 @@ class _Line:
 
 def format_text(text: str) -> str:
     """The canonical form of ``text``; FormatError on syntax errors."""
-    from . import hcl2_syntax as S
+    from . import syntax as S
 
     try:
         tokens = L.tokenize(text)

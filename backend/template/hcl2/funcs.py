@@ -2,7 +2,7 @@
 filesystem, date/time, UUID, hashing, type conversion), in plain Python.
 
 :func:`make_funcs` returns a name -> callable map. Functions take evaluated values and raise
-:class:`~backend.template.hcl2_expr.FuncError` (or ``ConvError``) with a message; the
+:class:`~kiln.backend.template.hcl2.expr.FuncError` (or ``ConvError``) with a message; the
 evaluator adds the location of the call. ``can``/``try`` are special forms of the evaluator,
 and ``env`` is only handed out for variable defaults (as Packer does).
 """
@@ -21,9 +21,9 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
-from . import golang, limits
-from .funcs import START_TIME
-from .hcl2_expr import (
+from .. import golang, limits
+from ..funcs import START_TIME
+from .expr import (
     UNKNOWN,
     ConvError,
     FuncError,

@@ -1,6 +1,6 @@
 """HCL native syntax scanner: text -> tokens with exact 1-based line/column.
 
-One scanner serves the parser (:mod:`hcl2_syntax`) and the formatter (:mod:`hcl2_fmt`), so
+One scanner serves the parser (:mod:`.syntax`) and the formatter (:mod:`.fmt`), so
 both agree on where strings, heredocs, interpolations and comments start and end. Like
 HCL's own scanner it is modal: inside a quoted string or a heredoc it yields literal chunks,
 ``${``/``%{`` open a nested expression mode, and the matching ``}`` returns to the template.

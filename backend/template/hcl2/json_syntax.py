@@ -8,9 +8,9 @@ expression. Every expression points at the JSON value it came from.
 
 from __future__ import annotations
 
-from . import hcl2_syntax as S
-from .errors import Problem
-from .source import Node
+from ..errors import Problem
+from ..source import Node
+from . import syntax as S
 
 __all__ = ["json_body"]
 

@@ -13,8 +13,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from .hcl2_expr import render_value
-from .source import Node
+from ..source import Node
+from .expr import render_value
 
 __all__ = ["BlockNode", "shape", "check_version_constraint", "plugin_note"]
 
@@ -27,7 +27,7 @@ class BlockNode(Node):
 
 
 def plugin_note(name: str, spec: dict) -> str:
-    from .plugins import catalog
+    from ..plugins import catalog
 
     plugins = catalog()
     source = spec.get("source", "")
@@ -49,7 +49,7 @@ def shape(kind: str, type_name: str, node: Node) -> Node:
     them (``true``, ``1.5``) where the field is a string (Kiln's decoder would otherwise
     write a bool as Go's weak typing does, ``1``)."""
     try:
-        from .plugins import catalog
+        from ..plugins import catalog
 
         cls = catalog().lookup(kind, type_name)
     except Exception:  # an unknown or broken plugin is reported when the build is prepared
@@ -103,7 +103,7 @@ def _shape_value(child: Node, tp: Any) -> Node:
 
 
 def _shape_node(node: Node, cls: type) -> Node:
-    from .decode import config_fields
+    from ..decode import config_fields
 
     try:
         specs = config_fields(cls)

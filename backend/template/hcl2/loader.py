@@ -25,10 +25,20 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-from . import hcl2_syntax as S
-from .errors import Problem, TemplateError, caret_snippet, did_you_mean
-from .golang import parse_duration
-from .hcl2_expr import (
+from ..errors import Problem, TemplateError, caret_snippet, did_you_mean
+from ..golang import parse_duration
+from ..model import BuildDef, PostProcessorDef, ProvisionerDef, Template, Variable
+from ..plugins import (
+    DataSourceFailed,
+    DataSourceRunner,
+    PluginCatalog,
+    PluginUnavailable,
+    resolve,
+    using,
+)
+from ..source import Loc, Node, UnknownText
+from . import syntax as S
+from .expr import (
     UNKNOWN,
     AlreadyReported,
     ConvError,
@@ -45,17 +55,7 @@ from .hcl2_expr import (
     type_of,
     type_str,
 )
-from .hcl2_schema import BlockNode, check_version_constraint, plugin_note, shape
-from .model import BuildDef, PostProcessorDef, ProvisionerDef, Template, Variable
-from .plugins import (
-    DataSourceFailed,
-    DataSourceRunner,
-    PluginCatalog,
-    PluginUnavailable,
-    resolve,
-    using,
-)
-from .source import Loc, Node, UnknownText
+from .schema import BlockNode, check_version_constraint, plugin_note, shape
 
 __all__ = ["load_hcl2", "HCL2_COMPAT_VERSION", "template_files", "is_hcl2_path",
            "check_version_constraint"]
@@ -149,21 +149,21 @@ def _read(path: str) -> str:
             return text[1:] if text.startswith("\ufeff") else text
     except (OSError, UnicodeDecodeError):
         pass
-    from .parse import read_template_text
+    from ..parse import read_template_text
 
     return read_template_text(path)
 
 
 def _parse_file(path: str, text: str, problems: _Problems) -> S.Body | None:
     if path.endswith(".json"):
-        from .parse import parse_json_value
+        from ..parse import parse_json_value
 
         try:
             node = parse_json_value(text, path)
         except TemplateError as e:
             problems.items.extend(e.problems)
             return None
-        from .hcl2_json import json_body
+        from .json_syntax import json_body
 
         found: list[Problem] = []
         body = json_body(node, found)
@@ -243,7 +243,7 @@ class _Loader:
         self.required_version = ""
         self.description = ""
         self.root_dir = self.abspath if os.path.isdir(path) else os.path.dirname(self.abspath)
-        from .hcl2_funcs import make_funcs
+        from .funcs import make_funcs
 
         self.funcs = make_funcs(sensitive=self.sensitive, templatefile=self._templatefile)
         self.var_funcs = make_funcs(sensitive=self.sensitive, templatefile=self._templatefile,
@@ -259,7 +259,7 @@ class _Loader:
             text = _read(f)
             self.texts[f] = text
             if f.endswith(".json"):  # HCL reads past a byte-order mark; JSON does not
-                from .parse import bom_warning
+                from ..parse import bom_warning
 
                 bom = bom_warning(f)
                 if bom:
@@ -639,7 +639,7 @@ class _Loader:
 
     def data(self, type_name: str, name: str) -> dict[str, Any]:
         """A data source's outputs: looked up once (for a build), else unknown."""
-        from .decode import Decoder, secret_values
+        from ..decode import Decoder, secret_values
 
         key = f"{type_name}.{name}"
         if key in self.data_values:
@@ -763,7 +763,7 @@ class _Loader:
         return UNKNOWN if v is _FAILED else v
 
     def _templatefile(self, text: str, variables: dict) -> str:
-        from .hcl2_expr import FuncError
+        from .expr import FuncError
 
         try:
             expr = S.parse_template(text)
@@ -880,7 +880,7 @@ class _Loader:
             return
         self.texts[vf] = text
         if vf.endswith(".json"):
-            from .parse import parse_json
+            from ..parse import parse_json
 
             try:
                 node = parse_json(text, vf)

@@ -32,9 +32,9 @@ import os
 import re
 from dataclasses import dataclass, field
 
-from .golang import quote_escaped
-from .plugins import PluginCatalog
-from .source import Node
+from ..golang import quote_escaped
+from ..plugins import PluginCatalog
+from ..source import Node
 
 __all__ = ["upgrade", "UpgradeResult"]
 
@@ -555,7 +555,7 @@ class _Upgrader:
             n = p.get(key)
             if n is not None:
                 if isinstance(n.value, (int, float)):  # JSON reads a number as nanoseconds
-                    from .golang import format_duration_ns
+                    from ..golang import format_duration_ns
 
                     n = Node(format_duration_ns(int(n.value)), n.loc)
                 self.emit(f"{inner}{key} = {self.value(n, 'meta', f'{where}.{key}', 2)}")
@@ -643,7 +643,7 @@ def _builder_name(node: Node | None, btype: str) -> str:
     if isinstance(v, bool):
         return "1" if v else "0"
     if isinstance(v, (int, float)):
-        from .decode import go_number_text
+        from ..decode import go_number_text
 
         return go_number_text(v)
     return v if isinstance(v, str) else btype
@@ -655,8 +655,8 @@ def _field_kind(plugin: tuple[str, str] | None, key: str) -> str:
         return ""
     from typing import get_origin
 
-    from .decode import config_fields
-    from .plugins import PluginUnavailable, catalog
+    from ..decode import config_fields
+    from ..plugins import PluginUnavailable, catalog
 
     try:
         cls = catalog().lookup(*plugin)
@@ -691,8 +691,8 @@ def _rendered_builder_names(path: str, root: Node) -> dict[int, str]:
             b.is_map and isinstance((b.get("name") or Node(None, b.loc)).value, str)
             and "{{" in b.get("name").value for b in builders.value):
         return {}
-    from .errors import TemplateError
-    from .legacy import load_legacy
+    from ..errors import TemplateError
+    from ..legacy import load_legacy
 
     try:
         t = load_legacy(path)
@@ -706,9 +706,9 @@ def _rendered_builder_names(path: str, root: Node) -> dict[int, str]:
 def upgrade(path: str, catalog: PluginCatalog | None = None) -> UpgradeResult:
     """The HCL2 text for the JSON/YAML template at ``path``. Raises TemplateError or
     UpgradeError. ``catalog``: the plugins' configuration schemas (see :mod:`.plugins`)."""
-    from .hcl2_fmt import FormatError, format_text
-    from .parse import load_node
-    from .plugins import using
+    from ..parse import load_node
+    from ..plugins import using
+    from .fmt import FormatError, format_text
 
     root = load_node(path)
     up = _Upgrader(root, path)
