@@ -24,6 +24,7 @@ from .context import BuildContext, StageUI
 from .ledger import BuildLedger
 from .masking import Masker
 from .prepare import PreparedBuild, PreparedProvisioner
+from .schema import Status
 
 if TYPE_CHECKING:
     from ..template.model import Template
@@ -61,7 +62,7 @@ class Stage:
     index: int
     name: str
     kind: str  # builder | provisioner | post-processor | cleanup
-    status: str = "pending"
+    status: str = Status.PENDING
     started: float = 0.0
     duration: float = 0.0
     error: str = ""
@@ -84,7 +85,7 @@ class BuildFailed(Exception):
 @dataclass
 class BuildResult:
     name: str
-    status: str = "pending"
+    status: str = Status.PENDING
     error: str = ""
     duration: float = 0.0
     artifacts: list[Artifact] = field(default_factory=list)
@@ -164,7 +165,7 @@ class BuildRunner:
         return ui
 
     def _start(self, stage: Stage) -> StageUI:
-        stage.status = "running"
+        stage.status = Status.RUNNING
         stage.started = time.time()
         self.bus.publish("stage.started", build=self.name, stage=stage.index, name=stage.name, kind=stage.kind)
         return self._stage_ui(stage)
@@ -193,7 +194,7 @@ class BuildRunner:
             steps = builder.steps(self.ctx)
         except Exception as e:  # a builder that cannot even plan its steps
             steps = []
-            self.result.status = "crashed"
+            self.result.status = Status.CRASHED
             self.result.error = f"{type(e).__name__}: {e}"
         self._plan(steps)
         self.bus.publish(
@@ -201,22 +202,22 @@ class BuildRunner:
             stages=[s.to_dict() for s in self.stages],
         )
         artifact = None
-        if self.result.status != "crashed":
+        if self.result.status != Status.CRASHED:
             artifact = self._run_builder(steps)
-        if artifact is not None and self.result.status == "running":
+        if artifact is not None and self.result.status == Status.RUNNING:
             self._run_post_processors(artifact)
-        if self.result.status == "running":
-            self.result.status = "succeeded"
+        if self.result.status == Status.RUNNING:
+            self.result.status = Status.SUCCEEDED
         for st in self.stages:
-            if st.status == "pending":
-                st.status = "skipped"
+            if st.status == Status.PENDING:
+                st.status = Status.SKIPPED
                 self.bus.publish("stage.finished", build=self.name, stage=st.index, name=st.name,
-                                 kind=st.kind, status="skipped", duration=0.0, error="")
+                                 kind=st.kind, status=Status.SKIPPED, duration=0.0, error="")
         self.ctx.ui.flush()
         self.result.duration = time.time() - start
         self.result.error = self.mask(self.result.error)
         self.result.access_hint = self.ctx.access_hint
-        if self.result.status == "succeeded":
+        if self.result.status == Status.SUCCEEDED:
             for a in self.result.artifacts:
                 self.bus.publish("artifact", build=self.name, **_artifact_dict(a, self.mask))
         self.bus.publish(
@@ -229,7 +230,7 @@ class BuildRunner:
         return self.result
 
     def _run_builder(self, steps: list) -> Artifact | None:
-        self.result.status = "running"
+        self.result.status = Status.RUNNING
         stack = ExitStack()
         error: BaseException | None = None
         stage_of = {id(s.ref): s for s in self.stages if s.kind == "builder"}
@@ -252,7 +253,7 @@ class BuildRunner:
                     if not isinstance(e, (Cancelled, BuildFailed)):
                         ui.error(_message(e))
                     raise
-                self._finish(stage, "succeeded")
+                self._finish(stage, Status.SUCCEEDED)
             builder_artifact = self.prepared.builder.artifact(self.ctx)
         except BaseException as e:  # noqa: BLE001 - every failure ends in cleanup
             error = e
@@ -263,12 +264,12 @@ class BuildRunner:
         if keep:
             self._keep(stack)
         else:
-            self.result.status = "cancelling" if isinstance(error, Cancelled) else self.result.status
+            self.result.status = Status.CANCELLING if isinstance(error, Cancelled) else self.result.status
             if isinstance(error, Cancelled):
-                self.bus.publish("build.status", build=self.name, status="cancelling")
+                self.bus.publish("build.status", build=self.name, status=Status.CANCELLING)
             stack.close()
             if isinstance(error, Cancelled):
-                self.result.status = "cancelled"
+                self.result.status = Status.CANCELLED
         return builder_artifact if error is None else None
 
     def _keep_machine(self, error: BaseException | None) -> bool:
@@ -316,13 +317,13 @@ class BuildRunner:
 
     def _set_failure(self, error: BaseException) -> None:
         if isinstance(error, Cancelled):
-            self.result.status = "cancelled"
+            self.result.status = Status.CANCELLED
             self.result.error = "cancelled"
         elif isinstance(error, (StepError, BuildFailed, CommunicatorError)):
-            self.result.status = "failed"
+            self.result.status = Status.FAILED
             self.result.error = str(error)
         else:
-            self.result.status = "crashed"
+            self.result.status = Status.CRASHED
             self.result.error = f"Kiln crashed: {type(error).__name__}: {error}"
             self.ctx.ui.error(self.result.error)
             self.session.log_crash(self.name, traceback.format_exception(error))
@@ -363,21 +364,21 @@ class BuildRunner:
         try:
             self._run_provisioner(prov, ui, data)
         except Cancelled as e:
-            self._finish(stage, "cancelled", "cancelled")
+            self._finish(stage, Status.CANCELLED, "cancelled")
             raise e
         except Exception as e:  # noqa: BLE001
             msg = _message(e)
-            status = "failed" if isinstance(e, (StepError, CommunicatorError, BuildFailed)) else "crashed"
-            if status == "crashed":
+            status = Status.FAILED if isinstance(e, (StepError, CommunicatorError, BuildFailed)) else Status.CRASHED
+            if status == Status.CRASHED:
                 self.session.log_crash(self.name, traceback.format_exception(e))
                 msg = f"{type(e).__name__}: {e}"
                 ui.error(msg)
             if self.prepared.definition.provisioners and prov.definition.continue_on_error:
                 ui.error(f"Provisioner failed with \"{msg}\", but continue_on_error is set; continuing.")
-                self._finish(stage, "failed", msg)
+                self._finish(stage, Status.FAILED, msg)
                 return pos + 1
             return self._after_failure(pos, stage, msg)
-        self._finish(stage, "succeeded")
+        self._finish(stage, Status.SUCCEEDED)
         return pos + 1
 
     def _after_failure(self, pos: int, stage: Stage, msg: str) -> int:
@@ -405,14 +406,14 @@ class BuildRunner:
                 if choice in (MATCHED, FROM_CHANGED) and reload is not None and reload.plan:
                     return self._replan(pos, reload, choice)
                 if choice == "skip":
-                    self._finish(stage, "skipped", msg)
+                    self._finish(stage, Status.SKIPPED, msg)
                     self.ctx.ui.say("Skipped; carrying on with the next stage.")
                     return pos + 1
                 break
         except Cancelled:  # cancelled while waiting for an answer
-            self._finish(stage, "cancelled", msg)
+            self._finish(stage, Status.CANCELLED, msg)
             raise
-        self._finish(stage, "failed", msg)
+        self._finish(stage, Status.FAILED, msg)
         self._provision_error = msg
         if choice == "abort":
             self._abort = True
@@ -434,7 +435,7 @@ class BuildRunner:
             st = old[i] if i < len(old) else self._provisioner_stage(0, p)
             fresh = self._provisioner_stage(st.index, p)
             st.name, st.ref, st.source = fresh.name, p, fresh.source
-            st.status, st.duration, st.error, st.started = "pending", 0.0, "", 0.0
+            st.status, st.duration, st.error, st.started = Status.PENDING, 0.0, "", 0.0
             stages.append(st)
         self.prov_stages = stages
         self.prepared.provisioners = [s.ref for s in stages]
@@ -528,10 +529,10 @@ class BuildRunner:
         try:
             self._run_once(prov, ui, self.ctx.generated_data, timeout=prov.definition.timeout)
         except Exception as e:  # noqa: BLE001
-            self._finish(stage, "failed", _message(e))
+            self._finish(stage, Status.FAILED, _message(e))
             self.result.error = f"Cleanup failed: {_message(e)}. Original Provisioning error: {self._provision_error}"
             raise BuildFailed(self.result.error) from None
-        self._finish(stage, "succeeded")
+        self._finish(stage, Status.SUCCEEDED)
 
     # -- asking -----------------------------------------------------------------------
     def ask(self, prompt: str, error: str, choices: list[str], stage: Stage | None = None,
@@ -541,8 +542,8 @@ class BuildRunner:
         st = stage or self._current_stage()
         if st is not None:
             prev = st.status
-            st.status = "paused"
-            self.bus.publish("stage.status", build=self.name, stage=st.index, status="paused")
+            st.status = Status.PAUSED
+            self.bus.publish("stage.status", build=self.name, stage=st.index, status=Status.PAUSED)
         question = {"build": self.name, "stage": st.index if st else None, "prompt": prompt,
                     "error": self.mask(error), "choices": choices}
         if details:
@@ -581,7 +582,7 @@ class BuildRunner:
 
     def _current_stage(self) -> Stage | None:
         for st in self.stages:
-            if st.status == "running":
+            if st.status == Status.RUNNING:
                 return st
         return None
 
@@ -614,7 +615,7 @@ class BuildRunner:
                 try:
                     art = pp.plugin.post_process(self.ctx, ui, prior)
                 except Cancelled:
-                    self._finish(stage, "cancelled", "cancelled")
+                    self._finish(stage, Status.CANCELLED, "cancelled")
                     errors.append("context canceled")
                     abandoned = True
                     continue
@@ -624,11 +625,11 @@ class BuildRunner:
                         self.session.log_crash(self.name, traceback.format_exception(e))
                         msg = f"{type(e).__name__}: {e}"
                     ui.error(f"Post-processor failed: {msg}")
-                    self._finish(stage, "failed", msg)
+                    self._finish(stage, Status.FAILED, msg)
                     errors.append(f"Post-processor failed: {msg}")
                     abandoned = True
                     continue
-                self._finish(stage, "succeeded")
+                self._finish(stage, Status.SUCCEEDED)
                 if art is None:
                     abandoned = True
                     continue
@@ -658,7 +659,7 @@ class BuildRunner:
             except Exception as e:  # noqa: BLE001
                 errors.append(f"Error destroying builder artifact: {e}")
         if errors:
-            self.result.status = "failed"
+            self.result.status = Status.FAILED
             self.result.error = "; ".join(errors)
             return
         self.result.artifacts = artifacts
@@ -672,10 +673,10 @@ def _artifact_dict(a: Artifact, mask: Callable[[str], str]) -> dict[str, Any]:
 
 def _status_of(e: BaseException) -> str:
     if isinstance(e, Cancelled):
-        return "cancelled"
+        return Status.CANCELLED
     if isinstance(e, (StepError, CommunicatorError, BuildFailed)):
-        return "failed"
-    return "crashed"
+        return Status.FAILED
+    return Status.CRASHED
 
 
 def _message(e: BaseException) -> str:
