@@ -18,7 +18,7 @@ from .messages import RETRY_CHOICES
 from .model import (
     BuildModel,
 )
-from .widgets.output import OutputPane
+from .widgets.output_pane import OutputPane
 from .widgets.tables import BuildsTable, StagesTable
 
 

@@ -49,7 +49,8 @@ from .model import (
 )
 from .records import Records
 from .refreshing import Refreshing
-from .widgets.output import OutputPane, OutputView
+from .widgets.output import OutputView
+from .widgets.output_pane import OutputPane
 from .widgets.tables import BuildsTable, StagesTable
 from .widgets.templates import NodeRef, TemplatesPane
 
