@@ -60,6 +60,10 @@ Kiln options:
   -events=FILE|-               Write every event as JSON Lines (schema kiln.events/1).
   -state-dir=DIR               Where history and logs go (default: .kiln next to the template).
   -timings=false               Do not print the per-stage timing summary.
+  -cache=false                 Docker builds: neither reuse nor store provisioner results
+                               (default on; $KILN_CACHE=false turns it off by default).
+  -rebuild-from=N|NAME         Docker builds: run provisioner N (from 1) or NAME and every
+                               one after it, whatever is cached.
 
 Exit codes: 0 success, 1 any build failed or was interrupted.
 """
@@ -366,6 +370,7 @@ def cmd_build(argv: list[str], machine: bool) -> int:
     flags = Flags({**COMMON, "force": "bool", "debug": "bool", "color": "bool", "on-error": "str",
                    "parallel-builds": "str", "parallel": "bool", "timestamp-ui": "bool", "events": "str",
                    "state-dir": "str", "timings": "bool", "warn-on-undeclared-var": "bool",
+                   "cache": "bool", "rebuild-from": "str",
                    "ignore-prerelease-plugins": "bool", "use-sequential-evaluation": "bool"}).parse(argv)
     if flags.get("h") or flags.get("help"):
         print(BUILD_HELP)
@@ -373,6 +378,12 @@ def cmd_build(argv: list[str], machine: bool) -> int:
     path = _one_template(flags, BUILD_HELP)
     options = _options(flags)
     options.machine_readable = machine
+    if flags.get("cache") is not None:
+        options.cache = bool(flags.get("cache"))
+    rebuild = str(flags.get("rebuild-from") or "").strip()
+    if rebuild.isdigit() and int(rebuild) < 1:
+        raise UsageError(f'invalid value "{rebuild}" for -rebuild-from: provisioners count from 1')
+    options.rebuild_from = rebuild
     from backend.engine.runcli import run_build
 
     return run_build(path, options, timings=bool(flags.get("timings", True)))

@@ -86,6 +86,7 @@ class BuildRunner:
         self._answer_lock = threading.Condition()
         self._answer: str | None = None
         self.pending_question: dict[str, Any] | None = None
+        self.cache: Any = None  # provcache.BuildCache when this build's results are cached
         secrets = list(session.template.sensitive_values) + list(prepared.secrets)
         self.masker = Masker(secrets)
         self.ctx = BuildContext(
@@ -173,6 +174,9 @@ class BuildRunner:
             self.result.status = "crashed"
             self.result.error = f"{type(e).__name__}: {e}"
         self._plan(steps)
+        from .provcache import for_build  # the provisioner cache (docker builds)
+
+        self.cache = self.ctx.cache = for_build(self)
         self.bus.publish(
             "build.started", build=self.name, build_type=self.prepared.type,
             stages=[s.to_dict() for s in self.stages],
@@ -327,7 +331,7 @@ class BuildRunner:
                 pass
         self.ctx.generated_data = data
         stack.callback(self._error_cleanup_provisioner)
-        pos = 0
+        pos = self.cache.skip_cached() if self.cache is not None else 0
         while pos < len(self.prov_stages):  # a retry may re-plan the rest, or go back
             self.cancel.check()
             pos = self._run_provisioner_stage(pos, data)
@@ -354,6 +358,8 @@ class BuildRunner:
                 self._finish(stage, "failed", msg)
                 return pos + 1
             return self._after_failure(pos, stage, msg)
+        if self.cache is not None:
+            self.cache.stored(pos, stage)
         self._finish(stage, "succeeded")
         return pos + 1
 
@@ -399,6 +405,8 @@ class BuildRunner:
         """Go on as the re-read template says: the provisioners from the chosen one on replace
         the rest of the plan; returns the position to run next."""
         plan = reload.plan
+        if self.cache is not None:  # what runs now is not what the keys describe
+            self.cache.stop()
         start = plan.start_of(choice)
         keep = plan.kept(choice)
         runs = [reload.prepared[j] for j in range(start, len(plan.new)) if j in reload.prepared]

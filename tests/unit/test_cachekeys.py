@@ -1,0 +1,170 @@
+"""Cache keys: every input the provisioner cache documents changes a key, nothing else does,
+and a sensitive value never appears in a key's manifest."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from dataclasses import dataclass, field
+
+import pytest
+
+from backend.engine import cachekeys as K
+
+
+@dataclass
+class Shell:
+    inline: list[str] = field(default_factory=list)
+    script: str = ""
+    scripts: list[str] = field(default_factory=list)
+    environment_vars: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self._random_file = os.urandom(4).hex()  # chosen per run: never part of a key
+
+
+@dataclass
+class File:
+    source: str = ""
+    sources: list[str] = field(default_factory=list)
+    destination: str = "/x"
+    direction: str = "upload"
+    generated: bool = False
+
+
+SECRET = b"k" * 32
+
+
+def key(ptype, config, parent="p", secrets=()):
+    return K.digest(K.provisioner_manifest(parent, ptype, config, list(secrets), SECRET))
+
+
+def test_config_changes_change_the_key_and_per_run_attributes_do_not():
+    a = key("shell", Shell(inline=["echo a"]))
+    assert a == key("shell", Shell(inline=["echo a"]))
+    assert a != key("shell", Shell(inline=["echo b"]))
+    assert a != key("shell", Shell(inline=["echo a"]), parent="q")
+    assert a != key("file", Shell(inline=["echo a"]))
+    assert key("shell", Shell(environment_vars=["A=1"])) != key("shell", Shell(environment_vars=["A=2"]))
+
+
+def test_script_bytes_and_mode_count_mtime_does_not(tmp_path):
+    script = tmp_path / "s.sh"
+    script.write_text("echo hi\n")
+    script.chmod(0o644)
+    cfg = Shell(script=str(script))
+    first = key("shell", cfg)
+    os.utime(script, (1, 1))
+    assert key("shell", cfg) == first, "touch alone must be a hit"
+    script.chmod(0o755)
+    assert key("shell", cfg) != first, "a changed mode must be a miss"
+    script.chmod(0o644)
+    assert key("shell", cfg) == first
+    script.write_text("echo hI\n")
+    assert key("shell", cfg) != first, "one changed byte must be a miss"
+
+
+def test_uploaded_directory_is_walked(tmp_path):
+    d = tmp_path / "tree"
+    (d / "sub").mkdir(parents=True)
+    (d / "sub" / "a.txt").write_text("a")
+    cfg = File(source=str(d))
+    first = key("file", cfg)
+    os.utime(d / "sub" / "a.txt", (5, 5))
+    assert key("file", cfg) == first
+    (d / "sub" / "new.txt").write_text("")
+    second = key("file", cfg)
+    assert second != first, "a new file in an uploaded directory must be a miss"
+    (d / "sub" / "new.txt").rename(d / "sub" / "renamed.txt")
+    assert key("file", cfg) != second, "a renamed file must be a miss"
+    (d / "empty").mkdir()
+    assert key("file", cfg) != second
+
+
+def test_missing_input_is_recorded_not_fatal(tmp_path):
+    m = K.provisioner_manifest("p", "shell", Shell(script=str(tmp_path / "gone.sh")), [], SECRET)
+    assert "missing" in m["inputs"][str(tmp_path / "gone.sh")]
+
+
+def test_sensitive_values_are_sealed_with_the_machine_secret():
+    cfg = Shell(environment_vars=["PW=hunter2-pass"], inline=["login hunter2-pass"])
+    m = K.provisioner_manifest("p", "shell", cfg, ["hunter2-pass"], SECRET)
+    text = json.dumps(m)
+    assert "hunter2-pass" not in text
+    assert "<sensitive:" in text
+    # a changed secret is still a miss, and another machine's secret gives another key
+    other = K.provisioner_manifest("p", "shell", Shell(environment_vars=["PW=hunter3-pass"],
+                                   inline=["login hunter3-pass"]), ["hunter3-pass"], SECRET)
+    assert K.digest(other) != K.digest(m)
+    elsewhere = K.provisioner_manifest("p", "shell", cfg, ["hunter2-pass"], b"z" * 32)
+    assert K.digest(elsewhere) != K.digest(m)
+
+
+def test_machine_secret_is_private_and_stable(tmp_path):
+    state = tmp_path / "state"
+    s1 = K.machine_secret(str(state))
+    assert len(s1) == 32
+    path = state / K.SECRET_FILE
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert K.machine_secret(str(state)) == s1
+
+
+def test_machine_secret_never_follows_a_symlink(tmp_path):
+    state = tmp_path / "state"
+    state.mkdir()
+    target = tmp_path / "elsewhere"
+    os.symlink(target, state / K.SECRET_FILE)
+    with pytest.raises(OSError):
+        K.machine_secret(str(state))
+    assert not target.exists()
+
+
+def test_uncacheable_provisioners():
+    assert K.uncacheable_reason("shell-local", Shell())
+    assert K.uncacheable_reason("breakpoint", Shell())
+    assert K.uncacheable_reason("file", File(direction="download"))
+    assert K.uncacheable_reason("file", File(generated=True))
+    assert not K.uncacheable_reason("file", File(source="x"))
+    assert not K.uncacheable_reason("shell", Shell())
+
+
+def test_builder_settings_leave_out_what_happens_after_provisioning():
+    @dataclass
+    class Docker:
+        image: str = "img"
+        commit: bool = False
+        export_path: str = ""
+        run_command: list[str] = field(default_factory=lambda: ["-d"])
+        login_password: str = ""
+
+    a = K.builder_settings(Docker())
+    assert K.builder_settings(Docker(commit=True, export_path="x.tar", login_password="p")) == a
+    assert K.builder_settings(Docker(run_command=["-d", "-t"])) != a
+
+
+def test_ansible_reads_the_directories_beside_its_playbook(tmp_path):
+    @dataclass
+    class Ansible:
+        playbook_file: str = ""
+        galaxy_file: str = ""
+        inventory_file: str = ""
+
+    (tmp_path / "roles" / "web").mkdir(parents=True)
+    (tmp_path / "roles" / "web" / "main.yml").write_text("- x\n")
+    pb = tmp_path / "site.yml"
+    pb.write_text("- hosts: all\n")
+    cfg = Ansible(playbook_file=str(pb))
+    first = key("ansible", cfg)
+    (tmp_path / "roles" / "web" / "main.yml").write_text("- y\n")
+    assert key("ansible", cfg) != first
+
+
+def test_manifest_diff_names_the_changed_input(tmp_path):
+    script = tmp_path / "s.sh"
+    script.write_text("a")
+    old = K.provisioner_manifest("p", "shell", Shell(script=str(script)), [], SECRET)
+    script.write_text("b")
+    new = K.provisioner_manifest("p", "shell", Shell(script=str(script)), [], SECRET)
+    diff = "\n".join(K.manifest_diff(old, new))
+    assert str(script) in diff and "sha256" in diff
