@@ -24,6 +24,7 @@ Commands:
     inspect         see the components of a template
     history         list recent runs recorded next to a template
     cleanup         remove what interrupted or killed runs left behind
+    cache           the provisioner cache of docker builds: ls, prune, why
     fmt             rewrite HCL2 templates in the canonical format
     hcl2_upgrade    convert a JSON template to HCL2
     version         print the version
@@ -488,6 +489,15 @@ def cmd_cleanup(argv: list[str], machine: bool) -> int:
     return 1 if failed else 0
 
 
+def cmd_cache(argv: list[str], machine: bool) -> int:
+    from backend.engine.cachecmd import CacheUsageError, run
+
+    try:
+        return run(argv)
+    except CacheUsageError as e:
+        raise UsageError(str(e)) from None
+
+
 def cmd_version(argv: list[str], machine: bool) -> int:
     from backend import __version__
     from backend.template.legacy import PACKER_COMPAT_VERSION
@@ -531,6 +541,7 @@ COMMANDS: dict[str, Callable[[list[str], bool], int]] = {
     "inspect": cmd_inspect,
     "history": cmd_history,
     "cleanup": cmd_cleanup,
+    "cache": cmd_cache,
     "version": cmd_version,
     "tui": cmd_tui,
     "fmt": cmd_fmt,

@@ -48,39 +48,46 @@ def resolve_rebuild_from(value: str, provisioners: list[Any]) -> int | None:
     return None
 
 
+def compute_keys(prepared: Any, secrets: list[str], base_image: str,
+                 builder_config: Any) -> tuple[list[str], list[dict[str, Any]], dict[str, Any]]:
+    """The keys and manifests of a build's leading run of cacheable provisioners, and the
+    manifest of the base (image and builder settings) the first key starts from."""
+    from .ledger import state_dir
+
+    secret = K.machine_secret(state_dir())
+    base = K.base_manifest(base_image, prepared.type,
+                           K.redact(K.builder_settings(builder_config), secrets, secret))
+    key = K.digest(base)
+    keys: list[str] = []
+    manifests: list[dict[str, Any]] = []
+    for p in prepared.provisioners:
+        d = p.definition
+        if K.uncacheable_reason(d.type, p.plugin.config):
+            break
+        manifest = K.provisioner_manifest(key, d.type, p.plugin.config, secrets, secret)
+        key = K.digest(manifest)
+        keys.append(key)
+        manifests.append(manifest)
+    return keys, manifests, base
+
+
 class BuildCache:
     def __init__(self, runner: BuildRunner):
         self.runner = runner
         self.driver: Any = None
         self.keys: list[str] = []  # one per cacheable provisioner of the leading run
         self.manifests: list[dict[str, Any]] = []
+        self.base: dict[str, Any] = {}
         self.hits = 0
         self.next = 0  # the position whose checkpoint may be stored next
         self.stopped = False
 
     # -- keys ---------------------------------------------------------------------------
-    def _secrets(self) -> list[str]:
-        m = self.runner.masker
-        return list(m._base) + list(m.extra)
-
     def compute(self, base_image: str, builder_config: Any) -> None:
-        from .ledger import state_dir
-
-        secret = K.machine_secret(state_dir())
-        secrets = self._secrets()
-        prepared = self.runner.prepared
-        base = K.base_manifest(base_image, prepared.type,
-                               K.redact(K.builder_settings(builder_config), secrets, secret))
-        key = K.digest(base)
-        self.keys, self.manifests = [], []
-        for p in prepared.provisioners:
-            d = p.definition
-            if K.uncacheable_reason(d.type, p.plugin.config):
-                break
-            manifest = K.provisioner_manifest(key, d.type, p.plugin.config, secrets, secret)
-            key = K.digest(manifest)
-            self.keys.append(key)
-            self.manifests.append(manifest)
+        r = self.runner
+        secrets = list(r.session.template.sensitive_values) + list(r.prepared.secrets)
+        self.keys, self.manifests, self.base = compute_keys(r.prepared, secrets, base_image,
+                                                            builder_config)
 
     # -- the three hooks ------------------------------------------------------------------
     def lookup(self, ctx: Any, driver: Any) -> str:
@@ -107,6 +114,7 @@ class BuildCache:
             image = driver.find(self.keys[i])
             if not image:
                 break
+            driver.touch(self.keys[i])
             start = image
             self.hits = i + 1
         self.next = self.hits
@@ -132,6 +140,8 @@ class BuildCache:
         meta = {"template": os.path.abspath(r.session.template.path), "build": r.name,
                 "index": pos + 1, "provisioner": stage.name, "key": self.keys[pos],
                 "manifest": self.manifests[pos], "stored": time.time()}
+        if pos == 0:  # what `kiln cache why` compares when the first provisioner misses
+            meta["base"] = self.base
         try:
             self.driver.checkpoint(self.keys[pos], meta)
         except Exception as e:  # a cache that cannot store never fails the build

@@ -273,3 +273,87 @@ def test_a_committed_image_from_cached_steps_has_every_step_and_no_cache_marks(p
             docker_client.images.remove(f"{repo}:x", force=True)
         except Exception:
             pass
+
+
+def cache_ls(project: Project) -> list[dict[str, Any]]:
+    proc = kiln("cache", "ls", "-json", str(project.template), cwd=project.root)
+    ok(proc)
+    return json.loads(proc.stdout)
+
+
+def test_cache_ls_lists_the_entries_and_why_names_the_changed_input(project):
+    ok(project.build()[0])
+    listed = cache_ls(project)
+    assert [e["index"] for e in listed] == [1, 2, 3, 4, 5]
+    assert {e["build"] for e in listed} == {"docker"}
+    assert listed[2]["provisioner"].startswith("file")
+    proc = kiln("cache", "ls", cwd=project.root)
+    ok(proc)
+    line = [x for x in proc.stdout.splitlines() if listed[1]["key"][:12] in x][0]
+    assert "t.json" in line and "docker" in line and "2 shell" in line
+    proc = kiln("cache", "why", str(project.template), cwd=project.root)
+    ok(proc)
+    assert proc.stdout.count(": hit [") == 5
+    project.script.chmod(0o755)
+    proc = kiln("cache", "why", "-var", "five=6", str(project.template), cwd=project.root)
+    ok(proc)
+    lines = proc.stdout.splitlines()
+    assert lines[1].endswith(": hit [" + listed[0]["key"][:12] + "]")
+    assert "2  shell: files/two.sh: miss, its inputs changed:" in lines[2]
+    assert lines[3].strip() == '-inputs["files/two.sh"].mode = "0o644"'
+    assert lines[4].strip() == '+inputs["files/two.sh"].mode = "0o755"'
+    assert "3  file" in lines[5] and "an earlier provisioner changed" in lines[5]
+    assert '+config.environment_vars[0] = "FIVE=6"' in proc.stdout
+
+
+def test_secret_stays_out_of_cache_ls_and_why(project):
+    secret = "Zq9-" + uuid.uuid4().hex
+    project.provisioners[0]["environment_vars"] = ["PW={{user `secret`}}"]
+    project.provisioners[0]["inline"] = ["echo $PW {{user `secret`}} > /one"]
+    project.write()
+    ok(project.build("-var", f"secret={secret}")[0])
+    for args in (["ls"], ["ls", "-json"], ["why", "-var", f"secret={secret}"],
+                 ["why", "-var", f"secret={secret}x"]):
+        proc = kiln("cache", *args, str(project.template), cwd=project.root)
+        ok(proc)
+        assert secret not in proc.stdout + proc.stderr
+    assert "<sensitive:" in proc.stdout  # the changed secret shows as a changed seal
+
+
+def test_prune_keep_storage_removes_least_recently_used_first(project):
+    project.provisioners[0]["inline"] = ["dd if=/dev/urandom of=/big bs=1024 count=400"]
+    project.write()
+    ok(project.build()[0])
+    old = {e["key"] for e in cache_ls(project)}
+    project.provisioners[0]["inline"] = ["dd if=/dev/urandom of=/big2 bs=1024 count=400"]
+    project.write()
+    ok(project.build()[0])
+    listed = cache_ls(project)
+    new = {e["key"] for e in listed} - old
+    assert len(new) == 5
+    # each entry holds what its container changed since it started: the 400 KiB file
+    newer = sum(e["size"] for e in listed if e["key"] in new)
+    assert newer > 5 * 400_000 and sum(e["size"] for e in listed) > 2 * newer - 100_000
+    limit = newer + 50_000
+    proc = kiln("cache", "prune", f"-keep-storage={limit}", str(project.template),
+                cwd=project.root)
+    ok(proc)
+    after = cache_ls(project)
+    assert {e["key"] for e in after} == new, proc.stdout
+    assert sum(e["size"] for e in after) <= limit
+    # the newer chain is still a hit
+    proc, evs = project.build()
+    ok(proc)
+    assert cached(evs) == [1, 2, 3, 4, 5]
+    proc = kiln("cache", "prune", "-all", str(project.template), cwd=project.root)
+    ok(proc)
+    assert cache_ls(project) == []
+
+
+def test_cache_commands_reject_bad_input_with_a_message(project):
+    for args, words in ((["prune", "-keep-storage=lots"], "invalid size"),
+                        (["prune", "-until=soon"], "invalid duration"),
+                        (["frobnicate"], "unknown cache command")):
+        proc = kiln("cache", *args, cwd=project.root)
+        assert proc.returncode == 1 and words in proc.stderr, proc.stderr
+        assert "Traceback" not in proc.stderr

@@ -14,7 +14,6 @@ talks to the Engine API through the docker SDK, imported lazily.
 from __future__ import annotations
 
 import json
-import time
 from typing import Any
 
 REPOSITORY = "kiln-cache"
@@ -49,6 +48,15 @@ class DockerCacheDriver:
             return str(self.api.inspect_image(f"{REPOSITORY}:{key}").get("Id", ""))
         except docker.errors.NotFound:
             return ""
+
+    def touch(self, key: str) -> None:
+        """Mark an entry used now (tagging again sets its LastTagTime): prune goes by use."""
+        import docker
+
+        try:
+            self.api.tag(f"{REPOSITORY}:{key}", REPOSITORY, key)
+        except docker.errors.APIError:
+            pass
 
     def checkpoint(self, key: str, meta: dict[str, Any]) -> str:
         """Commit the container as the entry for ``key``; its image ID. The tag is part of
@@ -95,8 +103,10 @@ def entries(api: Any) -> list[dict[str, Any]]:
                 info = api.inspect_image(summary["Id"])
             except docker.errors.NotFound:  # pruned meanwhile
                 continue
+            created = _created(info.get("Created", ""))
+            used = _created((info.get("Metadata") or {}).get("LastTagTime", "") or "")
             out.append({"key": key, "image": info.get("Id", ""), "parent": info.get("Parent", ""),
-                        "created": _created(info.get("Created", "")),
+                        "created": created, "used": max(created, used),
                         "size": int(info.get("Size") or 0),
                         "meta": read_comment(info.get("Comment") or "") or {}})
     sizes = {e["image"]: e["size"] for e in out}
@@ -112,22 +122,27 @@ def entries(api: Any) -> list[dict[str, Any]]:
         p = e["parent"]
         base = sizes.get(p, parent_sizes.get(p, 0)) if p else 0
         e["own_size"] = max(0, e["size"] - base)
-    out.sort(key=lambda e: e["created"])
+    out.sort(key=lambda e: (e["used"], e["created"]))
     return out
 
 
 def _created(text: str) -> float:
+    """Seconds since the epoch of an engine timestamp (RFC 3339 with nanoseconds); 0 when
+    there is none."""
+    import re
     from datetime import datetime
 
-    if not text:
+    m = re.fullmatch(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)?",
+                     text.strip())
+    if not m or m.group(1).startswith("0001-"):
         return 0.0
-    # the engine gives nanoseconds; fromisoformat takes at most microseconds
-    head, dot, frac = text.rstrip("Z").partition(".")
-    frac = (frac + "000000")[:6] if dot else "000000"
+    frac = ((m.group(2) or "") + "000000")[:6]
+    zone = m.group(3) or "Z"
+    zone = "+00:00" if zone == "Z" else zone
     try:
-        return datetime.fromisoformat(f"{head}.{frac}+00:00").timestamp()
+        return datetime.fromisoformat(f"{m.group(1)}.{frac}{zone}").timestamp()
     except ValueError:
-        return time.time()
+        return 0.0
 
 
 def remove_entry(api: Any, entry: dict[str, Any], all_entries: list[dict[str, Any]]) -> list[str]:
