@@ -25,6 +25,7 @@ Commands:
     history         list recent runs recorded next to a template
     cleanup         remove what interrupted or killed runs left behind
     cache           the provisioner cache of docker builds: ls, prune, why
+    dev             build a docker template's provisioners, rerun them on every save
     fmt             rewrite HCL2 templates in the canonical format
     hcl2_upgrade    convert a JSON template to HCL2
     version         print the version
@@ -489,6 +490,37 @@ def cmd_cleanup(argv: list[str], machine: bool) -> int:
     return 1 if failed else 0
 
 
+DEV_HELP = """\
+Usage: kiln dev [options] TEMPLATE
+
+  Build the docker builds of TEMPLATE up to the end of their provisioners (no commit,
+  no post-processors), keep the container, and watch the template and every local input
+  of every provisioner. On a save (after 0.5 s without another change), build again:
+  the provisioner cache starts the new container from the image before the first
+  provisioner whose inputs changed and runs only from there. Editor swap and backup
+  files and .git never count; saves during a run cause one rerun after it.
+  q or Ctrl-C stops and removes the container; `kiln cleanup` removes it if kiln dev
+  was killed.
+
+Options:
+  -var 'key=value' / -var-file=path / -only=.. / -except=..
+  -state-dir=DIR     Where history and logs go (default: .kiln next to the template).
+  -color=false
+"""
+
+
+def cmd_dev(argv: list[str], machine: bool) -> int:
+    flags = Flags({**COMMON, "state-dir": "str", "color": "bool"}).parse(argv)
+    if flags.get("h") or flags.get("help"):
+        print(DEV_HELP)
+        return 0
+    path = _one_template(flags, DEV_HELP)
+    options = _options(flags)
+    from backend.engine.dev import run_dev
+
+    return run_dev(path, options)
+
+
 def cmd_cache(argv: list[str], machine: bool) -> int:
     from backend.engine.cachecmd import CacheUsageError, run
 
@@ -542,6 +574,7 @@ COMMANDS: dict[str, Callable[[list[str], bool], int]] = {
     "history": cmd_history,
     "cleanup": cmd_cleanup,
     "cache": cmd_cache,
+    "dev": cmd_dev,
     "version": cmd_version,
     "tui": cmd_tui,
     "fmt": cmd_fmt,

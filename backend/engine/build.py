@@ -123,7 +123,8 @@ class BuildRunner:
             else:
                 self.stages.append(Stage(idx, item.name, "builder", ref=item))
                 idx += 1
-        for chain in self.prepared.chains:
+        dev = getattr(self.options, "dev", None) is not None
+        for chain in self.prepared.chains if not dev else []:  # kiln dev stops before them
             for pp in chain:
                 d = pp.definition
                 label = d.type if d.name == d.type else f"{d.name} ({d.type})"
@@ -169,6 +170,8 @@ class BuildRunner:
         builder = self.prepared.builder
         try:
             steps = builder.steps(self.ctx)
+            if getattr(self.options, "dev", None) is not None and PROVISION in steps:
+                steps = steps[:steps.index(PROVISION) + 1]  # kiln dev: no commit or export
         except Exception as e:  # a builder that cannot even plan its steps
             steps = []
             self.result.status = "crashed"
@@ -184,7 +187,8 @@ class BuildRunner:
         artifact = None
         if self.result.status != "crashed":
             artifact = self._run_builder(steps)
-        if artifact is not None and self.result.status == "running":
+        if artifact is not None and self.result.status == "running" \
+                and getattr(self.options, "dev", None) is None:
             self._run_post_processors(artifact)
         if self.result.status == "running":
             self.result.status = "succeeded"
@@ -241,6 +245,11 @@ class BuildRunner:
         keep = self._keep_machine(error)
         if error is not None:
             self._set_failure(error)
+        elif getattr(self.options, "dev", None) is not None:
+            # kiln dev keeps the machine up after the provisioners; it closes the stack later
+            self.dev_kept = True
+            self.options.dev(self, stack.pop_all())
+            return builder_artifact
         if keep:
             self._keep(stack)
         else:

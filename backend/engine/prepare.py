@@ -51,6 +51,9 @@ class Options:
     #: the provisioner cache of docker builds ($KILN_CACHE=false turns it off by default)
     cache: bool = field(default_factory=lambda: os.environ.get("KILN_CACHE", "").strip().lower()
                         not in ("0", "false", "no", "off"))
+    #: kiln dev: called with (runner, ExitStack) when a build's provisioners are done; the
+    #: build stops there (no commit, no post-processors) and the callee removes the machine
+    dev: Any = None
     rebuild_from: str = ""  # -rebuild-from=N|NAME: run from this provisioner on, whatever is cached
 
 

@@ -16,6 +16,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import docker
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
@@ -357,3 +358,175 @@ def test_cache_commands_reject_bad_input_with_a_message(project):
         proc = kiln("cache", *args, cwd=project.root)
         assert proc.returncode == 1 and words in proc.stderr, proc.stderr
         assert "Traceback" not in proc.stderr
+
+
+# -- kiln dev ---------------------------------------------------------------------------------
+
+
+class Dev:
+    """`kiln dev` as a subprocess; its output read line by line by a thread."""
+
+    def __init__(self, project: Project):
+        import queue
+        import threading
+
+        env = dict(os.environ)
+        env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "backend.cli", "dev", "-color=false",
+             f"-state-dir={project.root / '.kiln'}", str(project.template)],
+            cwd=project.root, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT, text=True, bufsize=1)
+        self.lines: list[str] = []
+        self._q: queue.Queue[str | None] = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self._q.put(line.rstrip("\n"))
+        self._q.put(None)
+
+    def wait_for(self, needle: str, timeout: float = 90) -> list[str]:
+        """Lines up to (and with) the next one containing ``needle``."""
+        import queue
+        import time
+
+        got: list[str] = []
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                line = self._q.get(timeout=max(0.01, deadline - time.monotonic()))
+            except queue.Empty:
+                raise AssertionError(f"no {needle!r} in time; output:\n" + "\n".join(
+                    self.lines[-60:])) from None
+            if line is None:
+                raise AssertionError(f"kiln dev ended before {needle!r}:\n" + "\n".join(
+                    self.lines[-60:]))
+            self.lines.append(line)
+            got.append(line)
+            if needle in line:
+                return got
+
+    def quiet_for(self, seconds: float) -> list[str]:
+        import queue
+        import time
+
+        got = []
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            try:
+                line = self._q.get(timeout=0.05)
+            except queue.Empty:
+                continue
+            if line is None:
+                break
+            self.lines.append(line)
+            got.append(line)
+        return got
+
+    def quit(self) -> int:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write("q\n")
+        self.proc.stdin.flush()
+        code = self.proc.wait(60)
+        self.quiet_for(0.2)
+        return code
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+
+def container_of(lines: list[str]) -> str:
+    hint = [x for x in lines if "the container is up: docker exec -it " in x][-1]
+    return hint.split("docker exec -it ")[1].split()[0]
+
+
+def output_of(lines: list[str]) -> list[str]:
+    return [x.split("docker: ", 1)[1] for x in lines if x.startswith("    docker: ")]
+
+
+def dev_project(project: Project) -> Project:
+    """Five provisioners; the 4th runs a script the test edits."""
+    four = project.files / "four.sh"
+    four.write_text("echo out-four-a\n")
+    project.provisioners = [
+        {"type": "shell", "inline": ["echo out-one"]},
+        {"type": "shell", "script": "files/two.sh"},
+        {"type": "shell", "inline": ["echo out-three"]},
+        {"type": "shell", "script": "files/four.sh"},
+        {"type": "shell", "inline": ["echo out-five"]},
+    ]
+    project.write()
+    return project
+
+
+def test_dev_reruns_only_from_the_edited_provisioner_and_q_removes_the_container(
+        project, docker_client):
+    dev_project(project)
+    dev = Dev(project)
+    try:
+        first = dev.wait_for("==> dev: watching")
+        assert {"out-one", "out-three", "out-four-a", "out-five"} <= set(output_of(first))
+        old = container_of(first)
+        (project.files / "four.sh").write_text("echo out-four-b\n")
+        second = dev.wait_for("==> dev: watching")
+        assert any("==> dev: changed: files/four.sh" in x for x in second)
+        out = output_of(second)
+        assert "out-four-b" in out and "out-five" in out
+        assert not {"out-one", "out-three"} & set(out)
+        assert sum("Using cached result of provisioner" in x for x in second) == 3
+        new = container_of(second)
+        with pytest.raises(docker.errors.NotFound):
+            docker_client.containers.get(old)
+        assert docker_client.containers.get(new).status == "running"
+        assert dev.quit() == 0
+        with pytest.raises(docker.errors.NotFound):
+            docker_client.containers.get(new)
+    finally:
+        dev.kill()
+
+
+def test_dev_twenty_quick_saves_rerun_once_and_a_swap_file_never(project):
+    dev_project(project)
+    dev = Dev(project)
+    try:
+        dev.wait_for("==> dev: watching")
+        import time
+
+        script = project.files / "four.sh"
+        start = time.monotonic()
+        for i in range(20):
+            script.write_text(f"echo out-four-{i}\n")
+            time.sleep(0.3 / 20)
+        assert time.monotonic() - start < 0.6
+        second = dev.wait_for("==> dev: watching")
+        assert sum("==> dev: changed:" in x for x in second) == 1
+        assert "out-four-19" in output_of(second)
+        (project.files / ".four.sh.swp").write_bytes(b"\0" * 100)
+        (project.files / "4913").write_text("")
+        (project.files / "four.sh~").write_text("old")
+        later = dev.quiet_for(2.0)
+        assert not any("==> dev: changed" in x for x in later), later
+        assert dev.quit() == 0
+        assert sum("Build 'docker' finished" in x for x in dev.lines) == 2
+    finally:
+        dev.kill()
+
+
+def test_a_killed_dev_leaves_its_container_to_kiln_cleanup(project, docker_client):
+    dev_project(project)
+    dev = Dev(project)
+    try:
+        name = container_of(dev.wait_for("==> dev: watching"))
+        dev.kill()
+        assert docker_client.containers.get(name).status == "running"
+        proc = kiln("cleanup", cwd=project.root)
+        ok(proc)
+        assert "removed docker-container" in proc.stdout
+        with pytest.raises(docker.errors.NotFound):
+            docker_client.containers.get(name)
+    finally:
+        dev.kill()

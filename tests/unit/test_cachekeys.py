@@ -168,3 +168,72 @@ def test_manifest_diff_names_the_changed_input(tmp_path):
     new = K.provisioner_manifest("p", "shell", Shell(script=str(script)), [], SECRET)
     diff = "\n".join(K.manifest_diff(old, new))
     assert str(script) in diff and "sha256" in diff
+
+
+# -- kiln dev: what counts as a change, and when a rerun starts -------------------------------
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_twenty_saves_within_300ms_make_one_batch():
+    from backend.engine.dev import Debouncer
+
+    clock = FakeClock()
+    d = Debouncer(quiet=0.5, max_wait=3.0, clock=clock)
+    for _ in range(20):
+        d.add(["/p/files/two.sh"])
+        clock.now += 0.015
+        assert d.take() is None
+    clock.now += 0.47  # 485 ms after the last save
+    assert d.take() is None, "the quiet window is 500 ms"
+    clock.now += 0.02
+    assert d.take() == {"/p/files/two.sh"}
+    clock.now += 5
+    assert d.take() is None
+
+
+def test_a_steady_stream_of_saves_still_reruns_after_the_maximum_wait():
+    from backend.engine.dev import Debouncer
+
+    clock = FakeClock()
+    d = Debouncer(quiet=0.5, max_wait=3.0, clock=clock)
+    batches = []
+    for _ in range(40):  # a save every 100 ms for 4 s: never 500 ms of quiet
+        d.add(["/p/a.sh"])
+        clock.now += 0.1
+        got = d.take()
+        if got:
+            batches.append(clock.now)
+    assert len(batches) == 1 and batches[0] - 1000.0 <= 3.1
+
+
+@pytest.mark.parametrize("name", [".two.sh.swp", ".two.sh.swx", "two.sh~", "4913", ".#two.sh",
+                                  "#two.sh#", "two.sh___jb_tmp___"])
+def test_editor_temp_files_never_count(name):
+    from backend.engine.dev import Debouncer, Inputs, ignored
+
+    assert ignored(f"/p/files/{name}")
+    d = Debouncer(quiet=0.0, clock=FakeClock())
+    d.add([f"/p/files/{name}"])
+    assert d.take() is None
+    inputs = Inputs(["/p/t.json"], ["/p/files"])
+    assert not inputs.wants(f"/p/files/{name}")
+
+
+def test_git_and_state_dirs_never_count_and_only_inputs_do():
+    from backend.engine.dev import Inputs
+
+    inputs = Inputs(["/p/t.json", "/p/files/two.sh"], ["/p/tree"])
+    assert inputs.wants("/p/t.json") and inputs.wants("/p/files/two.sh")
+    assert inputs.wants("/p/tree/sub/a.txt")
+    assert not inputs.wants("/p/tree/.git/index")
+    assert not inputs.wants("/p/.kiln/history.db")
+    assert not inputs.wants("/p/files/other.sh")
+    assert not inputs.wants("/p/treehouse/x")
+    assert inputs.roots() == [] or all(r.startswith("/") for r in inputs.roots())
