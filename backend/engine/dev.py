@@ -245,6 +245,7 @@ class DevLoop:
         self._kept_lock = threading.Lock()
         self.watcher: Watcher | None = None
         self.runs = 0
+        self._removing: threading.Thread | None = None
         options.cache = True
         options.dev = self._on_kept
 
@@ -252,9 +253,14 @@ class DevLoop:
         with self._kept_lock:
             self.kept.append((runner, stack))
 
-    def remove_containers(self) -> None:
+    def take_kept(self) -> list[tuple[Any, ExitStack]]:
         with self._kept_lock:
             kept, self.kept = self.kept, []
+        return kept
+
+    def remove_containers(self, kept: list[tuple[Any, ExitStack]] | None = None) -> None:
+        if kept is None:
+            kept = self.take_kept()
         sessions = []
         for runner, stack in reversed(kept):
             try:
@@ -320,7 +326,11 @@ class DevLoop:
                 shown = sorted(os.path.relpath(p) for p in changed)
                 more = f" and {len(shown) - 5} more" if len(shown) > 5 else ""
                 self.say(f"==> dev: changed: {', '.join(shown[:5])}{more}; building again")
-                self.remove_containers()
+                # the old container goes while the new one starts: a save shows sooner
+                self._removing = threading.Thread(target=self.remove_containers,
+                                                  args=(self.take_kept(),),
+                                                  name="kiln-dev-remove", daemon=True)
+                self._removing.start()
         except KeyboardInterrupt:
             pass
         finally:
@@ -329,6 +339,8 @@ class DevLoop:
             keys.restore()
             if self.watcher is not None:
                 self.watcher.stop()
+            if self._removing is not None:
+                self._removing.join()
             if self.kept:
                 self.say("==> dev: removing the dev container")
             self.remove_containers()

@@ -114,10 +114,15 @@ class BuildCache:
             image = driver.find(self.keys[i])
             if not image:
                 break
-            driver.touch(self.keys[i])
             start = image
             self.hits = i + 1
         self.next = self.hits
+        if self.hits:  # mark the entries used (prune goes by use), off the build's path
+            import threading
+
+            used = self.keys[:self.hits]
+            threading.Thread(target=driver.touch, args=(used,), name="kiln-cache-touch",
+                             daemon=True).start()
         return start
 
     def skip_cached(self) -> int:

@@ -49,14 +49,25 @@ class DockerCacheDriver:
         except docker.errors.NotFound:
             return ""
 
-    def touch(self, key: str) -> None:
-        """Mark an entry used now (tagging again sets its LastTagTime): prune goes by use."""
+    def touch(self, keys: list[str]) -> None:
+        """Mark entries used now (tagging again sets their LastTagTime): prune goes by use.
+        Runs on a thread of its own, so with a client of its own."""
         import docker
 
+        from backend.plugins.communicators.docker import docker_client
+
         try:
-            self.api.tag(f"{REPOSITORY}:{key}", REPOSITORY, key)
-        except docker.errors.APIError:
-            pass
+            client = docker_client(timeout=60)
+        except Exception:  # noqa: BLE001 - a missed mark only makes an entry look older
+            return
+        try:
+            for key in keys:
+                try:
+                    client.api.tag(f"{REPOSITORY}:{key}", REPOSITORY, key)
+                except docker.errors.APIError:
+                    pass
+        finally:
+            client.close()
 
     def checkpoint(self, key: str, meta: dict[str, Any]) -> str:
         """Commit the container as the entry for ``key``; its image ID. The tag is part of
