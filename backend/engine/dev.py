@@ -291,6 +291,7 @@ class DevLoop:
         return run_build(self.path, self.options, timings=True)
 
     def run(self) -> int:
+        """The command line's loop: q on the terminal and the stop signals end it."""
         keys = KeyReader(self.quit.set)
         keys.start()
         stops = {}
@@ -302,6 +303,18 @@ class DevLoop:
 
         for s in stop_signals():
             stops[s] = signal.signal(s, interrupted)
+        try:
+            return self.loop()
+        finally:
+            for s, h in stops.items():
+                signal.signal(s, h)
+            keys.restore()
+
+    def stop(self) -> None:
+        """End the loop from another thread; ``loop`` then removes the containers."""
+        self.quit.set()
+
+    def loop(self) -> int:
         code = 0
         try:
             inputs, problem = template_inputs(self.path, self.options)
@@ -316,16 +329,11 @@ class DevLoop:
                         break
                 inputs, problem = template_inputs(self.path, self.options)
                 self._watch(inputs)
-                hints = [r.ctx.access_hint for r, _ in self.kept if r.ctx.access_hint]
-                up = f"; the container is up: {hints[0]}" if hints else ""
-                self.say(f"==> dev: watching {len(inputs)} input(s) for changes{up}. "
-                         "Press q or Ctrl-C to stop (the container is removed).")
+                self.watching(inputs)
                 changed = self._wait_for_change()
                 if changed is None:
                     break
-                shown = sorted(os.path.relpath(p) for p in changed)
-                more = f" and {len(shown) - 5} more" if len(shown) > 5 else ""
-                self.say(f"==> dev: changed: {', '.join(shown[:5])}{more}; building again")
+                self.changed(changed)
                 # the old container goes while the new one starts: a save shows sooner
                 self._removing = threading.Thread(target=self.remove_containers,
                                                   args=(self.take_kept(),),
@@ -334,9 +342,6 @@ class DevLoop:
         except KeyboardInterrupt:
             pass
         finally:
-            for s, h in stops.items():
-                signal.signal(s, h)
-            keys.restore()
             if self.watcher is not None:
                 self.watcher.stop()
             if self._removing is not None:
@@ -345,6 +350,15 @@ class DevLoop:
                 self.say("==> dev: removing the dev container")
             self.remove_containers()
         return code
+
+    def watching(self, inputs: Inputs) -> None:
+        hints = [r.ctx.access_hint for r, _ in self.kept if r.ctx.access_hint]
+        up = f"; the container is up: {hints[0]}" if hints else ""
+        self.say(f"==> dev: watching {len(inputs)} input(s) for changes{up}. "
+                 "Press q or Ctrl-C to stop (the container is removed).")
+
+    def changed(self, paths: set[str]) -> None:
+        self.say(f"==> dev: changed: {describe_changes(paths)}; building again")
 
     def _wait_for_change(self) -> set[str] | None:
         while not self.quit.is_set():
@@ -355,6 +369,12 @@ class DevLoop:
                 raise RuntimeError(f"the file watcher stopped: {self.watcher.error}")
             self.quit.wait(0.02)
         return None
+
+
+def describe_changes(paths: Iterable[str], start: str | None = None) -> str:
+    shown = sorted(os.path.relpath(p, start) for p in paths)
+    more = f" and {len(shown) - 5} more" if len(shown) > 5 else ""
+    return ", ".join(shown[:5]) + more
 
 
 def check_builds(path: str, options: Any) -> str:
