@@ -95,11 +95,20 @@ class BuildCache:
         self.driver = driver
         ui = ctx.ui
         try:
-            self.compute(driver.base_image_id(), driver.builder_config())
-        except (K.CacheInputError, OSError) as e:
+            return self._lookup(ui, driver)
+        except Exception as e:  # noqa: BLE001 - a cache that cannot look up never fails a build
             ui.error(f"The provisioner cache is off for this build: {e}")
+            self.hits = self.next = 0
             self.stopped = True
             return ""
+
+    def _lookup(self, ui: Any, driver: Any) -> str:
+        try:
+            base = driver.base_image_id()
+        except Exception:  # noqa: BLE001 - no base image: starting the container says so
+            self.stopped = True
+            return ""
+        self.compute(base, driver.builder_config())
         limit = len(self.keys)
         rebuild = getattr(self.runner.options, "rebuild_from", "") or ""
         if rebuild:
