@@ -237,3 +237,78 @@ def test_git_and_state_dirs_never_count_and_only_inputs_do():
     assert not inputs.wants("/p/files/other.sh")
     assert not inputs.wants("/p/treehouse/x")
     assert inputs.roots() == [] or all(r.startswith("/") for r in inputs.roots())
+
+
+# -- the cache never fails a build -------------------------------------------------------------
+
+
+class _UI:
+    def __init__(self) -> None:
+        self.errors: list[str] = []
+
+    def error(self, text: str) -> None:
+        self.errors.append(text)
+
+
+def _runner(provisioners):
+    from types import SimpleNamespace
+
+    from backend.engine.prepare import Options
+
+    prepared = SimpleNamespace(type="docker", provisioners=provisioners, secrets=[])
+    session = SimpleNamespace(template=SimpleNamespace(sensitive_values=[]))
+    return SimpleNamespace(options=Options(), prepared=prepared, session=session)
+
+
+def _prov(ptype, config):
+    from types import SimpleNamespace
+
+    return SimpleNamespace(definition=SimpleNamespace(type=ptype, name="", label=ptype),
+                           plugin=SimpleNamespace(config=config))
+
+
+class _Driver:
+    def __init__(self, fail_find: bool = False, have: set[str] | None = None):
+        self.fail_find = fail_find
+        self.have = have or set()
+
+    def base_image_id(self) -> str:
+        return "sha256:" + "0" * 64
+
+    def builder_config(self):
+        return File(source="", destination="")
+
+    def find(self, key: str) -> str:
+        if self.fail_find:
+            raise RuntimeError("engine went away")
+        return "sha256:img-" + key if key in self.have else ""
+
+    def touch(self, keys) -> None:
+        pass
+
+
+def test_an_engine_error_during_lookup_turns_the_cache_off_instead_of_failing_the_build():
+    from types import SimpleNamespace
+
+    from backend.engine.provcache import BuildCache
+
+    cache = BuildCache(_runner([_prov("shell", Shell(inline=["true"]))]))
+    ui = _UI()
+    assert cache.lookup(SimpleNamespace(ui=ui), _Driver(fail_find=True)) == ""
+    assert cache.hits == 0 and cache.stopped
+    assert ui.errors and "cache is off" in ui.errors[0]
+
+
+def test_lookup_takes_the_longest_cached_prefix_and_stops_at_an_uncacheable_step():
+    from types import SimpleNamespace
+
+    from backend.engine.provcache import BuildCache
+
+    provs = [_prov("shell", Shell(inline=["a"])), _prov("shell", Shell(inline=["b"])),
+             _prov("shell-local", Shell(inline=["c"])), _prov("shell", Shell(inline=["d"]))]
+    cache = BuildCache(_runner(provs))
+    cache.compute(_Driver().base_image_id(), _Driver().builder_config())
+    assert len(cache.keys) == 2  # nothing after shell-local has a key
+    have = {cache.keys[0]}
+    start = BuildCache(_runner(provs)).lookup(SimpleNamespace(ui=_UI()), _Driver(have=have))
+    assert start == "sha256:img-" + cache.keys[0]
