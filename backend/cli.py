@@ -24,6 +24,8 @@ Commands:
     inspect         see the components of a template
     history         list recent runs recorded next to a template
     cleanup         remove what interrupted or killed runs left behind
+    cache           the provisioner cache of docker builds: ls, prune, why
+    dev             build a docker template's provisioners, rerun them on every save
     fmt             rewrite HCL2 templates in the canonical format
     hcl2_upgrade    convert a JSON template to HCL2
     version         print the version
@@ -60,6 +62,10 @@ Kiln options:
   -events=FILE|-               Write every event as JSON Lines (schema kiln.events/1).
   -state-dir=DIR               Where history and logs go (default: .kiln next to the template).
   -timings=false               Do not print the per-stage timing summary.
+  -cache=false                 Docker builds: neither reuse nor store provisioner results
+                               (default on; $KILN_CACHE=false turns it off by default).
+  -rebuild-from=N|NAME         Docker builds: run provisioner N (from 1) or NAME and every
+                               one after it, whatever is cached.
 
 Exit codes: 0 success, 1 any build failed or was interrupted.
 """
@@ -366,6 +372,7 @@ def cmd_build(argv: list[str], machine: bool) -> int:
     flags = Flags({**COMMON, "force": "bool", "debug": "bool", "color": "bool", "on-error": "str",
                    "parallel-builds": "str", "parallel": "bool", "timestamp-ui": "bool", "events": "str",
                    "state-dir": "str", "timings": "bool", "warn-on-undeclared-var": "bool",
+                   "cache": "bool", "rebuild-from": "str",
                    "ignore-prerelease-plugins": "bool", "use-sequential-evaluation": "bool"}).parse(argv)
     if flags.get("h") or flags.get("help"):
         print(BUILD_HELP)
@@ -373,6 +380,12 @@ def cmd_build(argv: list[str], machine: bool) -> int:
     path = _one_template(flags, BUILD_HELP)
     options = _options(flags)
     options.machine_readable = machine
+    if flags.get("cache") is not None:
+        options.cache = bool(flags.get("cache"))
+    rebuild = str(flags.get("rebuild-from") or "").strip()
+    if rebuild.isdigit() and int(rebuild) < 1:
+        raise UsageError(f'invalid value "{rebuild}" for -rebuild-from: provisioners count from 1')
+    options.rebuild_from = rebuild
     from backend.engine.runcli import run_build
 
     return run_build(path, options, timings=bool(flags.get("timings", True)))
@@ -477,6 +490,46 @@ def cmd_cleanup(argv: list[str], machine: bool) -> int:
     return 1 if failed else 0
 
 
+DEV_HELP = """\
+Usage: kiln dev [options] TEMPLATE
+
+  Build the docker builds of TEMPLATE up to the end of their provisioners (no commit,
+  no post-processors), keep the container, and watch the template and every local input
+  of every provisioner. On a save (after 0.5 s without another change), build again:
+  the provisioner cache starts the new container from the image before the first
+  provisioner whose inputs changed and runs only from there. Editor swap and backup
+  files and .git never count; saves during a run cause one rerun after it.
+  q or Ctrl-C stops and removes the container; `kiln cleanup` removes it if kiln dev
+  was killed.
+
+Options:
+  -var 'key=value' / -var-file=path / -only=.. / -except=..
+  -state-dir=DIR     Where history and logs go (default: .kiln next to the template).
+  -color=false
+"""
+
+
+def cmd_dev(argv: list[str], machine: bool) -> int:
+    flags = Flags({**COMMON, "state-dir": "str", "color": "bool"}).parse(argv)
+    if flags.get("h") or flags.get("help"):
+        print(DEV_HELP)
+        return 0
+    path = _one_template(flags, DEV_HELP)
+    options = _options(flags)
+    from backend.engine.dev import run_dev
+
+    return run_dev(path, options)
+
+
+def cmd_cache(argv: list[str], machine: bool) -> int:
+    from backend.engine.cachecmd import CacheUsageError, run
+
+    try:
+        return run(argv)
+    except CacheUsageError as e:
+        raise UsageError(str(e)) from None
+
+
 def cmd_version(argv: list[str], machine: bool) -> int:
     from backend import __version__
     from backend.template.legacy import PACKER_COMPAT_VERSION
@@ -520,6 +573,8 @@ COMMANDS: dict[str, Callable[[list[str], bool], int]] = {
     "inspect": cmd_inspect,
     "history": cmd_history,
     "cleanup": cmd_cleanup,
+    "cache": cmd_cache,
+    "dev": cmd_dev,
     "version": cmd_version,
     "tui": cmd_tui,
     "fmt": cmd_fmt,

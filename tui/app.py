@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+import threading
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -154,6 +155,7 @@ class KilnApp(App[int]):
         self.ready_at: float | None = None
         self._validating: set[str] = set()
         self._launching: dict[str, int] = {}  # template path -> builds starting (b pressed)
+        self._dev: dict[str, Any] = {}  # template path -> its dev mode (d), tui.devmode
         self._footer_waiting = False  # the footer last drawn for a build waiting for an answer
         self._last_rescan = 0.0
         self._quitting = False
@@ -243,6 +245,9 @@ class KilnApp(App[int]):
         if not self.force_quit:
             for rec in live:
                 rec.session.wait(60)
+        devs, self._dev = list(self._dev.values()), {}
+        for dev in devs:  # dev mode's containers go with the dashboard
+            dev.stop_and_wait()
 
     def variables(self) -> dict[str, str]:
         return self.theme_variables
@@ -430,6 +435,33 @@ class KilnApp(App[int]):
             ),
             answered,
         )
+
+    def action_dev(self, _how: str = "") -> None:
+        """d: kiln dev on the selected docker template; d again stops it."""
+        picked = self._entry_for_action()
+        if picked is None:
+            return
+        entry, build = picked
+        dev = self._dev.pop(entry.path, None)
+        if dev is not None:
+            self.notify(f"Stopping dev mode of {entry.name}; its container is removed.")
+            threading.Thread(target=dev.stop_and_wait, daemon=True).start()
+            return
+        from backend.engine.dev import check_builds
+        from backend.engine.prepare import Options
+
+        only = (build,) if build else ()
+        problem = check_builds(entry.path, Options(only=only, vars=dict(self.vars),
+                                                   var_files=self.var_files))
+        if problem:
+            self.notify(f"{entry.name}: {problem}", severity="error", timeout=8)
+            return
+        from tui.devmode import DashboardDev
+
+        dev = DashboardDev(self, entry.path, only)
+        self._dev[entry.path] = dev
+        self.notify(f"Dev mode for {entry.name}: building, then rerunning on every save.")
+        dev.start()
 
     def action_provision_null(self, _how: str = "") -> None:
         """p: the template's provisioners on the null builder. A machine kept from a build of

@@ -75,6 +75,16 @@ SPECS: tuple[KeySpec, ...] = (
         quiet_when_paused=True,
     ),
     KeySpec(
+        "dev",
+        "d",
+        "dev",
+        "Dev",
+        "Dev mode (docker): build, keep the container, rerun from the first changed "
+        "provisioner on every save; d again stops and removes it",
+        "app",
+        show=False,  # the footer's room goes to the keys of a running build
+    ),
+    KeySpec(
         "retry",
         "r",
         "retry",

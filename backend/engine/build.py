@@ -86,6 +86,7 @@ class BuildRunner:
         self._answer_lock = threading.Condition()
         self._answer: str | None = None
         self.pending_question: dict[str, Any] | None = None
+        self.cache: Any = None  # provcache.BuildCache when this build's results are cached
         secrets = list(session.template.sensitive_values) + list(prepared.secrets)
         self.masker = Masker(secrets)
         self.ctx = BuildContext(
@@ -122,7 +123,8 @@ class BuildRunner:
             else:
                 self.stages.append(Stage(idx, item.name, "builder", ref=item))
                 idx += 1
-        for chain in self.prepared.chains:
+        dev = getattr(self.options, "dev", None) is not None
+        for chain in self.prepared.chains if not dev else []:  # kiln dev stops before them
             for pp in chain:
                 d = pp.definition
                 label = d.type if d.name == d.type else f"{d.name} ({d.type})"
@@ -168,11 +170,16 @@ class BuildRunner:
         builder = self.prepared.builder
         try:
             steps = builder.steps(self.ctx)
+            if getattr(self.options, "dev", None) is not None and PROVISION in steps:
+                steps = steps[:steps.index(PROVISION) + 1]  # kiln dev: no commit or export
         except Exception as e:  # a builder that cannot even plan its steps
             steps = []
             self.result.status = "crashed"
             self.result.error = f"{type(e).__name__}: {e}"
         self._plan(steps)
+        from .provcache import for_build  # the provisioner cache (docker builds)
+
+        self.cache = self.ctx.cache = for_build(self)
         self.bus.publish(
             "build.started", build=self.name, build_type=self.prepared.type,
             stages=[s.to_dict() for s in self.stages],
@@ -180,7 +187,8 @@ class BuildRunner:
         artifact = None
         if self.result.status != "crashed":
             artifact = self._run_builder(steps)
-        if artifact is not None and self.result.status == "running":
+        if artifact is not None and self.result.status == "running" \
+                and getattr(self.options, "dev", None) is None:
             self._run_post_processors(artifact)
         if self.result.status == "running":
             self.result.status = "succeeded"
@@ -237,6 +245,11 @@ class BuildRunner:
         keep = self._keep_machine(error)
         if error is not None:
             self._set_failure(error)
+        elif getattr(self.options, "dev", None) is not None:
+            # kiln dev keeps the machine up after the provisioners; it closes the stack later
+            self.dev_kept = True
+            self.options.dev(self, stack.pop_all())
+            return builder_artifact
         if keep:
             self._keep(stack)
         else:
@@ -327,7 +340,7 @@ class BuildRunner:
                 pass
         self.ctx.generated_data = data
         stack.callback(self._error_cleanup_provisioner)
-        pos = 0
+        pos = self.cache.skip_cached() if self.cache is not None else 0
         while pos < len(self.prov_stages):  # a retry may re-plan the rest, or go back
             self.cancel.check()
             pos = self._run_provisioner_stage(pos, data)
@@ -354,6 +367,8 @@ class BuildRunner:
                 self._finish(stage, "failed", msg)
                 return pos + 1
             return self._after_failure(pos, stage, msg)
+        if self.cache is not None:
+            self.cache.stored(pos, stage)
         self._finish(stage, "succeeded")
         return pos + 1
 
@@ -399,6 +414,8 @@ class BuildRunner:
         """Go on as the re-read template says: the provisioners from the chosen one on replace
         the rest of the plan; returns the position to run next."""
         plan = reload.plan
+        if self.cache is not None:  # what runs now is not what the keys describe
+            self.cache.stop()
         start = plan.start_of(choice)
         keep = plan.kept(choice)
         runs = [reload.prepared[j] for j in range(start, len(plan.new)) if j in reload.prepared]
