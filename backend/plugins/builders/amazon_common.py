@@ -73,6 +73,16 @@ def answered(e: BaseException) -> bool:
     return bool(error_code(e)) or type(e).__name__ == "ResponseParserError"
 
 
+#: error codes of a call the credentials may not make (moto says AccessDenied for EC2 too)
+DENIED_CODES = ("UnauthorizedOperation", "AccessDenied", "AccessDeniedException",
+                "UnauthorizedAccess", "Client.UnauthorizedOperation")
+
+
+def denied(e: BaseException) -> bool:
+    """The credentials lack a permission for this call."""
+    return error_code(e) in DENIED_CODES
+
+
 def gone(e: BaseException) -> bool:
     code = error_code(e)
     return code in GONE_CODES or code.endswith(".NotFound")
