@@ -24,6 +24,8 @@ Commands:
     inspect         see the components of a template
     history         list recent runs recorded next to a template
     cleanup         remove what interrupted or killed runs left behind
+    iam             the least-privilege IAM policy a template needs (iam policy),
+                    or check the credentials hold it (iam check)
     fmt             rewrite HCL2 templates in the canonical format
     hcl2_upgrade    convert a JSON template to HCL2
     version         print the version
@@ -502,6 +504,12 @@ def cmd_tui(argv: list[str], machine: bool) -> int:
     return run_app(target, vars=vars_, var_files=tuple(flags.get("var-file", [])))
 
 
+def cmd_iam(argv: list[str], machine: bool) -> int:
+    from backend.iam.cli import main as iam_main
+
+    return iam_main(argv, machine)
+
+
 def cmd_fmt(argv: list[str], machine: bool) -> int:
     from backend.template.hcl2_fmt import main as fmt_main
 
@@ -520,6 +528,7 @@ COMMANDS: dict[str, Callable[[list[str], bool], int]] = {
     "inspect": cmd_inspect,
     "history": cmd_history,
     "cleanup": cmd_cleanup,
+    "iam": cmd_iam,
     "version": cmd_version,
     "tui": cmd_tui,
     "fmt": cmd_fmt,
