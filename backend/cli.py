@@ -62,6 +62,8 @@ Kiln options:
   -events=FILE|-               Write every event as JSON Lines (schema kiln.events/1).
   -state-dir=DIR               Where history and logs go (default: .kiln next to the template).
   -timings=false               Do not print the per-stage timing summary.
+  -preflight=false             Skip the IAM permission check amazon builds start with
+                               (see kiln iam check).
 
 Exit codes: 0 success, 1 any build failed or was interrupted.
 """
@@ -368,13 +370,15 @@ def cmd_build(argv: list[str], machine: bool) -> int:
     flags = Flags({**COMMON, "force": "bool", "debug": "bool", "color": "bool", "on-error": "str",
                    "parallel-builds": "str", "parallel": "bool", "timestamp-ui": "bool", "events": "str",
                    "state-dir": "str", "timings": "bool", "warn-on-undeclared-var": "bool",
-                   "ignore-prerelease-plugins": "bool", "use-sequential-evaluation": "bool"}).parse(argv)
+                   "ignore-prerelease-plugins": "bool", "use-sequential-evaluation": "bool",
+                   "preflight": "bool"}).parse(argv)
     if flags.get("h") or flags.get("help"):
         print(BUILD_HELP)
         return 0
     path = _one_template(flags, BUILD_HELP)
     options = _options(flags)
     options.machine_readable = machine
+    options.preflight = bool(flags.get("preflight", True))
     from backend.engine.runcli import run_build
 
     return run_build(path, options, timings=bool(flags.get("timings", True)))

@@ -47,6 +47,7 @@ class Options:
     state_dir: str | None = None  # history + logs; default: .kiln next to the template
     workdir: str | None = None  # where shell-local commands run (a debug run's scratch dir)
     events: str | None = None
+    preflight: bool = True  # amazon builds check their IAM permissions first
 
 
 @dataclass

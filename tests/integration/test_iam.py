@@ -130,3 +130,161 @@ def test_packer_and_kiln_build_with_packers_documented_policy(
     assert after["key_pairs"] == before["key_pairs"]
     assert after["security_groups"] == before["security_groups"]
     assert len(after["images"] - before["images"]) == 2
+
+
+# --------------------------------------------------------------------------- preflight
+
+
+def derived_policy(tmp: Path, path: Path, env: dict[str, str]) -> dict[str, Any]:
+    """``kiln iam policy -narrow=false``: moto compares every statement's Resource with "*"
+    and cannot meet a narrowed ARN (a moto limit, see iam_moto), so the policy is enforced
+    here with its resources widened; the narrowing has unit tests of its own."""
+    r = kiln(["iam", "policy", "-narrow=false", str(path)], env, tmp)
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout)
+
+
+def test_iam_check_with_all_permissions_creates_nothing(iam_moto: IamMoto, sshd: Any,
+                                                        tmp_path: Path) -> None:
+    tpl = template(iam_moto, sshd, ami_regions=[COPY_REGION], ami_users=["111122223333"],
+                   ssh_private_key_file="", ssh_keypair_name="", ami_groups=["all"],
+                   snapshot_users=["111122223333"], deprecate_at="2031-01-02T15:04:05Z",
+                   ena_support=True, tags={"a": "b"})
+    path = write(tmp_path, tpl)
+    before = iam_moto.inventory((REGION, COPY_REGION))
+    r = kiln(["iam", "check", str(path)], env_for(iam_moto, iam_moto.admin, tmp_path), tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "denied" not in r.stdout
+    for action in ("ec2:RunInstances", "ec2:CreateImage", "ec2:ImportKeyPair",
+                   "ec2:CopyImage", "ec2:CreateSecurityGroup", "ec2:ModifyImageAttribute"):
+        assert f"allowed    {action}" in r.stdout, r.stdout
+    # moto does not implement EnableImageDeprecation: the preflight says it could not check
+    assert "unchecked  ec2:EnableImageDeprecation" in r.stdout
+    assert iam_moto.inventory((REGION, COPY_REGION)) == before
+
+
+def test_the_derived_policy_builds_the_plain_template(iam_moto: IamMoto, sshd: Any,
+                                                     tmp_path: Path) -> None:
+    tpl = template(iam_moto, sshd)
+    path = write(tmp_path, tpl)
+    doc = derived_policy(tmp_path, path, env_for(iam_moto, iam_moto.admin, tmp_path))
+    keys = iam_moto.user(doc)
+    r = kiln(["build", "-color=false", str(path)], env_for(iam_moto, keys, tmp_path), tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "provisioned-under-iam" in r.stdout
+    assert "Checked the permissions of arn:aws:iam::123456789012:user/builder-" in r.stdout
+    assert " denied" not in r.stdout
+    # the preflight is the build's first stage
+    stages = [line.split()[0:2] for line in r.stdout.split("Stage timings", 1)[1].splitlines()
+              if line.startswith("      ")]
+    assert stages[0] == ["Check", "permissions"], stages
+
+
+HCL_FULL = """
+data "amazon-parameterstore" "base" {
+  name   = "/kiln/iam-test/base"
+  region = "%(region)s"
+}
+source "amazon-ebs" "full" {
+  region              = "%(region)s"
+  custom_endpoint_ec2 = "%(endpoint)s"
+  source_ami_filter {
+    filters     = { name = "%(ubuntu)s" }
+    owners      = ["%(owner)s"]
+    most_recent = true
+  }
+  instance_type        = "t3.micro"
+  ami_name             = "%(ami_name)s"
+  ami_description      = "from ${data.amazon-parameterstore.base.value}"
+  ami_regions          = ["%(copy)s"]
+  ami_users            = ["111122223333"]
+  encrypt_boot         = true
+  ssh_host             = "%(host)s"
+  ssh_port             = %(port)d
+  ssh_username         = "%(user)s"
+  ssh_private_key_file = "%(key)s"
+  ssh_timeout          = "20s"
+}
+build {
+  sources = ["source.amazon-ebs.full"]
+  provisioner "shell" { inline = ["echo provisioned-under-iam"] }
+}
+"""
+
+
+def test_the_derived_policy_builds_a_template_with_options_and_a_data_source(
+        iam_moto: IamMoto, sshd: Any, tmp_path: Path) -> None:
+    iam_moto.client("ssm").put_parameter(Name="/kiln/iam-test/base", Value="base-v1",
+                                         Type="String", Overwrite=True)
+    ami_name = f"kiln-iam-full-{uuid.uuid4().hex[:8]}"
+    path = tmp_path / "full.pkr.hcl"
+    path.write_text(HCL_FULL % {
+        "region": REGION, "endpoint": iam_moto.endpoint, "ubuntu": UBUNTU_NAME,
+        "owner": UBUNTU_OWNER, "ami_name": ami_name, "copy": COPY_REGION, "host": sshd.host,
+        "port": sshd.port, "user": sshd.user, "key": sshd.private_key_path})
+    admin = env_for(iam_moto, iam_moto.admin, tmp_path)
+    doc = derived_policy(tmp_path, path, admin)
+    acts = {a for st in doc["Statement"] for a in st["Action"]}
+    assert {"ec2:CopyImage", "ec2:ModifyImageAttribute", "ssm:GetParameter"} <= acts
+    keys = iam_moto.user(doc)
+    r = kiln(["build", "-color=false", str(path)], env_for(iam_moto, keys, tmp_path), tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr
+    for region in (REGION, COPY_REGION):
+        images = iam_moto.client("ec2", region).describe_images(
+            Owners=["self"], Filters=[{"Name": "name", "Values": [ami_name]}])["Images"]
+        assert len(images) == 1, region
+        assert images[0]["Description"] == "from base-v1"
+
+    # without the data source's permission, loading the template stops, naming it
+    less = {"Version": doc["Version"], "Statement": [
+        {**st, "Action": [a for a in st["Action"] if a != "ssm:GetParameter"]}
+        for st in doc["Statement"] if st["Action"] != ["ssm:GetParameter"]]}
+    r = kiln(["build", "-color=false", str(path)],
+             env_for(iam_moto, iam_moto.user(less), tmp_path), tmp_path)
+    assert r.returncode == 1
+    assert "missing permission ssm:GetParameter" in r.stderr + r.stdout
+
+
+def test_each_action_removed_is_named_by_the_preflight_and_nothing_is_created(
+        iam_moto: IamMoto, sshd: Any, tmp_path: Path) -> None:
+    tpl = template(iam_moto, sshd)
+    path = write(tmp_path, tpl)
+    doc = derived_policy(tmp_path, path, env_for(iam_moto, iam_moto.admin, tmp_path))
+    every = sorted({a for st in doc["Statement"] for a in st["Action"]})
+    assert len(every) >= 10
+    before = iam_moto.inventory()
+    for action in every:
+        less = {"Version": doc["Version"], "Statement": [
+            {**st, "Action": [a for a in st["Action"] if a != action]}
+            for st in doc["Statement"] if st["Action"] != [action]]}
+        r = kiln(["build", "-color=false", str(path)],
+                 env_for(iam_moto, iam_moto.user(less), tmp_path), tmp_path)
+        out = r.stdout + r.stderr
+        assert r.returncode == 1, (action, out)
+        assert f"missing permission {action} (needed by step" in out, (action, out)
+        assert "; nothing was created." in out, (action, out)
+        assert f'"{action}"' in out.split("Add this statement", 1)[1], (action, out)
+        # the preflight stopped the build: no later stage ran
+        assert "Creating temporary security group" not in out, (action, out)
+        assert iam_moto.inventory() == before, action
+
+
+def test_preflight_false_skips_the_check(iam_moto: IamMoto, sshd: Any, tmp_path: Path
+                                         ) -> None:
+    tpl = template(iam_moto, sshd)
+    path = write(tmp_path, tpl)
+    doc = derived_policy(tmp_path, path, env_for(iam_moto, iam_moto.admin, tmp_path))
+    less = {"Version": doc["Version"], "Statement": [
+        {**st, "Action": [a for a in st["Action"] if a != "ec2:CreateImage"]}
+        for st in doc["Statement"] if st["Action"] != ["ec2:CreateImage"]]}
+    env = env_for(iam_moto, iam_moto.user(less), tmp_path)
+    r = kiln(["build", "-color=false", "-preflight=false", str(path)], env, tmp_path)
+    # the build runs until CreateImage itself is refused (moto: AccessDenied), then cleans up
+    assert r.returncode == 1
+    assert "Checked the permissions" not in r.stdout
+    assert "provisioned-under-iam" in r.stdout
+    assert "Error creating AMI: AccessDenied" in r.stdout + r.stderr
+    r = kiln(["iam", "check", str(path)], env, tmp_path)
+    assert r.returncode == 1
+    assert "denied     ec2:CreateImage" in r.stdout
+    assert "missing permission ec2:CreateImage" in r.stderr

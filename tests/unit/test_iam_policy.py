@@ -239,3 +239,71 @@ def test_errors_are_clear(tmp_path: Path) -> None:
     assert r.returncode == 1 and 'invalid value "yaml" for -format' in r.stderr
     r = policy(tmp_path, instance_type="")
     assert r.returncode == 1 and "instance_type" in r.stderr and "Traceback" not in r.stderr
+
+
+# --------------------------------------------------------------------------- error shapes
+
+
+def client_error(code: str, message: str) -> Exception:
+    from botocore.exceptions import ClientError
+
+    return ClientError({"Error": {"Code": code, "Message": message}}, "GetParameter")
+
+
+def test_an_xml_denial_where_json_was_expected_is_read_as_access_denied() -> None:
+    """moto answers a denied JSON-protocol call (ssm, secretsmanager) with an XML body and
+    HTTP 403, which botocore reports as code "403": Kiln reads the code and message out."""
+    from backend.plugins.builders import amazon_common as aws
+
+    e = client_error("403", '<?xml version="1.0"?><ErrorResponse><Errors><Error><Code>'
+                     "AccessDenied</Code><Message>User: u is not authorized to perform: "
+                     "ssm:GetParameter</Message></Error></Errors></ErrorResponse>")
+    assert aws.error_code(e) == "AccessDenied" and aws.denied(e)
+    assert aws.aws_error(e) == "AccessDenied: User: u is not authorized to perform: " \
+        "ssm:GetParameter"
+    # real EC2's word for it, and moto's
+    assert aws.denied(client_error("UnauthorizedOperation", "You are not authorized"))
+    assert aws.denied(client_error("AccessDenied", "not authorized"))
+    assert not aws.denied(client_error("InvalidAMIID.NotFound", "no such image"))
+
+
+class _Sts:
+    """A stand-in for STS: moto does not implement DecodeAuthorizationMessage, and real
+    encoded messages come only from AWS itself."""
+
+    def __init__(self, answer: Exception | str):
+        self.answer = answer
+        self.asked: list[str] = []
+
+    def decode_authorization_message(self, EncodedMessage: str) -> dict[str, str]:  # noqa: N803
+        self.asked.append(EncodedMessage)
+        if isinstance(self.answer, Exception):
+            raise self.answer
+        return {"DecodedMessage": self.answer}
+
+
+class _Access:
+    def __init__(self, sts: _Sts):
+        self.sts = sts
+
+    def client(self, service: str) -> _Sts:
+        assert service == "sts"
+        return self.sts
+
+
+def test_encoded_authorization_messages_are_decoded_when_allowed() -> None:
+    from backend.iam.preflight import Preflight
+    from backend.iam.table import Derivation
+
+    text = ("You are not authorized to perform this operation. Encoded authorization "
+            "failure message: AbC123-_xyz")
+    decoded = json.dumps({"allowed": False, "context": {
+        "action": "ec2:RunInstances", "resource": "arn:aws:ec2:us-east-1:1:instance/*"}})
+    sts = _Sts(decoded)
+    pf = Preflight(_Access(sts), None, Derivation())
+    assert pf._decode(text) == ("You are not authorized to perform this operation. (decoded: "
+                                "action ec2:RunInstances on arn:aws:ec2:us-east-1:1:instance/*)")
+    assert sts.asked == ["AbC123-_xyz"]
+    pf = Preflight(_Access(_Sts(client_error("AccessDenied", "no"))), None, Derivation())
+    assert "sts:DecodeAuthorizationMessage would read it, and was denied" in pf._decode(text)
+    assert pf._decode("plain message") == "plain message"

@@ -668,7 +668,8 @@ class PreValidateStep(AwsStep):
                             "iam_instance_profile")
         if c.fast_launch:
             raise StepError("fast_launch (Windows fast launch) is not supported by Kiln")
-        self.b.access = aws.AwsAccess(c, secret=ctx.add_secret)
+        if self.b.access is None:  # the permission preflight may have made it
+            self.b.access = aws.AwsAccess(c, secret=ctx.add_secret)
         access = self.b.access
         if not c.region:  # as Packer: AWS_REGION, AWS_DEFAULT_REGION or the profile's
             c.region = access.default_region()
@@ -1861,6 +1862,10 @@ class AmazonEBSBuilder(Builder):
         b = _Build(c)
         self._build = b
         steps: list = [PreValidateStep(b), SourceAmiStep(b), NetworkStep(b)]
+        if getattr(ctx.options, "preflight", True):  # -preflight=false skips it
+            from backend.iam.preflight import PreflightStep
+
+            steps.insert(0, PreflightStep(b))
         if c.communicator_type() != "none" or c.ssh_keypair_name:
             steps.append(KeyPairStep(b))
         steps += [SecurityGroupStep(b), RunInstanceStep(b), WaitInstanceStep(b), ConnectStep(b),
