@@ -125,3 +125,21 @@ def render_explain(d: Derivation, narrow: bool = True) -> str:
     actions = d.actions()
     out.append(f"{len(actions)} actions: {', '.join(actions)}")
     return "\n".join(out) + "\n"
+
+
+def policy_texts(path: str, options: Any = None) -> tuple[str, str]:
+    """(explanation, IAM JSON) for the template at ``path`` (the dashboard's ``i``).
+
+    Raises TemplateError for a template with problems, NoAwsError without AWS use."""
+    from backend.engine.prepare import Options, Preparer, select_builds
+    from backend.template.errors import TemplateError
+    from backend.template.loader import load_template
+
+    options = options or Options()
+    template = load_template(path, options)
+    prep = Preparer(template, options)
+    prepared = prep.prepare(select_builds(template, options.only, options.except_))
+    if prep.problems:
+        raise TemplateError(prep.problems)
+    d = derive_template(template, prepared, force=options.force)
+    return template.mask(render_explain(d)), template.mask(render_json(d))

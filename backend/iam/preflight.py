@@ -319,6 +319,8 @@ class Preflight:
                     else:
                         other.append((need, action))
         self.progress(f"Checking {len(ec2_jobs) + len(other) + len(verdicts)} permissions")
+        for region in sorted({j[2] for j in ec2_jobs}):
+            self.access.ec2(region)  # boto3 makes clients unsafely across threads: first
         with ThreadPoolExecutor(max_workers=8) as pool:
             verdicts += list(pool.map(lambda j: self._dry_run(j[0], j[1], j[2], source_ami),
                                       ec2_jobs))
