@@ -511,7 +511,8 @@ def cmd_tui(argv: list[str], machine: bool) -> int:
 def cmd_iam(argv: list[str], machine: bool) -> int:
     from backend.iam.cli import main as iam_main
 
-    return iam_main(argv, machine)
+    # this module, as it runs (``python -m backend.cli`` makes it __main__): its UsageError
+    return iam_main(argv, machine, sys.modules[__name__])
 
 
 def cmd_fmt(argv: list[str], machine: bool) -> int:

@@ -27,8 +27,9 @@ Options:
 """
 
 
-def main(argv: list[str], machine: bool) -> int:
-    from backend.cli import COMMON, Flags, UsageError
+def main(argv: list[str], machine: bool, cli) -> int:
+    """``cli`` is the running backend.cli module (its Flags, UsageError, _options, _fail)."""
+    COMMON, Flags, UsageError = cli.COMMON, cli.Flags, cli.UsageError  # noqa: N806
 
     if not argv or argv[0] in ("-h", "-help", "--help", "help"):
         print(IAM_HELP)
@@ -46,7 +47,7 @@ def main(argv: list[str], machine: bool) -> int:
     fmt = flags.get("format", "json") or "json"
     if fmt not in ("json", "terraform"):
         raise UsageError(f'invalid value "{fmt}" for -format: expected json or terraform')
-    loaded = _load(flags.args[0], flags, machine)
+    loaded = _load(flags.args[0], flags, machine, cli)
     if loaded is None:
         return 1
     template, prepared, options = loaded
@@ -58,8 +59,8 @@ def main(argv: list[str], machine: bool) -> int:
     return check_command(template, prepared, options)
 
 
-def _load(path: str, flags, machine: bool):
-    from backend.cli import _fail, _options
+def _load(path: str, flags, machine: bool, cli):
+    _fail, _options = cli._fail, cli._options
     from backend.engine.prepare import Preparer, select_builds
     from backend.template.errors import TemplateError
     from backend.template.loader import load_template

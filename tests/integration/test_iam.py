@@ -288,3 +288,40 @@ def test_preflight_false_skips_the_check(iam_moto: IamMoto, sshd: Any, tmp_path:
     assert r.returncode == 1
     assert "denied     ec2:CreateImage" in r.stdout
     assert "missing permission ec2:CreateImage" in r.stderr
+
+
+def test_check_names_what_it_cannot_check_on_moto(iam_moto: IamMoto, sshd: Any,
+                                                  tmp_path: Path) -> None:
+    """moto implements neither iam:SimulatePrincipalPolicy nor KMS checks in EC2 calls:
+    PassRole and the kms actions come out unchecked, with the reason, and do not stop the
+    check. The instance profile itself is read (iam:GetInstanceProfile), so a denial of
+    that read is named; the temporary key pair's ImportKeyPair is checked by DryRun."""
+    iam = iam_moto.client("iam")
+    name = f"kiln-profile-{uuid.uuid4().hex[:6]}"
+    iam.create_instance_profile(InstanceProfileName=name)
+    tpl = template(iam_moto, sshd, iam_instance_profile=name, ssh_private_key_file="",
+                   encrypt_boot=True,
+                   kms_key_id="arn:aws:kms:us-east-1:123456789012:key/"
+                              "1234abcd-12ab-34cd-56ef-1234567890ab")
+    path = write(tmp_path, tpl)
+    admin = env_for(iam_moto, iam_moto.admin, tmp_path)
+    r = kiln(["iam", "check", str(path)], admin, tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "allowed    iam:GetInstanceProfile" in r.stdout
+    assert "allowed    ec2:ImportKeyPair" in r.stdout
+    unchecked = [line for line in r.stdout.splitlines() if line.startswith("  unchecked")]
+    assert any("iam:PassRole" in line and "(the endpoint cannot run "
+               "iam:SimulatePrincipalPolicy)" in line for line in unchecked), r.stdout
+    assert any("kms:CreateGrant" in line for line in unchecked), r.stdout
+
+    doc = derived_policy(tmp_path, path, admin)
+    for action in ("iam:GetInstanceProfile", "ec2:ImportKeyPair", "ec2:DeleteKeyPair",
+                   "ec2:CopyImage"):
+        less = {"Version": doc["Version"], "Statement": [
+            {**st, "Action": [a for a in st["Action"] if a != action]}
+            for st in doc["Statement"] if st["Action"] != [action]]}
+        r = kiln(["iam", "check", str(path)], env_for(iam_moto, iam_moto.user(less), tmp_path),
+                 tmp_path)
+        assert r.returncode == 1, (action, r.stdout)
+        assert f"denied     {action}" in r.stdout, (action, r.stdout)
+        assert f"missing permission {action} (needed by step" in r.stderr, (action, r.stderr)

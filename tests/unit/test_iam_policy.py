@@ -239,6 +239,14 @@ def test_errors_are_clear(tmp_path: Path) -> None:
     assert r.returncode == 1 and 'invalid value "yaml" for -format' in r.stderr
     r = policy(tmp_path, instance_type="")
     assert r.returncode == 1 and "instance_type" in r.stderr and "Traceback" not in r.stderr
+    for argv in (["iam", "foo", "t.json"], ["iam", "check"], ["iam", "policy"],
+                 ["iam", "policy", "-narrow=maybe", "t.json"]):
+        r = subprocess.run([sys.executable, "-m", "backend.cli", *argv], capture_output=True,
+                           text=True, cwd=tmp_path, env={"PATH": "/usr/bin:/bin",
+                                                         "PYTHONPATH": str(REPO)}, timeout=60)
+        assert r.returncode == 1, argv
+        assert "Traceback" not in r.stderr and r.stderr.startswith(("Error: ", "Usage: ")), \
+            (argv, r.stderr)
 
 
 # --------------------------------------------------------------------------- error shapes
