@@ -20,6 +20,7 @@ statement to add. Encoded authorization messages are decoded with
 from __future__ import annotations
 
 import json
+import os
 import re
 import time
 import uuid
@@ -44,6 +45,9 @@ NO_GROUP = "sg-0000000000000000f"
 # a syntactically valid public key for the ImportKeyPair probe (its private half is unknown)
 PROBE_PUBLIC_KEY = ("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHNVlpgvR1AEYVnjpFVLKe0M6yNzwl+N4dLh"
                     "gxu5sv1k kiln-preflight")
+
+OTHER_ENDPOINT = ("custom_endpoint_ec2 is set and IAM/STS have no endpoint of their own "
+                  "(AWS_ENDPOINT_URL), so they are not asked")
 
 _ENCODED = re.compile(r"Encoded authorization failure message:\s*(\S+)")
 
@@ -166,12 +170,21 @@ class Preflight:
         self.simulate_note = ""
 
     # -- helpers -----------------------------------------------------------------------
+    def reaches(self, service: str) -> bool:
+        """Whether ``service`` goes where EC2 goes: with custom_endpoint_ec2 (a private
+        endpoint, moto) and no endpoint of its own for STS/IAM, asking them would go to
+        AWS itself, which the template did not ask for."""
+        if not self.access.endpoint:
+            return True
+        env = os.environ
+        return bool(env.get("AWS_ENDPOINT_URL") or env.get(f"AWS_ENDPOINT_URL_{service.upper()}"))
+
     def _region(self, r: str) -> str:
         return self.access.default_region() if r in ("", "*") else r
 
     def _decode(self, message: str) -> str:
         m = _ENCODED.search(message)
-        if not m:
+        if not m or not self.reaches("sts"):
             return message
         try:
             decoded = self.access.client("sts").decode_authorization_message(
@@ -190,6 +203,8 @@ class Preflight:
             return f"{message[:m.start()].rstrip()} (decoded: {decoded})"
 
     def whoami(self) -> str:
+        if not self.reaches("sts"):
+            return ""
         try:
             self.identity = self.access.client("sts").get_caller_identity()["Arn"]
         except Exception as e:
@@ -245,6 +260,8 @@ class Preflight:
         """iam:GetInstanceProfile: a read, so the real call answers."""
         profile = self.c.iam_instance_profile
         name = profile.rsplit("/", 1)[-1] if profile.startswith("arn:") else profile
+        if not self.reaches("iam"):
+            return Verdict(action, "", UNCHECKED, need, OTHER_ENDPOINT)
         try:
             self.access.client("iam").get_instance_profile(InstanceProfileName=name)
         except Exception as e:
@@ -268,7 +285,9 @@ class Preflight:
             arn = f"arn:{m.group(1)}:iam::{m.group(2)}:role/{m.group(3)}"
         out: list[Verdict] = []
         why = ""
-        if not arn:
+        if not self.reaches("iam"):
+            why = OTHER_ENDPOINT
+        elif not arn:
             why = "the caller's identity is unknown (sts:GetCallerIdentity failed)"
         else:
             try:
@@ -389,6 +408,7 @@ class PreflightStep(AwsStep):
         access = self.b.access
         if not c.region:
             c.region = access.default_region()
+            ctx.ui.say(f"Using region {c.region} (from the environment)")
         if not c.skip_credential_validation:
             access.check_credentials()
         d = derive_amazon_ebs(c, build=ctx.build_name,

@@ -291,6 +291,8 @@ class _Sts:
 
 
 class _Access:
+    endpoint = ""  # AWS itself
+
     def __init__(self, sts: _Sts):
         self.sts = sts
 
@@ -315,3 +317,26 @@ def test_encoded_authorization_messages_are_decoded_when_allowed() -> None:
     pf = Preflight(_Access(_Sts(client_error("AccessDenied", "no"))), None, Derivation())
     assert "sts:DecodeAuthorizationMessage would read it, and was denied" in pf._decode(text)
     assert pf._decode("plain message") == "plain message"
+
+
+def test_with_only_an_ec2_endpoint_the_preflight_never_asks_aws_itself(monkeypatch) -> None:
+    """custom_endpoint_ec2 pointing at moto or a private endpoint: STS and IAM calls would
+    go to AWS itself, so the preflight leaves them unchecked rather than make them."""
+    from backend.iam.preflight import OTHER_ENDPOINT, Preflight
+    from backend.iam.table import Derivation, Need
+
+    class NoCalls:
+        endpoint = "http://127.0.0.1:9"
+
+        def client(self, service: str):
+            raise AssertionError(f"asked {service}")
+
+    for name in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_STS", "AWS_ENDPOINT_URL_IAM"):
+        monkeypatch.delenv(name, raising=False)
+    pf = Preflight(NoCalls(), None, Derivation())
+    assert pf.whoami() == ""
+    need = Need("Launch source instance", ("iam:PassRole",), "iam_instance_profile is set")
+    (v,) = pf._simulate([(need, "iam:PassRole")])
+    assert v.status == "unchecked" and v.how == OTHER_ENDPOINT
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+    assert pf.reaches("sts") and pf.reaches("iam")
