@@ -244,7 +244,7 @@ def test_a_reader_that_closes_the_pipe_ends_output_quietly(tmp_path):
         err = proc.stderr.read().decode()
     finally:
         proc.kill()
-    assert first.startswith(b"null: output will be in this color")
+    assert first.startswith(b"==> null: Running local shell script")  # -color=false: no colour lines
     assert err == ""
     assert last_event(ev)["status"] == "succeeded"
 

@@ -94,7 +94,7 @@ _MASKS = (
     (re.compile(r"sha256:[0-9a-f]{64}"), "<IMAGE>"),
     (re.compile(r"\b[0-9a-f]{64}\b"), "<ID>"),
     (re.compile(r"-v \S+:/packer-files"), "-v <TMP>:/packer-files"),
-    (re.compile(r"/tmp/packer-shell\w+"), "<SCRIPT>"),
+    (re.compile(r"/tmp/(?:kiln-[0-9a-f]+-[0-9a-f]+/)?packer-shell\w+"), "<SCRIPT>"),
     (re.compile(r"kiln-test/diff-(packer|kiln)-[0-9a-f]{8}"), "<REPO>"),
     (re.compile(r"(finished|errored) after [^:.]*"), r"\1 after <TIME>"),
     (re.compile(r"Wait completed after .*"), "Wait completed after <TIME>"),

@@ -93,7 +93,7 @@ def command_output(lines: list[MachineLine]) -> dict[str, list[str]]:
 
 #: what differs between any two runs in UI lines: temp script names and durations
 UI_MASKS = (
-    (re.compile(r"/tmp/packer-shell\w+"), "<SCRIPT>"),
+    (re.compile(r"/tmp/(?:kiln-[0-9a-f]+-[0-9a-f]+/)?packer-shell\w+"), "<SCRIPT>"),
     (re.compile(r"(finished|errored) after [^:.]*"), r"\1 after <TIME>"),
     (re.compile(r"Wait completed after .*"), "Wait completed after <TIME>"),
 )

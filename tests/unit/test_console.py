@@ -22,9 +22,11 @@ class Clock:
 
 def render(events: list[Event], **options) -> str:
     out = io.StringIO()
-    renderer = ConsoleRenderer(Writer(out), **options)
+    writer = Writer(out)
+    renderer = ConsoleRenderer(writer, **options)
     for ev in events:
         renderer(ev)
+    assert writer.drain(30)  # the console is written by a thread of its own
     return out.getvalue()
 
 
@@ -39,19 +41,22 @@ def test_short_progress_prints_nothing_long_progress_prints_every_5_seconds(monk
     clock = Clock()
     monkeypatch.setattr(console_mod.time, "monotonic", clock)
     out = io.StringIO()
-    renderer = ConsoleRenderer(Writer(out), color=False)
+    writer = Writer(out)
+    renderer = ConsoleRenderer(writer, color=False)
     say = Event("output", {"build": "docker", "stage": 3, "stream": "ui",
                            "lines": ["Exporting the container"]})
     renderer(say)
     renderer(progress("Exporting the container"))
     clock.now += 2
     renderer(progress("Exported 10 MiB"))
+    assert writer.drain(30)
     assert out.getvalue() == "==> docker: Exporting the container\n"
     clock.now += 4
     renderer(progress("Exported 30 MiB"))
     renderer(progress("Exported 31 MiB"))  # within 5 s of the last line
     clock.now += 5
     renderer(progress("Exported 60 MiB"))
+    assert writer.drain(30)
     assert out.getvalue().splitlines()[1:] == ["==> docker: Exported 30 MiB",
                                                "==> docker: Exported 60 MiB"]
 

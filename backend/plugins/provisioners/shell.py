@@ -259,12 +259,19 @@ class ShellProvisioner(Provisioner):
         values = dict(data)
         values.update(Path=remote, Vars=env_vars, EnvVarFile=env_file)
         command = render_runtime(ctx, cfg.command_template(), values, "execute_command")
+        on_this_host = getattr(comm, "type_name", "") == "local"
+
         def attempt() -> int:
-            # as Packer: the script arrives private (0600), then a chmod runs as the user
-            # commands run as (docker's exec_user), its outcome not checked: if it fails,
-            # running the script says why
-            comm.upload(remote, body, mode=0o600)
-            _quiet(comm, f"chmod 0755 {remote}", ctx)
+            if on_this_host:
+                # Kiln's local communicator: created with its mode in one step, owner-only
+                # where others can write, so no chmod through a path in a shared directory
+                comm.upload(remote, body, mode=0o755)
+            else:
+                # as Packer: the script arrives private (0600), then a chmod runs as the user
+                # commands run as (docker's exec_user), its outcome not checked: if it fails,
+                # running the script says why
+                comm.upload(remote, body, mode=0o600)
+                _quiet(comm, f"chmod 0755 {remote}", ctx)
             return comm.run(command, ui.output, ctx.cancel)
 
         code = _retry(ctx, ui, cfg.start_retry_timeout, "Error uploading or starting the script",
