@@ -26,6 +26,8 @@ Commands:
     cleanup         remove what interrupted or killed runs left behind
     cache           the provisioner cache of docker builds: ls, prune, why
     dev             build a docker template's provisioners, rerun them on every save
+    iam             the least-privilege IAM policy a template needs (iam policy),
+                    or check the credentials hold it (iam check)
     fmt             rewrite HCL2 templates in the canonical format
     hcl2_upgrade    convert a JSON template to HCL2
     version         print the version
@@ -66,6 +68,8 @@ Kiln options:
                                (default on; $KILN_CACHE=false turns it off by default).
   -rebuild-from=N|NAME         Docker builds: run provisioner N (from 1) or NAME and every
                                one after it, whatever is cached.
+  -preflight=false             Skip the IAM permission check amazon builds start with
+                               (see kiln iam check).
 
 Exit codes: 0 success, 1 any build failed or was interrupted.
 """
@@ -373,7 +377,8 @@ def cmd_build(argv: list[str], machine: bool) -> int:
                    "parallel-builds": "str", "parallel": "bool", "timestamp-ui": "bool", "events": "str",
                    "state-dir": "str", "timings": "bool", "warn-on-undeclared-var": "bool",
                    "cache": "bool", "rebuild-from": "str",
-                   "ignore-prerelease-plugins": "bool", "use-sequential-evaluation": "bool"}).parse(argv)
+                   "ignore-prerelease-plugins": "bool", "use-sequential-evaluation": "bool",
+                   "preflight": "bool"}).parse(argv)
     if flags.get("h") or flags.get("help"):
         print(BUILD_HELP)
         return 0
@@ -386,6 +391,7 @@ def cmd_build(argv: list[str], machine: bool) -> int:
     if rebuild.isdigit() and int(rebuild) < 1:
         raise UsageError(f'invalid value "{rebuild}" for -rebuild-from: provisioners count from 1')
     options.rebuild_from = rebuild
+    options.preflight = bool(flags.get("preflight", True))
     from backend.engine.runcli import run_build
 
     return run_build(path, options, timings=bool(flags.get("timings", True)))
@@ -555,6 +561,13 @@ def cmd_tui(argv: list[str], machine: bool) -> int:
     return run_app(target, vars=vars_, var_files=tuple(flags.get("var-file", [])))
 
 
+def cmd_iam(argv: list[str], machine: bool) -> int:
+    from backend.iam.cli import main as iam_main
+
+    # this module, as it runs (``python -m backend.cli`` makes it __main__): its UsageError
+    return iam_main(argv, machine, sys.modules[__name__])
+
+
 def cmd_fmt(argv: list[str], machine: bool) -> int:
     from backend.template.hcl2_fmt import main as fmt_main
 
@@ -575,6 +588,7 @@ COMMANDS: dict[str, Callable[[list[str], bool], int]] = {
     "cleanup": cmd_cleanup,
     "cache": cmd_cache,
     "dev": cmd_dev,
+    "iam": cmd_iam,
     "version": cmd_version,
     "tui": cmd_tui,
     "fmt": cmd_fmt,

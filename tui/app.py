@@ -1403,6 +1403,30 @@ class KilnApp(App[int]):
             if e.path == path or (os.path.isdir(e.path) and path.startswith(e.path + os.sep)):
                 self._validate(e)
 
+    def action_iam_policy(self, _how: str = "") -> None:
+        picked = self._entry_for_action()
+        if picked is None:
+            return
+        entry, _build = picked
+        from backend.iam.policy import NoAwsError, policy_texts
+        from backend.template.errors import TemplateError
+        from tui.screens.iam import IamPolicyScreen
+
+        try:
+            explain, policy = policy_texts(entry.path)
+        except NoAwsError:
+            self.notify(f"{entry.name} uses no AWS builder or data source: it needs no IAM "
+                        "policy.", severity="warning", timeout=4)
+            return
+        except TemplateError:
+            self.notify(f"{entry.name} has problems; fix them first.", severity="error")
+            self.show_problems(entry)
+            return
+        except OSError as e:
+            self.notify(f"cannot read {entry.name}: {e.strerror or e}", severity="error")
+            return
+        self.push_screen(IamPolicyScreen(entry.name, explain, policy))
+
     # -- output: copy, save ---------------------------------------------------------------
     def copy_output(self) -> None:
         text, left_out = self.view.text_of_view()

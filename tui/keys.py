@@ -123,6 +123,15 @@ SPECS: tuple[KeySpec, ...] = (
         quiet_when_paused=True,
     ),
     KeySpec(
+        "iam-policy",
+        "i",
+        "iam_policy",
+        "IAM",
+        "Show the least-privilege IAM policy the selected AWS template needs, and why",
+        "app",
+        show=False,
+    ),
+    KeySpec(
         "zoom",
         "z",
         "zoom",

@@ -55,6 +55,7 @@ class Options:
     #: build stops there (no commit, no post-processors) and the callee removes the machine
     dev: Any = None
     rebuild_from: str = ""  # -rebuild-from=N|NAME: run from this provisioner on, whatever is cached
+    preflight: bool = True  # amazon builds check their IAM permissions first
 
 
 @dataclass

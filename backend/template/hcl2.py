@@ -227,6 +227,7 @@ class _Loader:
         self.sources: dict[str, tuple[S.Block, str]] = {}
         self.data_blocks: dict[str, tuple[S.Block, str]] = {}
         self.data_values: dict[str, dict[str, Any]] = {}
+        self.data_configs: dict[str, tuple[str, str, Any]] = {}  # decoded, for kiln iam
         self.data_state: dict[str, str] = {}
         self.bad_data_types: set[str] = set()
         self.builds: list[tuple[S.Block, str]] = []
@@ -301,6 +302,7 @@ class _Loader:
             warnings=tuple(self.p.warnings),
             provisioners=tuple(provisioners),
             source_text=self.files[0].text if len(self.files) == 1 else "",
+            data_sources=tuple(self.data_configs[k] for k in sorted(self.data_configs)),
         )
 
     # -- pass 1: top-level blocks ----------------------------------------------------------
@@ -673,6 +675,7 @@ class _Loader:
             self.data_state[key] = "failed"
             raise _Poisoned(f"{path} has an error (reported above)")
         self.sensitive.update(x for x in secret_values(config) if x)
+        self.data_configs[key] = (type_name, name, config)
         outputs = unknown
         if self.evaluate_data and not _has_unknown(node):
             plugin = cls(config)
