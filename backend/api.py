@@ -31,6 +31,14 @@ LAZY = (
     # debug runs from the dashboard
     "NullTarget", "kept_machines", "provisioners_on_null", "DebugScope", "PostProcessorSession",
     "new_scratch", "prepare_postprocessor_run", "last_artifacts",
+    # kiln dev (the loop; the terminal and the dashboard each say how one build runs)
+    "DevLoop", "KeyReader", "check_builds", "describe_changes",
+    # the least-privilege IAM policy (amazon) and the permission check
+    "NoAwsError", "derive_template", "render_explain", "render_json", "render_terraform",
+    "check_command",
+    # the provisioner cache
+    "CACHED_BUILDERS", "compute_keys", "Masker", "cachekeys", "docker_cache", "docker_client",
+    "CommunicatorError",
 )
 
 
@@ -69,6 +77,21 @@ def validate(path: str, options: Options, evaluate_data: bool = False) -> Valida
                       list(prep.problems))
 
 
+def iam_policy_texts(path: str, options: Options | None = None) -> tuple[str, str]:
+    """(explanation, IAM JSON) of the least-privilege policy the template at ``path`` needs
+    (the dashboard's ``i``). Raises TemplateError for a template with problems, NoAwsError
+    when it uses no AWS builder or data source."""
+    from .engine.prepare import Options as Opts
+    from .plugins.amazon.iam.policy import derive_template, render_explain, render_json
+    from .template.errors import TemplateError
+
+    result = validate(path, options or Opts())
+    if result.problems:
+        raise TemplateError(result.problems)
+    d = derive_template(result.template, result.prepared, force=(options or Opts()).force)
+    return result.template.mask(render_explain(d)), result.template.mask(render_json(d))
+
+
 def __getattr__(name: str) -> Any:
     if name in ("Options", "Preparer", "select_builds"):
         from .engine import prepare as module
@@ -93,8 +116,28 @@ def __getattr__(name: str) -> Any:
     elif name in ("DebugScope", "PostProcessorSession", "new_scratch", "prepare_postprocessor_run",
                   "last_artifacts"):
         from .engine import ppdebug as module
+    elif name in ("DevLoop", "KeyReader", "check_builds", "describe_changes"):
+        from .engine import dev as module
+    elif name in ("NoAwsError", "derive_template", "render_explain", "render_json",
+                  "render_terraform"):
+        from .plugins.amazon.iam import policy as module
+    elif name == "check_command":
+        from .plugins.amazon.iam import preflight as module
+    elif name in ("CACHED_BUILDERS", "compute_keys"):
+        from .engine import provcache as module
+    elif name == "Masker":
+        from .engine import masking as module
+    elif name == "cachekeys":
+        from .engine import cachekeys as value
+    elif name == "docker_cache":
+        from .plugins.docker import cache as value
+    elif name == "docker_client":
+        from .plugins.docker.communicator import docker_client as value
+    elif name == "CommunicatorError":
+        from .sdk.communicator import CommunicatorError as value
     else:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(module, name)
+    if name not in ("cachekeys", "docker_cache", "docker_client", "CommunicatorError"):
+        value = getattr(module, name)
     globals()[name] = value
     return value

@@ -202,6 +202,30 @@ class Answering:
                 self._validate(e)
 
     # -- output: copy, save ---------------------------------------------------------------
+    def action_iam_policy(self, _how: str = "") -> None:
+        picked = self._entry_for_action()
+        if picked is None:
+            return
+        entry, _build = picked
+        from ..backend.api import NoAwsError, iam_policy_texts
+        from ..backend.template.errors import TemplateError
+        from .screens.iam import IamPolicyScreen
+
+        try:
+            explain, policy = iam_policy_texts(entry.path)
+        except NoAwsError:
+            self.notify(f"{entry.name} uses no AWS builder or data source: it needs no IAM "
+                        "policy.", severity="warning", timeout=4)
+            return
+        except TemplateError:
+            self.notify(f"{entry.name} has problems; fix them first.", severity="error")
+            self.show_problems(entry)
+            return
+        except OSError as e:
+            self.notify(f"cannot read {entry.name}: {e.strerror or e}", severity="error")
+            return
+        self.push_screen(IamPolicyScreen(entry.name, explain, policy))
+
     def copy_output(self) -> None:
         text, left_out = self.view.text_of_view()
         if not text.strip():

@@ -95,6 +95,7 @@ class KilnApp(Launching, Refreshing, Answering, Records, App[int]):
         self.ready_at: float | None = None
         self._validating: set[str] = set()
         self._launching: dict[str, int] = {}  # template path -> builds starting (b pressed)
+        self._dev: dict[str, Any] = {}  # template path -> its dev mode (d), tui.devmode
         self._footer_waiting = False  # the footer last drawn for a build waiting for an answer
         self._last_rescan = 0.0
         self._quitting = False
@@ -184,6 +185,9 @@ class KilnApp(Launching, Refreshing, Answering, Records, App[int]):
         if not self.force_quit:
             for rec in live:
                 rec.session.wait(60)
+        devs, self._dev = list(self._dev.values()), {}
+        for dev in devs:  # dev mode's containers go with the dashboard
+            dev.stop_and_wait()
 
     def variables(self) -> dict[str, str]:
         return self.theme_variables

@@ -37,7 +37,7 @@ def live_runs(db: str) -> set[str]:
 
 _STAGE_START = re.compile(r"^--- \S+ stage (\d+) started: ")
 _STAGE_END = re.compile(
-    r"^--- \S+ stage (\d+) (?:succeeded|failed|skipped|cancelled|crashed) after "
+    r"^--- \S+ stage (\d+) (?:succeeded|failed|skipped|cancelled|crashed|cached) after "
 )
 
 

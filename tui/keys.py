@@ -75,6 +75,16 @@ SPECS: tuple[KeySpec, ...] = (
         quiet_when_paused=True,
     ),
     KeySpec(
+        "dev",
+        "d",
+        "dev",
+        "Dev",
+        "Dev mode (docker): build, keep the container, rerun from the first changed "
+        "provisioner on every save; d again stops and removes it",
+        "app",
+        show=False,  # the footer's room goes to the keys of a running build
+    ),
+    KeySpec(
         "retry",
         "r",
         "retry",
@@ -111,6 +121,15 @@ SPECS: tuple[KeySpec, ...] = (
         "Open the template in $EDITOR (at the problem's line)",
         "app",
         quiet_when_paused=True,
+    ),
+    KeySpec(
+        "iam-policy",
+        "i",
+        "iam_policy",
+        "IAM",
+        "Show the least-privilege IAM policy the selected AWS template needs, and why",
+        "app",
+        show=False,
     ),
     KeySpec(
         "zoom",

@@ -4,6 +4,7 @@ post-processors on the file builder (each a session of its own), and what a fail
 from __future__ import annotations
 
 import os
+import threading
 import time
 import uuid
 from typing import Any
@@ -79,6 +80,32 @@ class Launching:
             ),
             answered,
         )
+
+    def action_dev(self, _how: str = "") -> None:
+        """d: kiln dev on the selected docker template; d again stops it."""
+        picked = self._entry_for_action()
+        if picked is None:
+            return
+        entry, build = picked
+        dev = self._dev.pop(entry.path, None)
+        if dev is not None:
+            self.notify(f"Stopping dev mode of {entry.name}; its container is removed.")
+            threading.Thread(target=dev.stop_and_wait, daemon=True).start()
+            return
+        from ..backend.api import Options, check_builds
+
+        only = (build,) if build else ()
+        problem = check_builds(entry.path, Options(only=only, vars=dict(self.vars),
+                                                   var_files=self.var_files))
+        if problem:
+            self.notify(f"{entry.name}: {problem}", severity="error", timeout=8)
+            return
+        from .devmode import DashboardDev
+
+        dev = DashboardDev(self, entry.path, only)
+        self._dev[entry.path] = dev
+        self.notify(f"Dev mode for {entry.name}: building, then rerunning on every save.")
+        dev.start()
 
     def action_provision_null(self, _how: str = "") -> None:
         """p: the template's provisioners on the null builder. A machine kept from a build of

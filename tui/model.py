@@ -203,6 +203,8 @@ class BuildModel:
             return f"{base} · provisioners on {self.target or 'the null builder'}"
         if self.mode == "file":
             return f"{base} · post-processors on {self.target or 'a stand-in'}"
+        if self.mode == "dev":
+            return f"{base} · dev" + (f" ({self.target} changed)" if self.target else "")
         return base
 
     def skipped_provisioners(self) -> int:

@@ -26,6 +26,7 @@ LOOKS: dict[str, Look] = {
     "succeeded": Look("✓", "succeeded", "success"),
     "failed": Look("✗", "failed", "error"),
     "skipped": Look("↷", "skipped", "foreground-muted"),
+    "cached": Look("≡", "cached", "success"),
     "cancelling": Look("⊘", "cancelling", "warning"),
     "cancelled": Look("⊘", "cancelled", "warning"),
     "crashed": Look("‼", "crashed", "error"),
@@ -38,7 +39,7 @@ LOOKS: dict[str, Look] = {
 }
 
 #: statuses after which nothing more happens to a build or stage
-FINAL = frozenset({"succeeded", "failed", "skipped", "cancelled", "crashed", "kept"})
+FINAL = frozenset({"succeeded", "failed", "skipped", "cancelled", "crashed", "kept", "cached"})
 #: statuses of a build that is still alive (threads running, maybe cleaning up)
 LIVE = frozenset({"pending", "running", "cancelling", "paused"})
 

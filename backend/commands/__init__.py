@@ -28,6 +28,10 @@ Commands:
     inspect         see the components of a template
     history         list recent runs recorded next to a template
     cleanup         remove what interrupted or killed runs left behind
+    cache           the provisioner cache of docker builds: ls, prune, why
+    dev             build a docker template's provisioners, rerun them on every save
+    iam             the least-privilege IAM policy a template needs (iam policy),
+                    or check the credentials hold it (iam check)
     fmt             rewrite HCL2 templates in the canonical format
     hcl2_upgrade    convert a JSON template to HCL2
     version         print the version
@@ -39,8 +43,8 @@ syntax: -flag, --flag, -flag=value or -flag value; booleans as -flag or
 
 
 #: command -> module of this package holding ``cmd_<module>``
-COMMANDS = ("build", "validate", "inspect", "history", "cleanup", "version", "tui", "fmt",
-            "hcl2_upgrade")
+COMMANDS = ("build", "validate", "inspect", "history", "cleanup", "cache", "dev", "iam",
+            "version", "tui", "fmt", "hcl2_upgrade")
 
 
 def run(name: str, argv: list[str], machine: bool) -> int:

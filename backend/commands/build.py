@@ -10,7 +10,7 @@ import threading
 
 from ..api import ConsoleRenderer, JsonEventWriter, Options, Writer, open_private
 from ..template.errors import TemplateError
-from .flags import COMMON, Flags, one_template, options_from
+from .flags import COMMON, Flags, UsageError, one_template, options_from
 
 BUILD_HELP = """\
 Usage: kiln build [options] TEMPLATE
@@ -39,6 +39,12 @@ Kiln options:
   -events=FILE|-               Write every event as JSON Lines (schema kiln.events/1).
   -state-dir=DIR               Where history and logs go (default: .kiln next to the template).
   -timings=false               Do not print the per-stage timing summary.
+  -cache=false                 Docker builds: neither reuse nor store provisioner results
+                               (default on; $KILN_CACHE=false turns it off by default).
+  -rebuild-from=N|NAME         Docker builds: run provisioner N (from 1) or NAME and every
+                               one after it, whatever is cached.
+  -preflight=false             Skip the IAM permission check amazon builds start with
+                               (see kiln iam check).
 
 Exit codes: 0 success, 1 any build failed or was interrupted.
 """
@@ -48,13 +54,22 @@ def cmd_build(argv: list[str], machine: bool) -> int:
     flags = Flags({**COMMON, "force": "bool", "debug": "bool", "color": "bool", "on-error": "str",
                    "parallel-builds": "str", "parallel": "bool", "timestamp-ui": "bool", "events": "str",
                    "state-dir": "str", "timings": "bool", "warn-on-undeclared-var": "bool",
-                   "ignore-prerelease-plugins": "bool", "use-sequential-evaluation": "bool"}).parse(argv)
+                   "cache": "bool", "rebuild-from": "str",
+                   "ignore-prerelease-plugins": "bool", "use-sequential-evaluation": "bool",
+                   "preflight": "bool"}).parse(argv)
     if flags.get("h") or flags.get("help"):
         print(BUILD_HELP)
         return 0
     path = one_template(flags, BUILD_HELP)
     options = options_from(flags)
     options.machine_readable = machine
+    if flags.get("cache") is not None:
+        options.cache = bool(flags.get("cache"))
+    rebuild = str(flags.get("rebuild-from") or "").strip()
+    if rebuild.isdigit() and int(rebuild) < 1:
+        raise UsageError(f'invalid value "{rebuild}" for -rebuild-from: provisioners count from 1')
+    options.rebuild_from = rebuild
+    options.preflight = bool(flags.get("preflight", True))
     return run_build(path, options, timings=bool(flags.get("timings", True)))
 
 

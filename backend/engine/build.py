@@ -76,6 +76,7 @@ class BuildRunner(ProvisionerStages, OnErrorPolicy, PostProcessorChain):
         self._answer_lock = threading.Condition()
         self._answer: str | None = None
         self.pending_question: dict[str, Any] | None = None
+        self.cache: Any = None  # provcache.BuildCache when this build's results are cached
         secrets = list(session.template.sensitive_values) + list(prepared.secrets)
         self.masker = Masker(secrets)
         self.ctx = BuildContext(
@@ -112,7 +113,8 @@ class BuildRunner(ProvisionerStages, OnErrorPolicy, PostProcessorChain):
             else:
                 self.stages.append(Stage(idx, item.name, "builder", ref=item))
                 idx += 1
-        for chain in self.prepared.chains:
+        dev = getattr(self.options, "dev", None) is not None
+        for chain in self.prepared.chains if not dev else []:  # kiln dev stops before them
             for pp in chain:
                 d = pp.definition
                 label = d.type if d.name == d.type else f"{d.name} ({d.type})"
@@ -158,11 +160,16 @@ class BuildRunner(ProvisionerStages, OnErrorPolicy, PostProcessorChain):
         builder = self.prepared.builder
         try:
             steps = builder.steps(self.ctx)
+            if getattr(self.options, "dev", None) is not None and PROVISION in steps:
+                steps = steps[:steps.index(PROVISION) + 1]  # kiln dev: no commit or export
         except Exception as e:  # a builder that cannot even plan its steps
             steps = []
             self.result.status = Status.CRASHED
             self.result.error = f"{type(e).__name__}: {e}"
         self._plan(steps)
+        from .provcache import for_build  # the provisioner cache (docker builds)
+
+        self.cache = self.ctx.cache = for_build(self)
         self.bus.publish(
             "build.started", build=self.name, build_type=self.prepared.type,
             stages=[s.to_dict() for s in self.stages],
@@ -170,7 +177,8 @@ class BuildRunner(ProvisionerStages, OnErrorPolicy, PostProcessorChain):
         artifact = None
         if self.result.status != Status.CRASHED:
             artifact = self._run_builder(steps)
-        if artifact is not None and self.result.status == Status.RUNNING:
+        if artifact is not None and self.result.status == Status.RUNNING \
+                and getattr(self.options, "dev", None) is None:
             self._run_post_processors(artifact)
         if self.result.status == Status.RUNNING:
             self.result.status = Status.SUCCEEDED
@@ -227,6 +235,11 @@ class BuildRunner(ProvisionerStages, OnErrorPolicy, PostProcessorChain):
         keep = self._keep_machine(error)
         if error is not None:
             self._set_failure(error)
+        elif getattr(self.options, "dev", None) is not None:
+            # kiln dev keeps the machine up after the provisioners; it closes the stack later
+            self.dev_kept = True
+            self.options.dev(self, stack.pop_all())
+            return builder_artifact
         if keep:
             self._keep(stack)
         else:

@@ -101,6 +101,8 @@ class OnErrorPolicy:
         """Go on as the re-read template says: the provisioners from the chosen one on replace
         the rest of the plan; returns the position to run next."""
         plan = reload.plan
+        if self.cache is not None:  # what runs now is not what the keys describe
+            self.cache.stop()
         start = plan.start_of(choice)
         keep = plan.kept(choice)
         runs = [reload.prepared[j] for j in range(start, len(plan.new)) if j in reload.prepared]

@@ -8,6 +8,7 @@ build is collected and reported at once, each with its location.
 from __future__ import annotations
 
 import fnmatch
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,6 +48,14 @@ class Options:
     state_dir: str | None = None  # history + logs; default: .kiln next to the template
     workdir: str | None = None  # where shell-local commands run (a debug run's scratch dir)
     events: str | None = None
+    #: the provisioner cache of docker builds ($KILN_CACHE=false turns it off by default)
+    cache: bool = field(default_factory=lambda: os.environ.get("KILN_CACHE", "").strip().lower()
+                        not in ("0", "false", "no", "off"))
+    #: kiln dev: called with (runner, ExitStack) when a build's provisioners are done; the
+    #: build stops there (no commit, no post-processors) and the callee removes the machine
+    dev: Any = None
+    rebuild_from: str = ""  # -rebuild-from=N|NAME: run from this provisioner on, whatever is cached
+    preflight: bool = True  # amazon builds check their IAM permissions first
 
 
 @dataclass

@@ -34,7 +34,7 @@ class ProvisionerStages:
                 pass
         self.ctx.generated_data = data
         stack.callback(self._error_cleanup_provisioner)
-        pos = 0
+        pos = self.cache.skip_cached() if self.cache is not None else 0
         while pos < len(self.prov_stages):  # a retry may re-plan the rest, or go back
             self.cancel.check()
             pos = self._run_provisioner_stage(pos, data)
@@ -61,6 +61,8 @@ class ProvisionerStages:
                 self._finish(stage, Status.FAILED, msg)
                 return pos + 1
             return self._after_failure(pos, stage, msg)
+        if self.cache is not None:
+            self.cache.stored(pos, stage)
         self._finish(stage, Status.SUCCEEDED)
         return pos + 1
 

@@ -31,6 +31,8 @@ class Status(StrEnum):
     #: a step, provisioner or post-processor said no
     FAILED = "failed"
     SKIPPED = "skipped"
+    #: a docker build reused an earlier build's result of this provisioner
+    CACHED = "cached"
     #: cleaning up after a cancel
     CANCELLING = "cancelling"
     #: the user stopped it
@@ -41,7 +43,9 @@ class Status(StrEnum):
     PAUSED = "paused"
 
 
-STATUS_DOCS = {Status.FAILED: "a step said no", Status.CANCELLED: "you stopped it",
+STATUS_DOCS = {Status.FAILED: "a step said no",
+               Status.CACHED: "a docker build reused an earlier build's result of this "
+                              "provisioner", Status.CANCELLED: "you stopped it",
                Status.CRASHED: "Kiln or the infrastructure broke",
                Status.PAUSED: "waiting for an answer"}
 

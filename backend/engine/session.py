@@ -96,6 +96,7 @@ class Session:
         self._done = threading.Event()
         self._crashed_outside: set[str] = set()
         self.warnings: list[str] = []
+        self.held = False  # kiln dev keeps this run's machines after it (close_held)
         if builds is None:
             builds = self.prepare()
         self.builds = builds
@@ -256,15 +257,19 @@ class Session:
         cancelled = failed and all(r.status in (Status.SUCCEEDED, Status.CANCELLED) for r in results.values())
         status = (Status.CRASHED if crashed else Status.CANCELLED if interrupted or cancelled
                   else Status.FAILED if failed else Status.SUCCEEDED)
+        # kiln dev holds a build's machine (and its shared temp dir) after the run: it
+        # closes the temp directory and the ledger itself (close_held) when it removes it
+        self.held = any(getattr(r, "dev_kept", False) for r in self.runners.values())
         try:
             kept = any(e.kept and e.kind in ("tempfile", "tempdir")
                        for e in self.ledger.entries(self.run_id))
-            self.temp.close(keep=kept)
+            if not self.held:
+                self.temp.close(keep=kept)
         except Exception as e:  # noqa: BLE001 - a temp directory must not stop the record
             self.warnings.append(f"the run's temporary directory was not removed: {e}")
         self.bus.publish("run.finished", status=status, exit_code=code,
                          duration=round(self.result.duration, 6))
-        for closing in (self._logs, self._history, self.ledger):
+        for closing in (self._logs, self._history, None if self.held else self.ledger):
             if closing is not None:
                 try:
                     closing.close()
@@ -279,6 +284,13 @@ class Session:
                     prune(self.state_dir, keep)
                 except Exception as e:  # noqa: BLE001 - a full disk must not fail the build
                     self.warnings.append(f"old runs were not pruned: {e}")
+
+    def close_held(self) -> None:
+        """After kiln dev removed the machines it held: the run's temp dir and ledger."""
+        try:
+            self.temp.close()
+        finally:
+            self.ledger.close()
 
     def _build_thread(self, runner: BuildRunner, sem) -> None:
         try:

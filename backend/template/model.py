@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Mapping
+from typing import Any, Mapping
 
 from .source import Loc, Node
 
@@ -116,6 +116,9 @@ class Template:
     warnings: tuple[str, ...] = ()
     provisioners: tuple[ProvisionerDef, ...] = ()  # all, in template order (for inspect)
     source_text: str = field(default="", repr=False, compare=False)
+    #: HCL2 data sources as (type, name, decoded config): what ``kiln iam policy`` reads
+    data_sources: tuple[tuple[str, str, Any], ...] = field(default=(), repr=False,
+                                                           compare=False)
 
     @property
     def directory(self) -> str:

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -91,6 +93,11 @@ def test_example_template_shell_file_ansible(sshd: Sshd, tmp_path: Path) -> None
 
 
 def test_password_never_reaches_output_events_or_logs(sshd: Sshd, tmp_path: Path) -> None:
+    # the "remote" machine is this host: its /tmp may hold a root-owned /tmp/script_N.sh
+    # that a failed run left (Packer leaves a failed script too), which this user cannot
+    # replace; a folder of the user's own keeps the random name from colliding with it
+    folder = Path(tempfile.mkdtemp(prefix="kiln-test-remote-"))  # pytest's tmp is root-only
+    shutil.chown(folder, user=sshd.password_user)
     t = write(
         tmp_path / "pw.json",
         {
@@ -103,7 +110,8 @@ def test_password_never_reaches_output_events_or_logs(sshd: Sshd, tmp_path: Path
                 )
             ],
             "provisioners": [
-                {"type": "shell", "inline": ['echo "password is {{ build `Password` }}"', "whoami"]}
+                {"type": "shell", "inline": ['echo "password is {{ build `Password` }}"', "whoami"],
+                 "remote_folder": str(folder)}
             ],
         },
     )
@@ -118,6 +126,7 @@ def test_password_never_reaches_output_events_or_logs(sshd: Sshd, tmp_path: Path
         if p.is_file():
             everything += p.read_bytes().decode("utf-8", "replace")
     assert sshd.password not in everything
+    shutil.rmtree(folder)
 
 
 def test_failing_script_over_ssh(sshd: Sshd, tmp_path: Path) -> None:

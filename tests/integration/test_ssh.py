@@ -603,11 +603,16 @@ def test_agent_auth(sshd: Sshd, tmp_path: Path, monkeypatch) -> None:
         ["ssh-agent", "-D", "-a", str(sock)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     try:
-        deadline = time.monotonic() + 10
-        while not sock.exists() and time.monotonic() < deadline:
-            time.sleep(0.05)
         env = {**os.environ, "SSH_AUTH_SOCK": str(sock)}
-        subprocess.run(["ssh-add", sshd.private_key_path], env=env, check=True, capture_output=True)
+        # the socket file appears when the agent binds it, a moment before it listens
+        deadline = time.monotonic() + 20
+        while True:
+            added = subprocess.run(["ssh-add", sshd.private_key_path], env=env,
+                                   capture_output=True, text=True)
+            if added.returncode == 0 or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        assert added.returncode == 0, added.stderr
         monkeypatch.setenv("SSH_AUTH_SOCK", str(sock))
         c = connect(sshd, ssh_agent_auth=True, ssh_private_key_file="")
         try:

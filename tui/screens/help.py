@@ -14,7 +14,7 @@ from textual.widgets import Static
 from .. import keys
 
 PANE_TIPS = {
-    "templates": "Templates: the cursor picks what b, p, o and e act on; on a builder, b builds "
+    "templates": "Templates: the cursor picks what b, p, o, e and i act on; on a builder, b builds "
     "only that builder. / filters.",
     "builds": "Builds: this session's builds and recent ones from history. The cursor picks "
     "the build r, s, c, k and x act on.",

@@ -14,6 +14,7 @@ role) plus the stored endpoint.
 from __future__ import annotations
 
 import os
+import re
 import time
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -36,12 +37,28 @@ GONE_CODES = (
 # --------------------------------------------------------------------------- errors
 
 
+_XML_CODE = re.compile(r"<Code>([^<]+)</Code>")
+_XML_MESSAGE = re.compile(r"<Message>([^<]*)</Message>")
+
+
 def error_code(e: BaseException) -> str:
     """The AWS error code of a botocore ClientError ("" for anything else)."""
     resp = getattr(e, "response", None)
     if isinstance(resp, dict):
-        return str((resp.get("Error") or {}).get("Code") or "")
+        err = resp.get("Error") or {}
+        code = str(err.get("Code") or "")
+        if code.isdigit():  # an XML error body where JSON was expected (moto's denials)
+            m = _XML_CODE.search(str(err.get("Message") or ""))
+            if m:
+                return m.group(1)
+        return code
     return ""
+
+
+def _error_message(e: BaseException) -> str:
+    msg = str((getattr(e, "response", {}).get("Error") or {}).get("Message") or "")
+    m = _XML_MESSAGE.search(msg) if msg.lstrip().startswith("<") else None
+    return m.group(1) if m else msg
 
 
 def is_aws_error(e: BaseException) -> bool:
@@ -54,7 +71,7 @@ def aws_error(e: BaseException) -> str:
     """One line a user can act on: ``Code: message`` for API errors."""
     code = error_code(e)
     if code:
-        msg = str((e.response.get("Error") or {}).get("Message") or "")  # type: ignore[attr-defined]
+        msg = _error_message(e)
         return f"{code}: {msg}" if msg else code
     text = str(e).strip()
     first = text.splitlines()[0] if text else type(e).__name__
@@ -71,6 +88,16 @@ def answered(e: BaseException) -> bool:
     carried out, so the ledger entry stays for ``kiln cleanup``.
     """
     return bool(error_code(e)) or type(e).__name__ == "ResponseParserError"
+
+
+#: error codes of a call the credentials may not make (moto says AccessDenied for EC2 too)
+DENIED_CODES = ("UnauthorizedOperation", "AccessDenied", "AccessDeniedException",
+                "UnauthorizedAccess", "Client.UnauthorizedOperation")
+
+
+def denied(e: BaseException) -> bool:
+    """The credentials lack a permission for this call."""
+    return error_code(e) in DENIED_CODES
 
 
 def gone(e: BaseException) -> bool:
@@ -271,9 +298,11 @@ def filter_list(filters: dict[str, Any]) -> list[dict[str, Any]]:
 
 def data_lookup(access: AwsAccess, skip_credential_validation: bool, what: str,
                 fn: Callable[[], Any],
-                messages: dict[str, Callable[[], str]] | None = None) -> Any:
+                messages: dict[str, Callable[[], str]] | None = None,
+                action: str = "") -> Any:
     """A data source's AWS call: credentials checked first (unless skipped), AWS errors as
-    StepError (``messages`` maps an error code to a message of its own, made when needed)."""
+    StepError (``messages`` maps an error code to a message of its own, made when needed).
+    A denied call names ``action``, the IAM permission it needs."""
     try:
         if not skip_credential_validation:
             access.check_credentials()
@@ -281,6 +310,10 @@ def data_lookup(access: AwsAccess, skip_credential_validation: bool, what: str,
     except Exception as e:
         if not is_aws_error(e):
             raise
+        if action and denied(e):
+            raise StepError(f"missing permission {action} (needed for {what}); nothing was "
+                            f"created. Add it to the policy (kiln iam policy TEMPLATE prints "
+                            f"the whole policy): {aws_error(e)}") from e
         special = (messages or {}).get(error_code(e))
         raise StepError(special() if special else f"{what} failed: {aws_error(e)}") from e
 
@@ -325,6 +358,9 @@ def find_image(
             raise
         if gone(e) or error_code(e).startswith("InvalidAMIID"):
             raise StepError(f"No AMI was found matching filters: {what} ({aws_error(e)})") from e
+        if denied(e):
+            raise StepError(f"missing permission ec2:DescribeImages (needed to find the AMI "
+                            f"{what}); nothing was created: {aws_error(e)}") from e
         raise StepError(f"Error querying AMI: {aws_error(e)}") from e
     if not images:
         raise StepError(f"No AMI was found matching filters: {what}")

@@ -94,6 +94,10 @@ class AmazonEBSBuilder(Builder):
         b = _Build(c)
         self._build = b
         steps: list = [PreValidateStep(b), SourceAmiStep(b), NetworkStep(b)]
+        if getattr(ctx.options, "preflight", True):  # -preflight=false skips it
+            from .iam.preflight import PreflightStep
+
+            steps.insert(0, PreflightStep(b))
         if c.communicator_type() != "none" or c.ssh_keypair_name:
             steps.append(KeyPairStep(b))
         steps += [SecurityGroupStep(b), RunInstanceStep(b), WaitInstanceStep(b), ConnectStep(b),

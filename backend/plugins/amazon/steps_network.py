@@ -45,7 +45,8 @@ class PreValidateStep(AwsStep):
                             "iam_instance_profile")
         if c.fast_launch:
             raise StepError("fast_launch (Windows fast launch) is not supported by Kiln")
-        self.b.access = aws.AwsAccess(c, secret=ctx.add_secret)
+        if self.b.access is None:  # the permission preflight may have made it
+            self.b.access = aws.AwsAccess(c, secret=ctx.add_secret)
         access = self.b.access
         if not c.region:  # as Packer: AWS_REGION, AWS_DEFAULT_REGION or the profile's
             c.region = access.default_region()
@@ -58,9 +59,8 @@ class PreValidateStep(AwsStep):
         if not (c.subnet_id or (c.subnet_filter and c.subnet_filter.filters)
                 or c.vpc_id or (c.vpc_filter and c.vpc_filter.filters)):
             ctx.ui.say("Prevalidating any provided VPC information")
-            vpcs = aws.call("Error looking for the default VPC", ec2.describe_vpcs,
-                            Filters=[{"Name": "isDefault", "Values": ["true"]}]).get("Vpcs") or []
-            if not vpcs:
+            vpcs = default_vpcs(ctx, ec2)
+            if vpcs is not None and not vpcs:
                 raise StepError(f"there is no default VPC in {c.region}: set subnet_id (or "
                                 "subnet_filter / vpc_id) so the instance has a network")
         forced = c.force_deregister or getattr(ctx.options, "force", False)
@@ -85,6 +85,22 @@ class PreValidateStep(AwsStep):
             raise StepError(f"unknown region(s) {', '.join(bad)} (the endpoint knows "
                             f"{len(known)} regions); check region and ami_regions, or set "
                             "skip_region_validation for a custom endpoint")
+
+
+def default_vpcs(ctx, ec2) -> list[dict[str, Any]] | None:
+    """The default VPCs, or None when the credentials may not look (an optional check:
+    Packer's documented policy has no ec2:DescribeVpcs, and RunInstances says the same later)."""
+    try:
+        return ec2.describe_vpcs(Filters=[{"Name": "isDefault", "Values": ["true"]}]
+                                 ).get("Vpcs") or []
+    except Exception as e:
+        if not aws.is_aws_error(e):
+            raise
+        if aws.denied(e):
+            ctx.ui.say("Not checking for a default VPC: these credentials lack the optional "
+                       "ec2:DescribeVpcs permission")
+            return None
+        raise StepError(f"Error looking for the default VPC: {aws.aws_error(e)}") from e
 
 
 def check_ami_name_free(ec2, name: str, region: str) -> None:

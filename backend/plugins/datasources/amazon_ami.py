@@ -55,7 +55,8 @@ class AmazonAmiDataSource(DataSource):
             access, c.skip_credential_validation, "looking up the AMI",
             lambda: aws.find_image(access.ec2(), filters=c.filters, owners=c.owners,
                                    most_recent=c.most_recent,
-                                   include_deprecated=c.include_deprecated))
+                                   include_deprecated=c.include_deprecated),
+            action="ec2:DescribeImages")
         return {
             "id": image.get("ImageId", ""),
             "name": image.get("Name", ""),

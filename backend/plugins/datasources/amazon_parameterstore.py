@@ -35,7 +35,8 @@ class ParameterStoreDataSource(DataSource):
             access, c.skip_credential_validation, f"reading parameter {c.name}",
             lambda: access.client("ssm").get_parameter(
                 Name=c.name, WithDecryption=c.with_decryption)["Parameter"],
-            {"ParameterNotFound": lambda: f"there is no parameter {c.name} in {access.region}"})
+            {"ParameterNotFound": lambda: f"there is no parameter {c.name} in {access.region}"},
+            action="ssm:GetParameter")
         value = str(param.get("Value", ""))
         if param.get("Type") == "SecureString":
             add_secret(value)

@@ -43,7 +43,8 @@ class SecretsManagerDataSource(DataSource):
             params["VersionStage"] = c.version_stage or "AWSCURRENT"
         secret = aws.data_lookup(
             access, c.skip_credential_validation, f"reading secret {c.name}",
-            lambda: access.client("secretsmanager").get_secret_value(**params))
+            lambda: access.client("secretsmanager").get_secret_value(**params),
+            action="secretsmanager:GetSecretValue")
         text = secret.get("SecretString") or ""
         binary = secret.get("SecretBinary") or b""
         binary_text = base64.b64encode(binary).decode() if binary else ""

@@ -118,8 +118,13 @@ class RunContainerStep(Step):
 
         cfg = self.shared.config
         dclient = self.shared.client
+        image = cfg.image
+        if getattr(ctx, "cache", None) is not None:  # the provisioner cache picks the start
+            from .cache import DockerCacheDriver
+
+            image = ctx.cache.lookup(ctx, DockerCacheDriver(self.shared)) or cfg.image
         ctx.ui.say("Starting docker container...")
-        rendered = [render_runtime(ctx, str(part), {"Image": cfg.image}, "run_command")
+        rendered = [render_runtime(ctx, str(part), {"Image": image}, "run_command")
                     for part in cfg.run_command]
         args = docker_run_args(cfg, self.shared.temp_dir, rendered)
         message(ctx.ui, "Run command: docker run " + " ".join(args))

@@ -115,6 +115,7 @@ class _DataSources:
             self.data_state[key] = "failed"
             raise _Poisoned(f"{path} has an error (reported above)")
         self.sensitive.update(x for x in secret_values(config) if x)
+        self.data_configs[key] = (type_name, name, config)
         outputs = unknown
         if self.evaluate_data and not _has_unknown(node):
             try:

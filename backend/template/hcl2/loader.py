@@ -98,6 +98,7 @@ class _Loader(_Variables, _DataSources, _Builds):
         self.sources: dict[str, tuple[S.Block, str]] = {}
         self.data_blocks: dict[str, tuple[S.Block, str]] = {}
         self.data_values: dict[str, dict[str, Any]] = {}
+        self.data_configs: dict[str, tuple[str, str, Any]] = {}  # decoded, for kiln iam
         self.data_state: dict[str, str] = {}
         self.bad_data_types: set[str] = set()
         self.builds: list[tuple[S.Block, str]] = []
@@ -172,6 +173,7 @@ class _Loader(_Variables, _DataSources, _Builds):
             warnings=tuple(self.p.warnings),
             provisioners=tuple(provisioners),
             source_text=self.files[0].text if len(self.files) == 1 else "",
+            data_sources=tuple(self.data_configs[k] for k in sorted(self.data_configs)),
         )
 
     # -- pass 1: top-level blocks ----------------------------------------------------------
