@@ -7,6 +7,8 @@ there like a third-party package's (pyproject.toml); modules are imported only w
 from __future__ import annotations
 
 import importlib
+import os
+import sys
 import threading
 from typing import Any, Callable, Iterable
 
@@ -68,17 +70,57 @@ def _table(eps: Iterable[Any], into: dict[str, dict[str, str]]) -> dict[str, dic
     return into
 
 
+def _own_entry_points() -> list[Any]:
+    """Kiln's own kiln.plugins entries, read from its dist-info's entry_points.txt.
+
+    importlib.metadata costs more to import than a whole ``kiln validate`` takes to load
+    the rest, so Kiln's own table is read directly; other packages' entries are read
+    through importlib.metadata only when a type is not Kiln's own."""
+    prefix = DIST + "-"
+    for base in sys.path:
+        try:
+            names = os.listdir(base or ".")
+        except OSError:
+            continue
+        for name in names:
+            if name.startswith(prefix) and name.endswith(".dist-info") \
+                    and name[len(prefix):len(prefix) + 1].isdigit():
+                try:
+                    with open(os.path.join(base or ".", name, "entry_points.txt"),
+                              encoding="utf-8") as f:
+                        return _parse_entry_points(f.read())
+                except OSError:
+                    return []
+    return []
+
+
+def _parse_entry_points(text: str) -> list[Any]:
+    out = []
+    section = ""
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line.startswith(("#", ";")):
+            continue
+        if line.startswith("[") and line.endswith("]"):
+            section = line[1:-1].strip()
+        elif section == GROUP and "=" in line:
+            name, _, value = line.partition("=")
+            out.append(_EntryPoint(name.strip(), value.strip()))
+    return out
+
+
+class _EntryPoint:
+    __slots__ = ("name", "value")
+
+    def __init__(self, name: str, value: str):
+        self.name, self.value = name, value
+
+
 def _builtins() -> dict[str, dict[str, str]]:
     """Kiln's own plugins: one distribution's entry points (cheap: no scan of the others)."""
     global _builtin
     if _builtin is None:
-        from importlib import metadata
-
-        try:
-            eps = metadata.distribution(DIST).entry_points.select(group=GROUP)
-        except metadata.PackageNotFoundError:
-            eps = ()
-        _builtin = _table(eps, {kind: {} for kind in KINDS.values()})
+        _builtin = _table(_own_entry_points(), {kind: {} for kind in KINDS.values()})
     return _builtin
 
 

@@ -78,3 +78,16 @@ def test_every_name_the_facade_offers_resolves():
 
     for name in api.LAZY:
         assert getattr(api, name) is not None, name
+
+
+def test_validating_a_template_of_builtins_reads_no_other_package_metadata():
+    # importlib.metadata (and its scan of every installed package) costs more than the rest
+    # of kiln validate's start-up; Kiln's own entry points are read from its dist-info alone
+    import subprocess
+
+    template = ROOT / "tests" / "corpus" / "validate" / "ok_multi_builder.json"
+    probe = ("import sys\nfrom kiln.backend.cli import main\ncode = main(['validate', sys.argv[1]])\n"
+             "print('metadata' if 'importlib.metadata' in sys.modules else 'none', code)")
+    out = subprocess.run([sys.executable, "-c", probe, str(template)], capture_output=True,
+                         text=True, cwd=template.parent, timeout=60).stdout.split()
+    assert out[-2:] == ["none", "0"], out
