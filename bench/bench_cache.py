@@ -82,7 +82,7 @@ def timed(argv: list[str], cwd: Path, env: dict[str, str]) -> float:
 
 
 def dev_latency(work: Path, tpl: Path, env: dict[str, str], saves: int) -> list[float]:
-    proc = subprocess.Popen([sys.executable, "-m", "backend.cli", "dev", "-color=false", str(tpl)],
+    proc = subprocess.Popen([sys.executable, "-m", "kiln.backend.cli", "dev", "-color=false", str(tpl)],
                             cwd=work, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, bufsize=1)
     lines: queue.Queue[tuple[float, str]] = queue.Queue()
@@ -158,7 +158,7 @@ def main() -> int:
         tpl = template(work, image)
         kenv = kiln_env(work / "state")
         penv = packer_env(work / "packer")
-        kiln = [sys.executable, "-m", "backend.cli", "build", "-color=false", str(tpl)]
+        kiln = [sys.executable, "-m", "kiln.backend.cli", "build", "-color=false", str(tpl)]
         try:
             for r in range(args.runs):
                 write_scripts(work / "files", f"a-{r}-{uuid.uuid4().hex[:6]}")
@@ -173,7 +173,7 @@ def main() -> int:
                 results["kiln_nochange"].append(timed(kiln, work, kenv))
             results["dev"] = dev_latency(work, tpl, kenv, args.saves)
         finally:
-            from backend.plugins.builders import docker_cache
+            from kiln.backend.plugins.docker import cache as docker_cache
 
             for e in docker_cache.entries(client.api):
                 if str(e["meta"].get("template", "")).startswith(tmp):

@@ -104,7 +104,7 @@ def main() -> int:
                             str(tpl)]
                     took = timed(argv, work, penv)
                 else:
-                    argv = [sys.executable, "-m", "backend.cli", "build", "-color=false",
+                    argv = [sys.executable, "-m", "kiln.backend.cli", "build", "-color=false",
                             "-timings=false", f"-state-dir={work / 'kiln-history'}", "-var",
                             f"repository={repo}", str(tpl)]
                     took = timed(argv, work, kenv)

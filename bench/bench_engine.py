@@ -59,7 +59,7 @@ def main() -> None:
         path = os.path.join(tmp, "t.json")
         Path(path).write_text(tpl)
         env = kiln_env(tmp)
-        argv = [sys.executable, "-m", "backend.cli", "build", "-color=false", path]
+        argv = [sys.executable, "-m", "kiln.backend.cli", "build", "-color=false", path]
         walls, peaks = [], []
         for _ in range(args.runs):
             w, code, _ = timed(argv, tmp, env)

@@ -77,7 +77,7 @@ def main() -> int:
         path = Path(tmp) / "t.json"
         path.write_text(json.dumps(template(moto, sshd)))
         kenv = kiln_env(tmp)
-        r = subprocess.run([sys.executable, "-m", "backend.cli", "iam", "policy",
+        r = subprocess.run([sys.executable, "-m", "kiln.backend.cli", "iam", "policy",
                             "-narrow=false", str(path)], env=moto.env(moto.admin, base=kenv),
                            capture_output=True, text=True, check=True)
         kenv = moto.env(moto.user(json.loads(r.stdout)), base=kenv)
@@ -88,14 +88,14 @@ def main() -> int:
         own: list[float] = []
         for _ in range(args.runs):
             path.write_text(json.dumps(template(moto, sshd)))  # a fresh ami_name each run
-            w, out = run([sys.executable, "-m", "backend.cli", "build", "-color=false",
+            w, out = run([sys.executable, "-m", "kiln.backend.cli", "build", "-color=false",
                           str(path)], kenv, tmp)
             walls["kiln"].append(w)
             m = re.search(r"Checked the permissions .*\(([\d.]+)s\)", out)
             if m:
                 own.append(float(m.group(1)))
             path.write_text(json.dumps(template(moto, sshd)))
-            w, _ = run([sys.executable, "-m", "backend.cli", "build", "-color=false",
+            w, _ = run([sys.executable, "-m", "kiln.backend.cli", "build", "-color=false",
                         "-preflight=false", str(path)], kenv, tmp)
             walls["kiln -preflight=false"].append(w)
             if packer:

@@ -114,7 +114,7 @@ def main() -> None:
         tpl = template(work, sshd, args.shells, payload, dest, method, args.root)
         tools = {
             "kiln": (
-                [sys.executable, "-m", "backend.cli", "build", "-color=false", str(tpl)],
+                [sys.executable, "-m", "kiln.backend.cli", "build", "-color=false", str(tpl)],
                 kiln_env(tmp),
             )
         }

@@ -9,7 +9,7 @@
    the key press to the last line being in the output pane, peak RSS, and how
    long key presses sent while streaming waited before the app handled them
    (plus the event loop's worst stall).
-2. Startup: ``python -m backend.cli tui DIR`` as a subprocess with
+2. Startup: ``python -m kiln.backend.cli tui DIR`` as a subprocess with
    KILN_TUI_EXIT_ON_READY=1 (the app prints the time of its first frame, the
    Textual ``Ready`` event, and exits); headless and in a pseudo-terminal.
 
@@ -58,9 +58,8 @@ def rss_mb() -> float:
 
 
 async def throughput(directory: Path, lines: int) -> dict:
+    from kiln.tui.app import make_app
     from textual import events
-
-    from tui.app import make_app
 
     sent: dict[str, float] = {}
     delays: list[float] = []
@@ -140,7 +139,7 @@ def startup_headless(directory: Path) -> float:
     env = dict(os.environ, KILN_TUI_EXIT_ON_READY="1", KILN_TUI_HEADLESS="1")
     t0 = time.time()
     out = subprocess.run(
-        [sys.executable, "-m", "backend.cli", "tui", str(directory)],
+        [sys.executable, "-m", "kiln.backend.cli", "tui", str(directory)],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -158,7 +157,7 @@ def startup_pty(directory: Path) -> float:
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 140, 0, 0))
     t0 = time.time()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "backend.cli", "tui", str(directory)],
+        [sys.executable, "-m", "kiln.backend.cli", "tui", str(directory)],
         cwd=ROOT,
         env=env,
         stdin=slave,

@@ -37,7 +37,7 @@ def main() -> None:
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         kiln = shutil.which("kiln")
-        argv = [kiln] if kiln else [sys.executable, "-m", "backend.cli"]
+        argv = [kiln] if kiln else [sys.executable, "-m", "kiln.backend.cli"]
         k = measure([*argv, "validate", str(TEMPLATE)], str(TEMPLATE.parent), kiln_env(tmp), args.runs)
         line = f"validate: kiln {k * 1000:.0f} ms (target < 300 ms: {'met' if k < 0.3 else 'NOT met'})"
         h = measure([*argv, "--help"], tmp, kiln_env(tmp), args.runs)

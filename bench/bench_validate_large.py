@@ -48,7 +48,7 @@ def main() -> None:
     ap.add_argument("--packer-max", type=int, default=1000)
     args = ap.parse_args()
     packer = shutil.which("packer")
-    kiln = [sys.executable, "-m", "backend.cli", "validate"]
+    kiln = [sys.executable, "-m", "kiln.backend.cli", "validate"]
     with tempfile.TemporaryDirectory(prefix="kiln-bench-") as tmp:
         for n in (int(x) for x in args.sizes.split(",")):
             tpl = os.path.join(tmp, f"t{n}.json")

@@ -49,7 +49,7 @@ def compare(name: str, template: str, runs: int = 3, kiln_args: tuple[str, ...] 
     with tempfile.TemporaryDirectory(prefix="kiln-bench-") as tmp:
         tpl = os.path.join(tmp, "template.json")
         Path(tpl).write_text(template)
-        tools = {"kiln": [sys.executable, "-m", "backend.cli", "build", "-color=false", *kiln_args, tpl]}
+        tools = {"kiln": [sys.executable, "-m", "kiln.backend.cli", "build", "-color=false", *kiln_args, tpl]}
         if packer:
             tools["packer"] = [packer, "build", "-color=false", *packer_args, tpl]
         for tool, argv in tools.items():

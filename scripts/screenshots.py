@@ -77,8 +77,8 @@ def slow_step(data: dict) -> None:
 
 def seed_history(root: Path, now: float | None = None) -> None:
     """Earlier runs in .kiln/history.db: the median stage lengths drive the progress bars."""
-    from backend.engine.history import connect
-    from tui.clock import FakeClock
+    from kiln.backend.engine.history import connect
+    from kiln.tui.clock import FakeClock
 
     now = FakeClock().now() if now is None else now
     db = connect(str(root / ".kiln" / "history.db"))
@@ -276,8 +276,8 @@ SCENARIOS: dict[str, Scenario] = {
 
 async def capture(name: str, workdir: Path) -> str:
     """Run one scenario in a fresh project under ``workdir``; the screenshot as SVG text."""
-    from tui.app import make_app
-    from tui.clock import FakeClock
+    from kiln.tui.app import make_app
+    from kiln.tui.clock import FakeClock
 
     scenario = SCENARIOS[name]
     # a project path of one length every time (/tmp/k + 8 characters), so a screenshot's text

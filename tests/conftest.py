@@ -20,9 +20,6 @@ import pytest
 
 _TESTS = Path(__file__).resolve().parent
 sys.path.insert(0, str(_TESTS / "support"))
-# The repo root too, so `backend`/`tui` import even before `pip install -e .` has run.
-if str(_TESTS.parent) not in sys.path:
-    sys.path.insert(1, str(_TESTS.parent))
 
 import kiln_services  # noqa: E402
 from kiln_services import (  # noqa: E402

@@ -58,7 +58,7 @@ class Bridge:
 
 
 def _split(ev: Any, n: int) -> tuple[Any, Any]:
-    from backend.engine.events import Event
+    from ..backend.api import Event
 
     lines = ev.data["lines"]
     head = Event(ev.type, {**ev.data, "lines": lines[:n]}, ev.ts, ev.seq, ev.run)

@@ -3,16 +3,25 @@
 from __future__ import annotations
 
 from functools import partial
-from typing import TYPE_CHECKING, Callable, Iterator
+from typing import Any, Callable, Iterator, Protocol
 
 from rich.style import Style
 from rich.text import Text
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 
-from tui import keys
+from . import keys
 
-if TYPE_CHECKING:
-    from tui.app import KilnApp
+
+class PaletteHost(Protocol):
+    """What the palette needs of the dashboard (the KilnApp)."""
+
+    keymap: dict[str, str]
+
+    def run_binding(self, binding_id: str) -> Any: ...
+
+    def template_entries(self) -> list[Any]: ...
+
+    def build_path(self, path: str) -> Any: ...
 
 ACTIONS = (
     ("build", "Build the selected template"),
@@ -39,7 +48,7 @@ ACTIONS = (
 
 class KilnCommands(Provider):
     def _commands(self) -> Iterator[tuple[str, Callable[[], object], str]]:
-        app: KilnApp = self.app  # type: ignore[assignment]
+        app: PaletteHost = self.app  # type: ignore[assignment]
         for binding_id, title in ACTIONS:
             spec = keys.spec(binding_id)
             key = app.keymap.get(binding_id, spec.key).split(",")[0]

@@ -13,12 +13,12 @@ import threading
 import uuid
 from typing import Any
 
-from backend.engine.dev import DevLoop, describe_changes
+from ..backend.api import DevLoop, describe_changes
 
 
 class DashboardDev(DevLoop):
     def __init__(self, app: Any, path: str, only: tuple[str, ...] = ()):
-        from backend.engine.prepare import Options
+        from ..backend.api import Options
 
         opts = Options(on_error="cleanup", only=only, vars=dict(app.vars),
                        var_files=app.var_files)
@@ -54,9 +54,9 @@ class DashboardDev(DevLoop):
         self._note(f"watching {len(inputs)} input(s); save one to rerun from it (d stops)")
 
     def build_once(self) -> int:
-        from backend.engine.session import Session, load_template
-        from backend.template.errors import TemplateError
-        from tui.app import SessionRecord
+        from ..backend.api import Session, load_template
+        from ..backend.template.errors import TemplateError
+        from .messages import SessionRecord
 
         self.runs += 1
         try:

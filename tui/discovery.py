@@ -153,9 +153,8 @@ def validate(
 
     Runs in a worker thread: it imports the engine and the plugins it needs.
     """
-    from backend.engine.prepare import Options, Preparer, select_builds
-    from backend.engine.session import load_template
-    from backend.template.errors import TemplateError
+    from ..backend.api import Options, summary, validate
+    from ..backend.template.errors import TemplateError
 
     mtime = mtime_of(entry.path)
     opts = Options(vars=dict(vars_ or {}), var_files=tuple(var_files))
@@ -167,22 +166,18 @@ def validate(
     local: list[str] = []
     lines: list[str] = []
     try:
-        tpl = load_template(entry.path, opts)
+        result = validate(entry.path, opts)
+        tpl = result.template
         description = tpl.description
         local = [b.name for b in tpl.builds if _runs_here(b)]
-        from backend.engine.retry import summary
-
         lines = [summary(p, 100) for p in tpl.provisioners]
         counts = (
             sum(len(b.provisioners) for b in tpl.builds),
             sum(len(c) for b in tpl.builds for c in b.post_processors),
         )
         builds = [(b.name, b.type, b.loc.line) for b in tpl.builds]
-        warnings += list(tpl.warnings)
-        prep = Preparer(tpl, opts)
-        prep.prepare(select_builds(tpl, (), ()))
-        warnings += prep.warnings
-        problems += [_problem(p, root) for p in prep.problems]
+        warnings += result.warnings
+        problems += [_problem(p, root) for p in result.problems]
     except TemplateError as e:
         problems += [_problem(p, root) for p in e.problems]
     except ModuleNotFoundError as e:

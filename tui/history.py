@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import re
 
-from tui.model import MARK, STDOUT, UI, UI_ERROR, BuildModel, OutputBuffer
+from .model import MARK, STDOUT, UI, UI_ERROR, BuildModel, OutputBuffer
 
 
 def history_status(build_status: str, run: dict) -> str:
@@ -23,7 +23,7 @@ def live_runs(db: str) -> set[str]:
     """Ids of unfinished runs whose process is still alive."""
     import sqlite3
 
-    from backend.engine.ledger import pid_alive
+    from ..backend.api import pid_alive
 
     if not os.path.exists(db):
         return set()

@@ -14,64 +14,54 @@ import threading
 import time
 import traceback
 from contextlib import ExitStack
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Protocol
 
-from backend.plugins.base import PROVISION, Artifact, Cancelled, StepError
-from backend.plugins.communicators.base import CommunicatorError
-
-from .cancel import CancelToken
+from ..sdk.cancel import CancelToken
+from ..sdk.communicator import CommunicatorError
+from ..sdk.plugin import PROVISION, Artifact, Cancelled, StepError
+from .chain import PostProcessorChain
 from .context import BuildContext, StageUI
 from .ledger import BuildLedger
 from .masking import Masker
+from .onerror import OnErrorPolicy
 from .prepare import PreparedBuild, PreparedProvisioner
+from .provision import ProvisionerStages
+from .schema import Status
+from .stages import CHOICES, BuildFailed, BuildResult, Stage, _artifact_dict, _message, _status_of  # noqa: F401 - the runner's vocabulary, public here
 
 if TYPE_CHECKING:
-    from .session import Session
-
-#: the choices offered when a provisioner fails with -on-error=ask
-CHOICES = ("retry", "skip", "cleanup", "abort")
-
-
-@dataclass
-class Stage:
-    index: int
-    name: str
-    kind: str  # builder | provisioner | post-processor | cleanup
-    status: str = "pending"
-    started: float = 0.0
-    duration: float = 0.0
-    error: str = ""
-    ref: Any = None
-    source: str = ""  # template file:line of a provisioner / post-processor
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"index": self.index, "name": self.name, "kind": self.kind, "status": self.status,
-                "source": self.source}
+    from ..template.model import Template
+    from .events import EventBus
+    from .ledger import Ledger
+    from .prepare import Options
+    from .private import PrivateTemp
 
 
-class BuildFailed(Exception):
-    """The build failed; ``keep`` is True when resources are kept on purpose."""
+class RunnerSession(Protocol):
+    """What a build runner needs of the run it belongs to (a Session is one): the runner
+    reaches its session only through this."""
 
-    def __init__(self, message: str, keep: bool = False):
-        super().__init__(message)
-        self.keep = keep
+    bus: EventBus
+    options: Options
+    template: Template
+    ledger: Ledger | None
+    run_id: str
+    temp: PrivateTemp
+
+    def reload_provisioner(self, prepared: PreparedBuild, running: list[PreparedProvisioner],
+                           failed: int) -> Any:
+        """Re-read the template for a retry; what the retry runs (a retry.Reload)."""
+
+    def question_asked(self, runner: BuildRunner, question: dict) -> None: ...
+
+    def log_crash(self, build: str, lines: list[str]) -> None: ...
 
 
-@dataclass
-class BuildResult:
-    name: str
-    status: str = "pending"
-    error: str = ""
-    duration: float = 0.0
-    artifacts: list[Artifact] = field(default_factory=list)
-    kept: bool = False
-    access_hint: str = ""
-    log_path: str = ""
+class BuildRunner(ProvisionerStages, OnErrorPolicy, PostProcessorChain):
+    """One build: its builder steps (here), provisioner stages (provision.py), on-error
+    policy (onerror.py) and post-processor chains (chain.py)."""
 
-
-class BuildRunner:
-    def __init__(self, session: Session, prepared: PreparedBuild, cancel: CancelToken):
+    def __init__(self, session: RunnerSession, prepared: PreparedBuild, cancel: CancelToken):
         self.session = session
         self.prepared = prepared
         self.name = prepared.name
@@ -143,7 +133,7 @@ class BuildRunner:
         return ui
 
     def _start(self, stage: Stage) -> StageUI:
-        stage.status = "running"
+        stage.status = Status.RUNNING
         stage.started = time.time()
         self.bus.publish("stage.started", build=self.name, stage=stage.index, name=stage.name, kind=stage.kind)
         return self._stage_ui(stage)
@@ -174,7 +164,7 @@ class BuildRunner:
                 steps = steps[:steps.index(PROVISION) + 1]  # kiln dev: no commit or export
         except Exception as e:  # a builder that cannot even plan its steps
             steps = []
-            self.result.status = "crashed"
+            self.result.status = Status.CRASHED
             self.result.error = f"{type(e).__name__}: {e}"
         self._plan(steps)
         from .provcache import for_build  # the provisioner cache (docker builds)
@@ -185,23 +175,23 @@ class BuildRunner:
             stages=[s.to_dict() for s in self.stages],
         )
         artifact = None
-        if self.result.status != "crashed":
+        if self.result.status != Status.CRASHED:
             artifact = self._run_builder(steps)
-        if artifact is not None and self.result.status == "running" \
+        if artifact is not None and self.result.status == Status.RUNNING \
                 and getattr(self.options, "dev", None) is None:
             self._run_post_processors(artifact)
-        if self.result.status == "running":
-            self.result.status = "succeeded"
+        if self.result.status == Status.RUNNING:
+            self.result.status = Status.SUCCEEDED
         for st in self.stages:
-            if st.status == "pending":
-                st.status = "skipped"
+            if st.status == Status.PENDING:
+                st.status = Status.SKIPPED
                 self.bus.publish("stage.finished", build=self.name, stage=st.index, name=st.name,
-                                 kind=st.kind, status="skipped", duration=0.0, error="")
+                                 kind=st.kind, status=Status.SKIPPED, duration=0.0, error="")
         self.ctx.ui.flush()
         self.result.duration = time.time() - start
         self.result.error = self.mask(self.result.error)
         self.result.access_hint = self.ctx.access_hint
-        if self.result.status == "succeeded":
+        if self.result.status == Status.SUCCEEDED:
             for a in self.result.artifacts:
                 self.bus.publish("artifact", build=self.name, **_artifact_dict(a, self.mask))
         self.bus.publish(
@@ -214,7 +204,7 @@ class BuildRunner:
         return self.result
 
     def _run_builder(self, steps: list) -> Artifact | None:
-        self.result.status = "running"
+        self.result.status = Status.RUNNING
         stack = ExitStack()
         error: BaseException | None = None
         stage_of = {id(s.ref): s for s in self.stages if s.kind == "builder"}
@@ -237,7 +227,7 @@ class BuildRunner:
                     if not isinstance(e, (Cancelled, BuildFailed)):
                         ui.error(_message(e))
                     raise
-                self._finish(stage, "succeeded")
+                self._finish(stage, Status.SUCCEEDED)
             builder_artifact = self.prepared.builder.artifact(self.ctx)
         except BaseException as e:  # noqa: BLE001 - every failure ends in cleanup
             error = e
@@ -253,66 +243,24 @@ class BuildRunner:
         if keep:
             self._keep(stack)
         else:
-            self.result.status = "cancelling" if isinstance(error, Cancelled) else self.result.status
+            self.result.status = Status.CANCELLING if isinstance(error, Cancelled) else self.result.status
             if isinstance(error, Cancelled):
-                self.bus.publish("build.status", build=self.name, status="cancelling")
+                self.bus.publish("build.status", build=self.name, status=Status.CANCELLING)
             stack.close()
             if isinstance(error, Cancelled):
-                self.result.status = "cancelled"
+                self.result.status = Status.CANCELLED
         return builder_artifact if error is None else None
 
-    def _keep_machine(self, error: BaseException | None) -> bool:
-        if error is None:
-            return False
-        if self._abort:
-            return True
-        mode = self.options.on_error
-        if isinstance(error, Cancelled):
-            return mode == "abort"
-        return mode in ("abort", "run-cleanup-provisioner")
-
-    def _keep(self, stack: ExitStack) -> None:
-        """Leave the machine as it is (on-error abort): no cleanup, ledger marked kept."""
-        if self.options.on_error == "run-cleanup-provisioner" and not self._abort:
-            try:
-                self._error_cleanup_provisioner()
-            except BuildFailed:
-                pass
-        stack.pop_all()
-        self.result.kept = True
-        if self.session.ledger is not None:
-            self.session.ledger.keep(build=self.name)
-        ui = self.ctx.ui
-        hint = self.ctx.access_hint
-        if not hint and self.ctx.communicator is not None:
-            try:
-                hint = self.ctx.communicator.access_hint()
-            except Exception:
-                hint = ""
-        self.ctx.access_hint = hint
-        kept = []
-        if self.session.ledger is not None:
-            kept = [e for e in self.session.ledger.entries(self.session.run_id)
-                    if e.build == self.name and e.kind not in ("tempfile", "tempdir")]
-        if not kept and not hint:
-            ui.error("Build failed; cleanup skipped (on-error " + (self.options.on_error or "abort") + ").")
-            return
-        ui.error("Build failed; the machine is kept as it is (no cleanup):")
-        for e in kept:
-            ui.error(f"  {e.kind} {e.ident}")
-        if hint:
-            ui.error(f"Get into it with: {hint}")
-        ui.error("When you are done, remove it with: kiln cleanup -all")
 
     def _set_failure(self, error: BaseException) -> None:
         if isinstance(error, Cancelled):
-            self.result.status = "cancelled"
+            self.result.status = Status.CANCELLED
             self.result.error = "cancelled"
         elif isinstance(error, (StepError, BuildFailed, CommunicatorError)):
-            self.result.status = "failed"
+            self.result.status = Status.FAILED
             self.result.error = str(error)
         else:
-            self.result.status = "crashed"
+            self.result.status = Status.CRASHED
             self.result.error = f"Kiln crashed: {type(error).__name__}: {error}"
             self.ctx.ui.error(self.result.error)
             self.session.log_crash(self.name, traceback.format_exception(error))
@@ -325,353 +273,4 @@ class BuildRunner:
             self.ctx.ui.error(f"Cleanup of {stage.name} failed: {_message(e)}")
         self.ctx.ui.flush()
 
-    # -- provisioners -----------------------------------------------------------------
-    def _provision(self, stack: ExitStack) -> None:
-        comm = self.ctx.communicator
-        data = dict(self.ctx.generated_data)
-        data.setdefault("ID", self.ctx.instance_id or "ERR_ID_NOT_IMPLEMENTED_BY_BUILDER")
-        data["PackerRunUUID"] = self.session.run_id
-        for k in ("PackerHTTPIP", "PackerHTTPPort", "PackerHTTPAddr"):
-            data.setdefault(k, f"ERR_{k[6:].upper()}_NOT_IMPLEMENTED_BY_BUILDER".replace("HTTP", "HTTP_"))
-        if comm is not None:
-            try:
-                data.update({k: v for k, v in comm.connection_data().items() if v is not None})
-            except Exception:
-                pass
-        self.ctx.generated_data = data
-        stack.callback(self._error_cleanup_provisioner)
-        pos = self.cache.skip_cached() if self.cache is not None else 0
-        while pos < len(self.prov_stages):  # a retry may re-plan the rest, or go back
-            self.cancel.check()
-            pos = self._run_provisioner_stage(pos, data)
 
-    def _run_provisioner_stage(self, pos: int, data: dict) -> int:
-        """Run the provisioner at ``pos``; returns the position to go on from."""
-        stage = self.prov_stages[pos]
-        prov: PreparedProvisioner = stage.ref
-        ui = self._start(stage)
-        try:
-            self._run_provisioner(prov, ui, data)
-        except Cancelled as e:
-            self._finish(stage, "cancelled", "cancelled")
-            raise e
-        except Exception as e:  # noqa: BLE001
-            msg = _message(e)
-            status = "failed" if isinstance(e, (StepError, CommunicatorError, BuildFailed)) else "crashed"
-            if status == "crashed":
-                self.session.log_crash(self.name, traceback.format_exception(e))
-                msg = f"{type(e).__name__}: {e}"
-                ui.error(msg)
-            if self.prepared.definition.provisioners and prov.definition.continue_on_error:
-                ui.error(f"Provisioner failed with \"{msg}\", but continue_on_error is set; continuing.")
-                self._finish(stage, "failed", msg)
-                return pos + 1
-            return self._after_failure(pos, stage, msg)
-        if self.cache is not None:
-            self.cache.stored(pos, stage)
-        self._finish(stage, "succeeded")
-        return pos + 1
-
-    def _after_failure(self, pos: int, stage: Stage, msg: str) -> int:
-        """The on-error policy; with ask, the user's answers until the build goes on or ends."""
-        from .retry import FROM_CHANGED, MATCHED
-
-        try:
-            choice = self._on_failure(stage, msg)
-            reload = None
-            while True:
-                if choice == "retry":
-                    running = [s.ref for s in self.prov_stages]
-                    reload = self.session.reload_provisioner(self.prepared, running, pos)
-                    if reload.error:  # the build stays paused with the located error
-                        choice = self.ask("The template could not be read again: fix it, then "
-                                          "retry", reload.error, list(CHOICES), stage)
-                        continue
-                    plan = reload.plan
-                    if not plan.automatic:
-                        choice = self.ask(plan.prompt(), plan.detail(),
-                                          plan.choices() + list(CHOICES), stage,
-                                          details=plan.details())
-                        continue
-                    choice = MATCHED
-                if choice in (MATCHED, FROM_CHANGED) and reload is not None and reload.plan:
-                    return self._replan(pos, reload, choice)
-                if choice == "skip":
-                    self._finish(stage, "skipped", msg)
-                    self.ctx.ui.say("Skipped; carrying on with the next stage.")
-                    return pos + 1
-                break
-        except Cancelled:  # cancelled while waiting for an answer
-            self._finish(stage, "cancelled", msg)
-            raise
-        self._finish(stage, "failed", msg)
-        self._provision_error = msg
-        if choice == "abort":
-            self._abort = True
-        raise BuildFailed(msg, keep=choice == "abort") from None
-
-    def _replan(self, pos: int, reload: Any, choice: str) -> int:
-        """Go on as the re-read template says: the provisioners from the chosen one on replace
-        the rest of the plan; returns the position to run next."""
-        plan = reload.plan
-        if self.cache is not None:  # what runs now is not what the keys describe
-            self.cache.stop()
-        start = plan.start_of(choice)
-        keep = plan.kept(choice)
-        runs = [reload.prepared[j] for j in range(start, len(plan.new)) if j in reload.prepared]
-        old = self.prov_stages
-        first = self.stages.index(old[0])
-        last = self.stages.index(old[-1])
-        stages: list[Stage] = list(old[:keep])
-        for k, p in enumerate(runs):
-            i = keep + k
-            st = old[i] if i < len(old) else self._provisioner_stage(0, p)
-            fresh = self._provisioner_stage(st.index, p)
-            st.name, st.ref, st.source = fresh.name, p, fresh.source
-            st.status, st.duration, st.error, st.started = "pending", 0.0, "", 0.0
-            stages.append(st)
-        self.prov_stages = stages
-        self.prepared.provisioners = [s.ref for s in stages]
-        self.stages[first:last + 1] = stages
-        for i, st in enumerate(self.stages):
-            st.index = i
-        note = self.mask(plan.note_for(choice, self.session.template.path))
-        self.bus.publish(
-            "build.replanned", build=self.name, stage=stages[keep].index, reason=note,
-            retried=choice == "matched", stages=[s.to_dict() for s in self.stages],
-        )
-        StageUI(self.bus, self.name, None, self.mask).say(note)
-        return keep
-
-    def _on_failure(self, stage: Stage, msg: str) -> str:
-        mode = self.options.on_error
-        if mode != "ask":
-            return "cleanup" if mode in ("cleanup", "") else "abort" if mode == "abort" else "cleanup-keep"
-        return self.ask(f"Provisioner {stage.name!r} failed", msg, list(CHOICES), stage)
-
-    def _run_provisioner(self, prov: PreparedProvisioner, ui: StageUI, data: dict) -> None:
-        d = prov.definition
-        if d.pause_before:
-            from backend.template.golang import format_duration
-
-            ui.say(f"Pausing {format_duration(d.pause_before)} before the next provisioner...")
-            self.cancel.sleep(d.pause_before)
-        if self.options.debug:
-            self.ask("Pausing before the next provisioner. Press enter to continue.", "", ["continue"])
-        attempts = max(0, prov.max_retries) + 1
-        first_error: BaseException | None = None
-        for attempt in range(attempts):
-            try:
-                self._run_once(prov, ui, data, timeout=d.timeout if not d.pause_before else 0)
-                return
-            except Cancelled:
-                raise
-            except Exception as e:  # noqa: BLE001
-                if first_error is None:
-                    first_error = e
-                left = attempts - attempt - 1
-                if left <= 0:
-                    break
-                ui.error(f'Provisioner failed with "{_message(e)}", retrying with {left} trie(s) left')
-                self.cancel.sleep(min(2.0 ** attempt, 30.0))
-        if prov.max_retries:
-            ui.error("retry limit reached.")
-        assert first_error is not None
-        raise first_error
-
-    def _run_once(self, prov: PreparedProvisioner, ui: StageUI, data: dict, timeout: float) -> None:
-        comm = self.ctx.communicator
-        if comm is None and getattr(prov.plugin, "needs_communicator", True):
-            raise StepError("no communicator found for provisioners: the builder connected to nothing")
-        if not timeout:
-            prov.plugin.provision(self.ctx, ui, comm, data)
-            return
-        from backend.template.golang import format_duration
-
-        ui.say(f"Setting a {format_duration(timeout)} timeout for the next provisioner...")
-        token = CancelToken(self.cancel)
-        timer = threading.Timer(timeout, token.cancel, args=("timeout",))
-        timer.daemon = True
-        saved = self.ctx.cancel
-        self.ctx.cancel = token
-        timer.start()
-        try:
-            prov.plugin.provision(self.ctx, ui, comm, data)
-        except Cancelled:
-            if token.reason == "timeout" and not self.cancel.cancelled:
-                ui.error("Cancelling provisioner after a timeout...")
-                raise StepError(f"provisioner timed out after {format_duration(timeout)}") from None
-            raise
-        finally:
-            timer.cancel()
-            self.ctx.cancel = saved
-
-    def _error_cleanup_provisioner(self) -> None:
-        """Runs (as a cleanup) when provisioning failed: Packer's error-cleanup-provisioner."""
-        if self._provision_error is None or self._abort:
-            return
-        if self.options.on_error == "abort" or not self.prepared.builder.error_cleanup:
-            return
-        ui = self.ctx.ui
-        ui.say("Provisioning step had errors: Running the cleanup provisioner, if present...")
-        prov = self.prepared.error_cleanup
-        if prov is None:
-            return
-        stage = self._add_stage(self.mask(f"error-cleanup: {prov.label}"), "provisioner", prov)
-        ui = self._start(stage)
-        try:
-            self._run_once(prov, ui, self.ctx.generated_data, timeout=prov.definition.timeout)
-        except Exception as e:  # noqa: BLE001
-            self._finish(stage, "failed", _message(e))
-            self.result.error = f"Cleanup failed: {_message(e)}. Original Provisioning error: {self._provision_error}"
-            raise BuildFailed(self.result.error) from None
-        self._finish(stage, "succeeded")
-
-    # -- asking -----------------------------------------------------------------------
-    def ask(self, prompt: str, error: str, choices: list[str], stage: Stage | None = None,
-            details: dict[str, str] | None = None) -> str:
-        """Pause the build until the user picks one of ``choices`` (or cancel -> cleanup).
-        ``details`` says in a line what each choice would do, when the word is not enough."""
-        st = stage or self._current_stage()
-        if st is not None:
-            prev = st.status
-            st.status = "paused"
-            self.bus.publish("stage.status", build=self.name, stage=st.index, status="paused")
-        question = {"build": self.name, "stage": st.index if st else None, "prompt": prompt,
-                    "error": self.mask(error), "choices": choices}
-        if details:
-            question["details"] = {k: self.mask(v) for k, v in details.items()}
-        with self._answer_lock:
-            self._answer = None
-            self.pending_question = question
-        self.bus.publish("paused", **question)
-        self.session.question_asked(self, question)
-        unregister = self.cancel.on_cancel(lambda: self.answer("cleanup" if "cleanup" in choices else choices[0]))
-        try:
-            with self._answer_lock:
-                while self._answer is None:
-                    self._answer_lock.wait(0.5)
-                answer = self._answer
-                self.pending_question = None
-        finally:
-            unregister()
-        if self.cancel.cancelled:
-            raise Cancelled(self.cancel.reason or "cancelled")
-        if st is not None:
-            st.status = prev
-            self.bus.publish("stage.status", build=self.name, stage=st.index, status=prev)
-        self.bus.publish("answered", build=self.name, stage=st.index if st else None, choice=answer)
-        return answer
-
-    def answer(self, choice: str) -> bool:
-        with self._answer_lock:
-            if self.pending_question is None or self._answer is not None:
-                return False
-            if choice not in self.pending_question["choices"]:
-                return False
-            self._answer = choice
-            self._answer_lock.notify_all()
-            return True
-
-    def _current_stage(self) -> Stage | None:
-        for st in self.stages:
-            if st.status == "running":
-                return st
-        return None
-
-    # -- post-processors (Packer's chain algorithm) -------------------------------------
-    def _run_post_processors(self, builder_artifact: Artifact) -> None:
-        chains = self.prepared.chains
-        artifacts: list[Artifact] = []
-        errors: list[str] = []
-        keep_original = not chains
-        stages = {id(s.ref): s for s in self.stages if s.kind == "post-processor"}
-        build_ui = self.ctx.ui
-        for chain in chains:
-            prior = builder_artifact
-            first = True
-            abandoned = False
-            for pp in chain:
-                stage = stages[id(pp)]
-                if abandoned:
-                    continue
-                if self.cancel.cancelled:
-                    errors.append("context canceled")
-                    abandoned = True
-                    continue
-                d = pp.definition
-                label = d.type if d.name == d.type else f"{d.name} (type {d.type})"
-                ui = self._start(stage)
-                # a build-level line (no stage: Packer prints it without the post-processor's
-                # name) published after stage.started, so it sits under that stage's header
-                StageUI(self.bus, self.name, None, self.mask).say(f"Running post-processor: {label}")
-                try:
-                    art = pp.plugin.post_process(self.ctx, ui, prior)
-                except Cancelled:
-                    self._finish(stage, "cancelled", "cancelled")
-                    errors.append("context canceled")
-                    abandoned = True
-                    continue
-                except Exception as e:  # noqa: BLE001
-                    msg = _message(e)
-                    if not isinstance(e, (StepError, CommunicatorError)):
-                        self.session.log_crash(self.name, traceback.format_exception(e))
-                        msg = f"{type(e).__name__}: {e}"
-                    ui.error(f"Post-processor failed: {msg}")
-                    self._finish(stage, "failed", msg)
-                    errors.append(f"Post-processor failed: {msg}")
-                    abandoned = True
-                    continue
-                self._finish(stage, "succeeded")
-                if art is None:
-                    abandoned = True
-                    continue
-                dkeep, force = pp.plugin.default_keep
-                keep = dkeep
-                user = d.keep_input_artifact
-                if user is not None:
-                    keep = user if not (dkeep and user is False and force) else dkeep
-                if first:
-                    keep_original = keep_original or keep
-                elif keep:
-                    artifacts.append(prior)
-                elif prior is not art:
-                    try:
-                        prior.destroy()
-                    except Exception as e:  # noqa: BLE001
-                        errors.append(f"Failed cleaning up prior artifact: {e}; pp is {d.type}")
-                prior = art
-                first = False
-            if not abandoned:
-                artifacts.append(prior)
-        if keep_original:
-            artifacts.insert(0, builder_artifact)
-        else:
-            try:
-                builder_artifact.destroy()
-            except Exception as e:  # noqa: BLE001
-                errors.append(f"Error destroying builder artifact: {e}")
-        if errors:
-            self.result.status = "failed"
-            self.result.error = "; ".join(errors)
-            return
-        self.result.artifacts = artifacts
-        self.ctx.ui = build_ui
-
-
-
-def _artifact_dict(a: Artifact, mask: Callable[[str], str]) -> dict[str, Any]:
-    return {"builder_id": a.builder_id, "id": mask(a.id()), "files": a.files(), "string": mask(a.string())}
-
-
-def _status_of(e: BaseException) -> str:
-    if isinstance(e, Cancelled):
-        return "cancelled"
-    if isinstance(e, (StepError, CommunicatorError, BuildFailed)):
-        return "failed"
-    return "crashed"
-
-
-def _message(e: BaseException) -> str:
-    text = str(e)
-    return text if text else type(e).__name__

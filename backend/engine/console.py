@@ -18,9 +18,8 @@ from collections import deque
 from datetime import datetime
 from typing import IO, Any, Callable
 
-from backend.template.errors import printable
-from backend.template.golang import durafmt
-
+from ..template.errors import printable
+from ..template.golang import durafmt
 from .events import SCHEMA, Event
 
 COLORS = (32, 36, 35, 33, 34)

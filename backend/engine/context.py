@@ -7,7 +7,7 @@ import shutil
 import threading
 from typing import TYPE_CHECKING, Any, Callable
 
-from .cancel import CancelToken
+from ..sdk.cancel import CancelToken
 from .events import EventBus
 from .masking import StreamMask
 from .private import PrivateTemp, create_exclusive
@@ -150,7 +150,7 @@ class BuildContext:
     def temp_file(self, prefix: str = "kiln-", suffix: str = "", content: bytes | None = None, mode: int = 0o600) -> str:
         """A file with ``content`` in the run's private temp directory, recorded in the
         ledger before it exists, created exclusively (never through a planted name)."""
-        from backend.plugins.communicators.local import SPAWN_LOCK
+        from ..sdk.process import SPAWN_LOCK
 
         path = self.temp.new_name(prefix, suffix)
         if self.ledger is not None:

@@ -11,8 +11,8 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from backend.template.model import BuildDef, Template
-from backend.template.source import Loc, from_plain
+from ..template.model import BuildDef, Template
+from ..template.source import Loc, from_plain
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import os
 import re
-import signal
 import sys
 import threading
 import time
@@ -114,11 +113,10 @@ class Inputs:
 def template_inputs(path: str, options: Any) -> tuple[Inputs, str]:
     """The inputs of ``path`` as the template stands now; with a message when it cannot
     be read (then only the template itself is watched)."""
-    from backend.template.errors import TemplateError
-    from backend.template.loader import load_template
-
+    from ..template.errors import TemplateError
     from .cachekeys import local_inputs
     from .prepare import Preparer, select_builds
+    from .registry import load_template
 
     files: set[str] = set(options.var_files)
     dirs: set[str] = set()
@@ -285,30 +283,10 @@ class DevLoop:
         self.watcher.ready.wait(10)
 
     def build_once(self) -> int:
-        from .runcli import run_build
+        """Run one build; a front end says how (the terminal's kiln build, the dashboard's
+        session)."""
+        raise NotImplementedError
 
-        self.runs += 1
-        return run_build(self.path, self.options, timings=True)
-
-    def run(self) -> int:
-        """The command line's loop: q on the terminal and the stop signals end it."""
-        keys = KeyReader(self.quit.set)
-        keys.start()
-        stops = {}
-
-        def interrupted(signum, frame):
-            raise KeyboardInterrupt
-
-        from .runcli import stop_signals
-
-        for s in stop_signals():
-            stops[s] = signal.signal(s, interrupted)
-        try:
-            return self.loop()
-        finally:
-            for s, h in stops.items():
-                signal.signal(s, h)
-            keys.restore()
 
     def stop(self) -> None:
         """End the loop from another thread; ``loop`` then removes the containers."""
@@ -379,11 +357,10 @@ def describe_changes(paths: Iterable[str], start: str | None = None) -> str:
 
 def check_builds(path: str, options: Any) -> str:
     """Why ``kiln dev`` cannot work on this template ("" when it can)."""
-    from backend.template.errors import TemplateError
-    from backend.template.loader import load_template
-
+    from ..template.errors import TemplateError
     from .prepare import select_builds
     from .provcache import CACHED_BUILDERS
+    from .registry import load_template
 
     try:
         template = load_template(path, options, syntax_only=False)
@@ -399,11 +376,3 @@ def check_builds(path: str, options: Any) -> str:
         return ("kiln dev works on docker builds, whose provisioners it can cache and rerun; "
                 f"leave these out with -only/-except: {', '.join(other)}")
     return ""
-
-
-def run_dev(path: str, options: Any) -> int:
-    problem = check_builds(path, options)
-    if problem:
-        print(f"Error: {problem}", file=sys.stderr)
-        return 1
-    return DevLoop(path, options).run()

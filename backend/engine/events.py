@@ -2,32 +2,9 @@
 
 The dashboard, the console printer, ``-machine-readable``, ``--events`` JSON
 Lines, per-build log files and the SQLite history are all subscribers of one
-stream. Schema (version ``SCHEMA``), every event has ``type``, ``ts`` (Unix
-seconds, float), ``seq`` (per run, from 1) and ``run``:
-
-==================  ==========================================================
-type                fields
-==================  ==========================================================
-run.started         template, builds [names], options {...}
-build.started       build, build_type, stages [{index, name, kind}]
-stage.started       build, stage, name, kind (builder|provisioner|post-processor)
-stage.finished      build, stage, name, kind, status, duration, error
-output              build, stage, stream (ui|ui-error|stdout|stderr), lines [str],
-                    partial (only when true: the last line goes on in the next event)
-progress            build, stage, message, current, total (null when unknown)
-artifact            build, builder_id, id, files, string
-paused              build, stage, prompt, choices [str], error, details {choice: text}
-build.replanned     build, stage (first changed), retried, reason, stages [{...}]
-answered            build, stage, choice
-resource            build, action (created|released), kind, ident
-build.finished      build, status, duration, error, log
-run.finished        status, exit_code, duration
-output.dropped      build, lines (written by ``-events -`` alone, never on the bus: the
-                    reader of standard output fell behind and output was left out)
-==================  ==========================================================
-
-Statuses: pending running succeeded failed skipped cancelling cancelled
-crashed paused.
+stream. Every event has ``type``, ``ts`` (Unix seconds, float), ``seq`` (per run,
+from 1) and ``run``; what else each type carries, and the status words, are declared
+in :mod:`.schema` (one dataclass per event type, the ``Status`` enum).
 """
 
 from __future__ import annotations
@@ -38,19 +15,9 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-SCHEMA = "kiln.events/1"
+from .schema import SCHEMA, Status  # noqa: F401 - SCHEMA: the stream's version, public here
 
-STATUSES = (
-    "pending",
-    "running",
-    "succeeded",
-    "failed",
-    "skipped",
-    "cancelling",
-    "cancelled",
-    "crashed",
-    "paused",
-)
+STATUSES = tuple(s.value for s in Status)
 
 
 @dataclass(slots=True)

@@ -185,7 +185,7 @@ UNFINISHED = ("running", "pending", "paused", "cancelling")
 
 
 def _process_start(pid: int) -> int | None:
-    from backend.plugins.communicators.local import process_start
+    from ..sdk.process import process_start
 
     return process_start(pid)
 

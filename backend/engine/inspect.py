@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import time
 
-from backend.template.model import Template
-
+from ..template.model import Template
 from .console import machine_escape
 
 

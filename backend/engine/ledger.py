@@ -10,7 +10,6 @@ so ``kiln cleanup`` finds resources whichever directory a build ran from.
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 import shutil
@@ -18,9 +17,9 @@ import sqlite3
 import stat
 import threading
 import time
-from dataclasses import dataclass
 from typing import Any, Callable
 
+from ..sdk.reaper import LedgerEntry
 from .private import makedirs_private, touch_private
 
 SCHEMA = """
@@ -38,20 +37,9 @@ CREATE TABLE IF NOT EXISTS resources (
 CREATE INDEX IF NOT EXISTS resources_run ON resources(run_id);
 """
 
-# kind -> "module:function"; the function takes a LedgerEntry and removes the resource
-REAPERS: dict[str, str] = {
-    "tempfile": "backend.engine.ledger:reap_path",
-    "tempdir": "backend.engine.ledger:reap_path",
-    "process": "backend.engine.ledger:reap_process",
-    "docker-container": "backend.plugins.builders.docker:reap_container",
-    "docker-image": "backend.plugins.builders.docker:reap_image",
-    "aws-instance": "backend.plugins.builders.amazon_ebs:reap",
-    "aws-keypair": "backend.plugins.builders.amazon_ebs:reap",
-    "aws-security-group": "backend.plugins.builders.amazon_ebs:reap",
-    "aws-image": "backend.plugins.builders.amazon_ebs:reap",
-    "aws-snapshot": "backend.plugins.builders.amazon_ebs:reap",
-    "aws-volume": "backend.plugins.builders.amazon_ebs:reap",
-}
+# the engine's own kinds; a plugin declares a reaper for each kind it records (entry point
+# "reaper.<kind>" in the kiln.plugins group, see kiln.backend.sdk.reaper)
+REAPERS: dict[str, Callable[[LedgerEntry], None]] = {}
 
 
 #: kinds whose records need not survive a power loss (nothing of them does)
@@ -67,17 +55,6 @@ def state_dir() -> str:
     return d
 
 
-@dataclass
-class LedgerEntry:
-    id: int
-    run_id: str
-    pid: int
-    build: str
-    kind: str
-    ident: str
-    data: dict[str, Any]
-    created: float
-    kept: bool
 
 
 class Ledger:
@@ -227,9 +204,12 @@ def orphaned(ledger: Ledger, include_kept: bool = False, include_live: bool = Fa
 def reap(entry: LedgerEntry) -> None:
     target = REAPERS.get(entry.kind)
     if target is None:
+        from . import registry
+
+        target = registry.reaper(entry.kind)
+    if target is None:
         raise RuntimeError(f"no reaper for resources of kind {entry.kind!r}")
-    module, _, fn = target.partition(":")
-    getattr(importlib.import_module(module), fn)(entry)
+    target(entry)
 
 
 def reap_path(entry: LedgerEntry) -> None:
@@ -254,7 +234,7 @@ def reap_process(entry: LedgerEntry) -> None:
     """
     import signal
 
-    from backend.plugins.communicators.local import process_start
+    from ..sdk.process import process_start
 
     try:
         pgid = int(entry.ident)
@@ -268,3 +248,6 @@ def reap_process(entry: LedgerEntry) -> None:
         os.killpg(pgid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
         pass
+
+
+REAPERS.update(tempfile=reap_path, tempdir=reap_path, process=reap_process)

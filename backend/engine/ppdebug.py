@@ -14,22 +14,19 @@ removed when it ends; the scratch directory stays, and its path is printed.
 from __future__ import annotations
 
 import dataclasses
-import io
 import json
 import os
 import shutil
 import sqlite3
-import tarfile
 import tempfile
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from backend.plugins.base import PROVISION, Artifact, PostProcessor, Step, StepError
-from backend.plugins.builders.file import FileBuilder, WriteFileStep
-from backend.template.model import BuildDef, PostProcessorDef, Template
-from backend.template.source import Node, from_plain
-
+from ..sdk.plugin import Artifact, PostProcessor
+from ..template.model import BuildDef, PostProcessorDef, Template
+from ..template.source import Node, from_plain
+from . import registry
 from .prepare import Options, PreparedBuild, Preparer, select_builds
 from .session import Session
 
@@ -233,7 +230,7 @@ def prepare_postprocessor_run(
     """The debug run's template and prepared builds (stand-in builders, guarded
     post-processors), and warnings. ``real``: build -> the last build's artifact to start
     from instead of a stand-in."""
-    from backend.template.errors import TemplateError
+    from ..template.errors import TemplateError
 
     kinds = {b.name: (artifact_kind(b), b) for b in template.builds}
     swapped = postprocessors_on_file(template, scope, builds)
@@ -242,202 +239,18 @@ def prepare_postprocessor_run(
     if prep.problems:
         raise TemplateError(prep.problems)
     options.workdir = scope.scratch  # shell-local commands run there
+    stand_in = registry.lookup("debug", "stand-in-builder")
     for pb in prepared:
         kind, original = kinds[pb.name]
         pick = (real or {}).get(pb.name)
         if pick is not None:
             scope.protected.add(pick.id)
-        pb.builder = StandInBuilder(pb.builder.config, kind, original, scope, pick)
+        pb.builder = stand_in(pb.builder.config, kind, original, scope, pick,
+                              guard=lambda art: GuardedArtifact(art, scope))
         for chain in pb.chains:
             for ppp in chain:
                 ppp.plugin = GuardedPostProcessor(ppp.plugin, ppp.definition.type, scope)
     return swapped, prepared, list(prep.warnings)
-
-
-# -- the stand-in builder ------------------------------------------------------------------
-
-
-class StandInBuilder(FileBuilder):
-    """The file builder of a post-processor debug run. It writes the stand-in file, then
-    what the real builder's artifact is: an image, a tar, an AMI id; or a copy of the last
-    real build's artifact."""
-
-    def __init__(self, config: Any, kind: str, original: BuildDef, scope: DebugScope,
-                 real: RealArtifact | None):
-        super().__init__(config)
-        self.kind = kind
-        self.original = original
-        self.scope = scope
-        self.real = real
-
-    def steps(self, ctx) -> list:
-        steps: list = [StandInFileStep(self.config, self.scope)]
-        if self.real is not None:
-            steps.append(RealArtifactStep(self.real, self.scope))
-        elif self.kind == "docker-image":
-            steps.append(StandInImageStep(self.scope))
-        elif self.kind == "docker-tar":
-            steps.append(StandInTarStep(self.scope, self.config.target))
-        steps.append(PROVISION)
-        ctx.instance_id = "File"
-        return steps
-
-    def artifact(self, ctx) -> Artifact:
-        data = {"generated_data": {"ID": ctx.instance_id or "File"}}
-        if self.real is not None:
-            r = self.real
-            files = ctx.state.get("standin_files", r.files)
-            art = Artifact(r.builder_id, id=r.id, files=files,
-                           string=f"{r.describe()} (the last build's, as it was)", state=data)
-        elif self.kind == "docker-image":
-            from backend.plugins.builders.docker import IMPORT_BUILDER_ID, DockerImageArtifact
-
-            art = DockerImageArtifact(IMPORT_BUILDER_ID, ctx.state["standin_image"], data)
-        elif self.kind in ("docker-tar", "docker-none"):
-            from backend.plugins.builders.docker import BUILDER_ID
-
-            files = [ctx.state["standin_tar"]] if self.kind == "docker-tar" else [""]
-            art = Artifact(BUILDER_ID, id="Container", files=files,
-                           string=f"Exported Docker file: {files[0]} (a stand-in)", state=data)
-        elif self.kind == "ami":
-            region = _region(self.original)
-            ami = "ami-0000000000000000"  # no such image: nothing can act on it for real
-            art = Artifact("mitchellh.amazonebs", id=f"{region}:{ami}",
-                           string=f"AMIs were created:\n{region}: {ami} (a stand-in)", state=data)
-        elif self.kind == "null":
-            art = Artifact("fnoeding.null", id="Null",
-                           string="Did not export anything. This is the null builder (a "
-                           "stand-in)", state=data)
-        else:
-            art = Artifact(self.builder_id, id="File", files=[self.config.target],
-                           string=f"Stored file: {self.config.target} (a stand-in)", state=data)
-        return GuardedArtifact(art, self.scope)
-
-
-def _region(b: BuildDef) -> str:
-    cfg = b.config.to_plain() if b.config.is_map else {}
-    region = cfg.get("region")
-    if isinstance(region, str) and region and "{{" not in region:
-        return region
-    return os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
-
-
-class StandInFileStep(WriteFileStep):
-    title = "Write the stand-in file"
-
-    def __init__(self, config: Any, scope: DebugScope):
-        super().__init__(config)
-        self.scope = scope
-
-    def run(self, ctx) -> None:
-        ctx.ui.say(f"Outputs go to {_shown(self.scope.scratch)} and stay there; nothing outside "
-                   "it is written, no docker tag of the template is moved, nothing is pushed")
-        super().run(ctx)
-
-
-class StandInImageStep(Step):
-    """A tiny image made for this run (one text file, imported: no base image, no network),
-    recorded in the ledger first; removed when the run ends."""
-
-    title = "Make a stand-in image"
-
-    def __init__(self, scope: DebugScope):
-        self.scope = scope
-
-    def run(self, ctx) -> None:
-        from backend.plugins.builders.docker import client, docker_errors
-        from backend.plugins.postprocessors.docker_import import _last_status
-
-        ref = f"kiln-stand-in:{self.scope.tag}"
-        entry = None
-        if ctx.ledger is not None:
-            entry = ctx.ledger.record("docker-image", ref, data={"id": ref})
-        dclient = client()
-        try:
-            with docker_errors("Error making the stand-in image"):
-                res = dclient.api.import_image_from_data(
-                    _stand_in_tar(f"stand-in image for {ctx.build_name}, made by kiln\n"),
-                    repository="kiln-stand-in", tag=self.scope.tag,
-                    changes=[f"LABEL kiln.stand-in={self.scope.tag}"])
-            image = _last_status(res if isinstance(res, str) else json.dumps(res))
-        finally:
-            dclient.close()
-        if not image:
-            raise StepError("the docker engine did not say which image it made")
-        if entry is not None:
-            ctx.ledger.update(entry, data={"id": image})
-        self.scope.images.append((ctx.build_name, image, entry))
-        ctx.state["standin_image"] = image
-        ctx.ui.say(f"Stand-in image: {image} (kiln-stand-in:{self.scope.tag}, removed when the "
-                   "run ends)")
-
-
-class StandInTarStep(Step):
-    """A tar file standing in for a docker build's exported file system."""
-
-    title = "Write a stand-in tar"
-
-    def __init__(self, scope: DebugScope, beside: str):
-        self.scope = scope
-        self.path = os.path.splitext(beside)[0] + ".tar"
-
-    def run(self, ctx) -> None:
-        with open(self.path, "wb") as f:
-            f.write(_stand_in_tar(f"stand-in file system for {ctx.build_name}, made by kiln\n"))
-        ctx.state["standin_tar"] = self.path
-        ctx.ui.say(f"Stand-in tar: {self.path}")
-
-
-class RealArtifactStep(Step):
-    """The last real build's artifact: its files copied into the scratch directory (so the
-    chain may consume them), an image checked to be still there."""
-
-    title = "Take the last build's artifact"
-
-    def __init__(self, real: RealArtifact, scope: DebugScope):
-        self.real = real
-        self.scope = scope
-
-    def run(self, ctx) -> None:
-        r = self.real
-        ctx.ui.say(f"Starting from the last build's artifact: {r.describe()}")
-        copies = []
-        for f in r.files:
-            if not f:
-                copies.append(f)
-                continue
-            dest = os.path.join(self.scope.scratch, "last-build", os.path.basename(f))
-            os.makedirs(os.path.dirname(dest), exist_ok=True)
-            try:
-                if os.path.isdir(f):
-                    shutil.copytree(f, dest, symlinks=True)
-                else:
-                    shutil.copy2(f, dest, follow_symlinks=False)
-            except OSError as e:
-                raise StepError(f"cannot copy {f}: {e.strerror or e}") from e
-            copies.append(dest)
-            ctx.ui.say(f"Copied {f} to {dest}")
-        ctx.state["standin_files"] = copies
-        if r.builder_id == "packer.post-processor.docker-import":
-            from backend.plugins.builders.docker import client, docker_errors
-
-            dclient = client()
-            try:
-                with docker_errors(f"The last build's image {r.id} is not in the docker engine"):
-                    dclient.images.get(r.id)
-            finally:
-                dclient.close()
-
-
-def _stand_in_tar(text: str) -> bytes:
-    buf = io.BytesIO()
-    data = text.encode()
-    with tarfile.open(fileobj=buf, mode="w") as tar:
-        info = tarfile.TarInfo("KILN-STAND-IN")
-        info.size = len(data)
-        info.mtime = int(time.time())
-        tar.addfile(info, io.BytesIO(data))
-    return buf.getvalue()
 
 
 # -- guards -------------------------------------------------------------------------------
@@ -527,37 +340,6 @@ def _files_in(root: str, limit: int = 2000) -> dict[str, tuple[float, int]]:
     return out
 
 
-def remove_images(scope: DebugScope, build: str, say, ledger: Any = None) -> None:
-    """Remove what the run made for ``build`` in the docker engine: the names it tagged
-    (untagged, never forced: the image may be the last build's), then its stand-in image."""
-    mine = [(ref, entry) for b, ref, entry in scope.images if b == build]
-    if not mine:
-        return
-    from backend.plugins.builders.docker import client
-
-    try:
-        dclient = client()
-    except StepError as e:
-        say(f"Could not remove {', '.join(r for r, _ in mine)}: {e}; `kiln cleanup` will")
-        return
-    import docker
-
-    try:
-        for ref, entry in reversed(mine):
-            try:
-                dclient.images.remove(ref, force=ref.startswith("sha256:"))
-            except docker.errors.ImageNotFound:
-                pass
-            except Exception as e:  # noqa: BLE001 - in use, say: report and go on
-                say(f"Could not remove {ref}: {e}")
-                continue
-            say(f"Removed {ref} (made for this debug run)")
-            if entry is not None and ledger is not None:
-                ledger.release(entry)
-    finally:
-        dclient.close()
-
-
 class PostProcessorSession(Session):
     """A session of a post-processor debug run: when a build ends, what it made in the docker
     engine goes (its scratch directory stays)."""
@@ -575,6 +357,7 @@ class PostProcessorSession(Session):
 
             say = StageUI(self.bus, runner.name, None, runner.mask).say
             try:
+                remove_images = registry.lookup("debug", "remove-stand-in-images")
                 remove_images(self.scope, runner.ctx.build_name, say, self.ledger)
             except Exception as e:  # noqa: BLE001 - reported; kiln cleanup has the ledger
                 say(f"Could not remove the run's images: {e}")

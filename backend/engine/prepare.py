@@ -12,15 +12,15 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from backend.plugins import registry
-from backend.plugins.base import PrepareContext
-from backend.plugins.registry import PluginLoadError
-from backend.template import funcs as F
-from backend.template import gcpause, gotmpl, limits
-from backend.template.decode import ConfigProblems, Decoder, config_fields, locs_of, secret_values
-from backend.template.errors import Problem
-from backend.template.model import BuildDef, PostProcessorDef, ProvisionerDef, Template
-from backend.template.source import Loc, Node
+from ..sdk.plugin import PrepareContext
+from ..template import funcs as F
+from ..template import gcpause, gotmpl, limits
+from ..template.decode import ConfigProblems, Decoder, config_fields, locs_of, secret_values
+from ..template.errors import Problem
+from ..template.model import BuildDef, PostProcessorDef, ProvisionerDef, Template
+from ..template.source import Loc, Node
+from . import registry
+from .registry import PluginLoadError
 
 #: data every builder gives provisioners (Packer's common generated keys)
 COMMON_GENERATED = (
@@ -177,7 +177,7 @@ class Preparer:
                 if pb is not None:
                     out.append(pb)
         if self.problems:  # a problem shared by several builds is reported once
-            from backend.template.errors import TemplateError
+            from ..template.errors import TemplateError
 
             self.problems = TemplateError(self.problems).problems
         return out

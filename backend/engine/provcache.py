@@ -18,13 +18,13 @@ from typing import TYPE_CHECKING, Any
 from . import cachekeys as K
 
 if TYPE_CHECKING:
-    from .build import BuildRunner, Stage
+    from .stages import Stage
 
 #: builders whose machines the cache can checkpoint
 CACHED_BUILDERS = frozenset({"docker"})
 
 
-def for_build(runner: BuildRunner) -> BuildCache | None:
+def for_build(runner: Any) -> BuildCache | None:
     opts = runner.options
     if not getattr(opts, "cache", True) or runner.prepared.type not in CACHED_BUILDERS:
         return None
@@ -72,7 +72,7 @@ def compute_keys(prepared: Any, secrets: list[str], base_image: str,
 
 
 class BuildCache:
-    def __init__(self, runner: BuildRunner):
+    def __init__(self, runner: Any):
         self.runner = runner
         self.driver: Any = None
         self.keys: list[str] = []  # one per cacheable provisioner of the leading run

@@ -16,7 +16,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from backend.template.model import BuildDef, ProvisionerDef
+from ..template.model import BuildDef, ProvisionerDef
 
 #: answers a retry may need besides the usual ones
 MATCHED = "matched"

@@ -16,16 +16,16 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from backend.template.errors import TemplateError
-from backend.template.loader import load_template
-from backend.template.model import Template
-
+from ..sdk.cancel import CancelToken
+from ..template.errors import TemplateError
+from ..template.model import Template
 from .build import BuildResult, BuildRunner
-from .cancel import CancelToken
 from .events import EventBus
 from .ledger import Ledger
 from .prepare import Options, PreparedBuild, PreparedProvisioner, Preparer, select_builds
 from .private import PrivateTemp, makedirs_private
+from .registry import load_template
+from .schema import Status
 
 
 def default_state_dir(template_path: str) -> str:
@@ -164,7 +164,7 @@ class Session:
         except TemplateError as e:
             return Reload(None, error=describe_error(e))
         if runner is not None:  # what the edited template made secret stays masked
-            from backend.template.decode import secret_values
+            from ..template.decode import secret_values
 
             for v in list(fresh.sensitive_values) + [
                 x for pp in ready.values() for x in secret_values(pp.plugin.config)
@@ -244,19 +244,19 @@ class Session:
     def _finish_run(self, start: float, crash: BaseException | None) -> None:
         results = {name: r.result for name, r in self.runners.items()}
         for _name, r in results.items():
-            if r.status == "pending":
-                r.status = "crashed" if crash is not None else "cancelled"
+            if r.status == Status.PENDING:
+                r.status = Status.CRASHED if crash is not None else Status.CANCELLED
                 r.error = (f"not started: Kiln crashed: {type(crash).__name__}: {crash}"
                            if crash is not None else "not started: the run was cancelled")
-        failed = any(r.status != "succeeded" for r in results.values())
+        failed = any(r.status != Status.SUCCEEDED for r in results.values())
         crashed = crash is not None or bool(self._crashed_outside)
         interrupted = self.cancel_token.cancelled
         code = 1 if failed or interrupted or crashed else 0  # no build selected: nothing failed
         self.result = RunResult(code, results, interrupted, time.time() - start)
         # builds the user stopped one by one (the dashboard's cancel) make a cancelled run too
-        cancelled = failed and all(r.status in ("succeeded", "cancelled") for r in results.values())
-        status = ("crashed" if crashed else "cancelled" if interrupted or cancelled
-                  else "failed" if failed else "succeeded")
+        cancelled = failed and all(r.status in (Status.SUCCEEDED, Status.CANCELLED) for r in results.values())
+        status = (Status.CRASHED if crashed else Status.CANCELLED if interrupted or cancelled
+                  else Status.FAILED if failed else Status.SUCCEEDED)
         # kiln dev holds a build's machine (and its shared temp dir) after the run: it
         # closes the temp directory and the ledger itself (close_held) when it removes it
         self.held = any(getattr(r, "dev_kept", False) for r in self.runners.values())
@@ -299,11 +299,11 @@ class Session:
             import traceback
 
             r = runner.result
-            r.status = "crashed"
+            r.status = Status.CRASHED
             r.error = f"Kiln crashed: {type(e).__name__}: {e}"
             self._crashed_outside.add(runner.name)
             self.log_crash(runner.name, traceback.format_exception(e))
-            self.bus.publish("build.finished", build=runner.name, status="crashed",
+            self.bus.publish("build.finished", build=runner.name, status=Status.CRASHED,
                              duration=round(r.duration, 6), error=r.error, kept=False,
                              access_hint="", stages=[])
 

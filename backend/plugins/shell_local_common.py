@@ -19,11 +19,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from backend.plugins.base import Cancelled, StepError
-from backend.template.decode import ConfigProblems, Deferred, opt
+from ..sdk.config import ConfigProblems, Deferred, opt
+from ..sdk.plugin import Cancelled, StepError
 
 if TYPE_CHECKING:
-    from backend.engine.context import BuildContext, StageUI
+    from ..sdk.context import BuildContext, StageUI
 
 #: Go's names for the operating systems ``only_on`` may list
 SUPPORTED_OS = ("darwin", "freebsd", "linux", "openbsd", "solaris", "windows")
@@ -61,8 +61,8 @@ def runtime_os() -> str:
 def runtime_funcs(ctx: BuildContext, data: dict[str, Any] | None = None) -> dict[str, Any]:
     """The ``{{ }}`` functions available when a plugin renders at run time;
     ``{{ build `X` }}`` gives the generated value of X."""
-    from backend.template import funcs as F
-    from backend.template.hcl2 import is_hcl2_path
+    from ..template import funcs as F
+    from ..template.hcl2.loader import is_hcl2_path
 
     return F.packer_funcs(F.FuncContext(
         user_vars=ctx.user_vars, template_path=ctx.template_path,
@@ -92,7 +92,7 @@ def render_runtime(ctx: BuildContext, text: str, data: dict[str, Any] | None, wh
     """
     if "{{" not in text:
         return text
-    from backend.template import gotmpl
+    from ..template import gotmpl
 
     try:
         return gotmpl.render_until_stable(text, runtime_funcs(ctx, data), data or {})
@@ -103,7 +103,7 @@ def render_runtime(ctx: BuildContext, text: str, data: dict[str, Any] | None, wh
 def go_sprintf(fmt: str, *args: Any) -> str:
     """``fmt.Sprintf`` for the env-var format (``%s='%s' ``), through the template engine's
     printf so every verb and Go's ``%!s(MISSING)`` markers behave as in Packer."""
-    from backend.template import gotmpl
+    from ..template import gotmpl
 
     data = {"F": fmt, **{f"A{i}": a for i, a in enumerate(args)}}
     call = "{{printf .F" + "".join(f" .A{i}" for i in range(len(args))) + "}}"
@@ -280,8 +280,8 @@ def exec_argv(config: ShellLocalConfig, ctx: BuildContext, data: dict[str, Any],
 def run_shell_local(config: ShellLocalConfig, ctx: BuildContext, ui: StageUI,
                     data: dict[str, Any] | None) -> None:
     """Run every script (or the inline one) in turn; raise StepError on a bad exit code."""
-    from backend.plugins.communicators.base import CommunicatorError
-    from backend.plugins.communicators.local import run_process
+    from ..sdk.communicator import CommunicatorError
+    from .communicators.local import run_process
 
     data = dict(data or {})
     if config.only_on and runtime_os() not in config.only_on:

@@ -20,7 +20,8 @@ from yaml.events import (
 )
 
 from .errors import Problem, TemplateError
-from .parse import (
+from .source import Loc, Node, join_path
+from .textlines import (
     _YAML_BREAKS,
     MAX_ALIAS_EXPANSION,
     MAX_DEPTH,
@@ -28,7 +29,6 @@ from .parse import (
     _describe_char,
     _Lines,
 )
-from .source import Loc, Node, join_path
 
 _YAML_LOADER: Any = getattr(yaml, "CSafeLoader", None) or yaml.SafeLoader
 _NON_PRINTABLE = yaml.reader.Reader.NON_PRINTABLE

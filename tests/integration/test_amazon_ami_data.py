@@ -25,7 +25,7 @@ pytestmark = pytest.mark.timeout(120)
 def kiln(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
     env = dict(env, PYTHONPATH=os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", ""))
                                                if p))
-    return subprocess.run([sys.executable, "-m", "backend.cli", *args], cwd=cwd, env=env,
+    return subprocess.run([sys.executable, "-m", "kiln.backend.cli", *args], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=90, stdin=subprocess.DEVNULL)
 
 

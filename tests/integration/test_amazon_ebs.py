@@ -46,7 +46,7 @@ def _with_repo(env: dict[str, str]) -> dict[str, str]:
 def kiln(args: list[str], env: dict[str, str], cwd: Path, timeout: float = 90
          ) -> subprocess.CompletedProcess[str]:
     """``kiln ARGS`` run from ``cwd`` (relative paths in templates resolve there)."""
-    return subprocess.run([sys.executable, "-m", "backend.cli", *args], cwd=cwd,
+    return subprocess.run([sys.executable, "-m", "kiln.backend.cli", *args], cwd=cwd,
                           env=_with_repo(env), capture_output=True, text=True, timeout=timeout,
                           stdin=subprocess.DEVNULL)
 
@@ -54,7 +54,7 @@ def kiln(args: list[str], env: dict[str, str], cwd: Path, timeout: float = 90
 def start_kiln(args: list[str], env: dict[str, str], cwd: Path, out: Path
                ) -> subprocess.Popen[str]:
     with open(out, "w") as fh:  # the child keeps its own copy of the descriptor
-        return subprocess.Popen([sys.executable, "-m", "backend.cli", *args], cwd=cwd,
+        return subprocess.Popen([sys.executable, "-m", "kiln.backend.cli", *args], cwd=cwd,
                                 env=_with_repo(env), stdout=fh, stderr=subprocess.STDOUT,
                                 text=True, stdin=subprocess.DEVNULL)
 
@@ -299,9 +299,9 @@ def test_real_world_amazon_templates_decode() -> None:
     upstream report exactly that.
     """
     sys.path.insert(0, str(REPO))
-    from backend.engine.prepare import Options, Preparer
-    from backend.template.errors import TemplateError
-    from backend.template.legacy import load_legacy
+    from kiln.backend.engine.prepare import Options, Preparer
+    from kiln.backend.template.errors import TemplateError
+    from kiln.backend.template.legacy import load_legacy
 
     checked = []
     problems = []
@@ -550,8 +550,8 @@ def test_kept_machine_is_recorded_for_the_dashboard_and_reaped(build: Build) -> 
     assert len(leftovers(build.moto)["instances"]) == 1
 
     sys.path.insert(0, str(REPO))
-    from backend.engine.debugruns import kept_machines
-    from backend.engine.ledger import Ledger
+    from kiln.backend.engine.debugruns import kept_machines
+    from kiln.backend.engine.ledger import Ledger
 
     ledger = Ledger("test-reader", path=str(build.state_dir / "ledger.db"))
     try:

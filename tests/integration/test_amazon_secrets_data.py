@@ -39,7 +39,7 @@ build {{
 ''')
     env = moto.aws_env(REGION)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p)
-    return subprocess.run([sys.executable, "-m", "backend.cli", "build", "-color=false",
+    return subprocess.run([sys.executable, "-m", "kiln.backend.cli", "build", "-color=false",
                            str(tmp_path / "t.pkr.hcl")], cwd=tmp_path, env=env,
                           capture_output=True, text=True, timeout=90, stdin=subprocess.DEVNULL)
 

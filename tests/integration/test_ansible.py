@@ -16,19 +16,18 @@ from typing import Any
 
 import pytest
 from build_context import masking_context
-from kiln_services import Sshd, forward_tcp
-
-from backend.engine.context import BuildContext
-from backend.plugins.base import PrepareContext, StepError
-from backend.plugins.communicators.config import CommunicatorConfig
-from backend.plugins.communicators.local import LocalCommunicator
-from backend.plugins.communicators.ssh import connect_ssh
-from backend.plugins.provisioners.ansible import AnsibleConfig, AnsibleProvisioner
-from backend.plugins.provisioners.ansible_local import (
+from kiln.backend.engine.context import BuildContext
+from kiln.backend.plugins.communicators.config import CommunicatorConfig
+from kiln.backend.plugins.communicators.local import LocalCommunicator
+from kiln.backend.plugins.provisioners.ansible import AnsibleConfig, AnsibleProvisioner
+from kiln.backend.plugins.provisioners.ansible_local import (
     AnsibleLocalConfig,
     AnsibleLocalProvisioner,
 )
-from backend.template.decode import ConfigProblems, Duration
+from kiln.backend.plugins.ssh.communicator import connect_ssh
+from kiln.backend.sdk.plugin import PrepareContext, StepError
+from kiln.backend.template.decode import ConfigProblems, Duration
+from kiln_services import Sshd, forward_tcp
 
 pytestmark = pytest.mark.ansible
 
@@ -293,7 +292,7 @@ def test_local_communicator_and_inventory_template(tmp_path: Path) -> None:
 def test_none_communicator_is_refused(tmp_path: Path) -> None:
     (tmp_path / "p.yml").write_text("- hosts: all\n  tasks: []\n")
     ctx = make_ctx()
-    from backend.plugins.communicators.base import NoneCommunicator
+    from kiln.backend.sdk.communicator import NoneCommunicator
 
     with pytest.raises(StepError, match='"none" communicator'):
         provisioner(playbook_file=str(tmp_path / "p.yml")).provision(

@@ -12,9 +12,9 @@ import time
 import uuid
 from pathlib import Path
 
-from backend.engine.ledger import Ledger
+from kiln.backend.engine.ledger import Ledger
 
-KILN = [sys.executable, "-m", "backend.cli"]
+KILN = [sys.executable, "-m", "kiln.backend.cli"]
 
 
 def write(path: Path, doc: dict) -> Path:

@@ -8,9 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from backend.engine.history import recent_runs
+from kiln.backend.engine.history import recent_runs
 
-KILN = [sys.executable, "-m", "backend.cli"]
+KILN = [sys.executable, "-m", "kiln.backend.cli"]
 
 
 def write(path: Path, doc: dict) -> Path:

@@ -20,23 +20,20 @@ from typing import Any
 import build_context
 import pytest
 from build_context import decode, problems_of
-
-from backend.engine.cancel import CancelToken
-from backend.engine.ledger import Ledger, reap
-from backend.plugins.base import PROVISION, Artifact, Cancelled, StepError
-from backend.plugins.builders.docker import (
-    DockerBuilder,
-    DockerImageArtifact,
-    parse_run_command,
-)
-from backend.plugins.communicators.base import CommunicatorError
-from backend.plugins.communicators.docker import ContainerGone, DockerCommunicator
-from backend.plugins.postprocessors.docker_import import DockerImportPostProcessor
-from backend.plugins.postprocessors.docker_push import DockerPushPostProcessor
-from backend.plugins.postprocessors.docker_save import DockerSavePostProcessor
-from backend.plugins.postprocessors.docker_tag import DockerTagPostProcessor
-from backend.plugins.provisioners.file import FileProvisioner
-from backend.plugins.provisioners.shell import ShellProvisioner
+from kiln.backend.engine.ledger import Ledger, reap
+from kiln.backend.plugins.docker.builder import DockerBuilder
+from kiln.backend.plugins.docker.communicator import ContainerGone, DockerCommunicator
+from kiln.backend.plugins.docker.config import parse_run_command
+from kiln.backend.plugins.docker.driver import DockerImageArtifact
+from kiln.backend.plugins.postprocessors.docker_import import DockerImportPostProcessor
+from kiln.backend.plugins.postprocessors.docker_push import DockerPushPostProcessor
+from kiln.backend.plugins.postprocessors.docker_save import DockerSavePostProcessor
+from kiln.backend.plugins.postprocessors.docker_tag import DockerTagPostProcessor
+from kiln.backend.plugins.provisioners.file import FileProvisioner
+from kiln.backend.plugins.provisioners.shell import ShellProvisioner
+from kiln.backend.sdk.cancel import CancelToken
+from kiln.backend.sdk.communicator import CommunicatorError
+from kiln.backend.sdk.plugin import PROVISION, Artifact, Cancelled, StepError
 
 docker_mark = pytest.mark.docker
 

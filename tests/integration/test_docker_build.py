@@ -34,7 +34,7 @@ def kiln_env() -> dict[str, str]:
 
 
 def kiln(*args: str, cwd: Path, timeout: float = 180) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "backend.cli", *args], cwd=cwd, env=kiln_env(),
+    return subprocess.run([sys.executable, "-m", "kiln.backend.cli", *args], cwd=cwd, env=kiln_env(),
                           capture_output=True, text=True, timeout=timeout,
                           stdin=subprocess.DEVNULL)
 
@@ -237,7 +237,7 @@ def long_template(workdir: Path, base_image: str, docker_labels: dict[str, str])
 def start_long_build(workdir: Path, template: Path) -> tuple[subprocess.Popen, Path]:
     events = workdir / "events.jsonl"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "backend.cli", "build", "-color=false",
+        [sys.executable, "-m", "kiln.backend.cli", "build", "-color=false",
          f"-state-dir={workdir / '.kiln'}", f"-events={events}", str(template)],
         cwd=workdir, env=kiln_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL, text=True,

@@ -267,7 +267,7 @@ def test_changes_go_to_the_engine_as_written(tmp_path, base_image, repos, packer
     }
     (tmp_path / "v").mkdir()
     (tmp_path / "v" / "t.json").write_text(json.dumps(template))
-    for tool in ([packer], [sys.executable, "-m", "backend.cli"]):
+    for tool in ([packer], [sys.executable, "-m", "kiln.backend.cli"]):
         valid = subprocess.run([*tool, "validate", "t.json"], cwd=tmp_path / "v",
                                env=packer_diff.kiln_env(packer_environ), capture_output=True,
                                text=True, timeout=60)

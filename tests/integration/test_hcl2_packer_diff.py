@@ -63,7 +63,7 @@ def test_validate_agrees_with_packer(name, packer, packer_environ, tmp_path):
                          capture_output=True, text=True, timeout=120)
     env = packer_diff.kiln_env(packer_environ)
     env["KILN_STATE_DIR"] = str(tmp_path)
-    ours = subprocess.run([sys.executable, "-m", "backend.cli", "validate", target], cwd=cwd,
+    ours = subprocess.run([sys.executable, "-m", "kiln.backend.cli", "validate", target], cwd=cwd,
                           env=env, capture_output=True, text=True, timeout=120)
     expected = packer_expectation(CORPUS / name)
     assert (ref.returncode == 0) == (expected == "accept"), ref.stdout + ref.stderr

@@ -17,16 +17,15 @@ from pathlib import Path
 import build_context
 import pytest
 from build_context import decode
+from kiln.backend.engine import private
+from kiln.backend.engine.ledger import Ledger, LedgerEntry, reap_path
+from kiln.backend.engine.private import PrivateTemp
+from kiln.backend.plugins.communicators.local import LocalCommunicator
+from kiln.backend.plugins.provisioners.ansible_local import AnsibleLocalProvisioner
+from kiln.backend.plugins.provisioners.shell import ShellProvisioner
+from kiln.backend.sdk.plugin import PrepareContext, StepError
 
-from backend.engine import private
-from backend.engine.ledger import Ledger, LedgerEntry, reap_path
-from backend.engine.private import PrivateTemp
-from backend.plugins.base import PrepareContext, StepError
-from backend.plugins.communicators.local import LocalCommunicator
-from backend.plugins.provisioners.ansible_local import AnsibleLocalProvisioner
-from backend.plugins.provisioners.shell import ShellProvisioner
-
-KILN = [sys.executable, "-m", "backend.cli"]
+KILN = [sys.executable, "-m", "kiln.backend.cli"]
 
 
 class Run(build_context.Run):

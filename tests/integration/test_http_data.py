@@ -82,7 +82,7 @@ build {{
   }}
 }}
 ''')
-    return subprocess.run([sys.executable, "-m", "backend.cli", *args, str(tmp_path / "t.pkr.hcl")],
+    return subprocess.run([sys.executable, "-m", "kiln.backend.cli", *args, str(tmp_path / "t.pkr.hcl")],
                           cwd=tmp_path, capture_output=True, text=True, timeout=60,
                           stdin=subprocess.DEVNULL)
 

@@ -60,7 +60,7 @@ def kiln(args: list[str], env: dict[str, str], cwd: Path, timeout: float = 120
          ) -> subprocess.CompletedProcess[str]:
     env = dict(env)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p)
-    return subprocess.run([sys.executable, "-m", "backend.cli", *args], cwd=cwd, env=env,
+    return subprocess.run([sys.executable, "-m", "kiln.backend.cli", *args], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=timeout,
                           stdin=subprocess.DEVNULL)
 

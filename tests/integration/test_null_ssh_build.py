@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "support"))
 import packer_diff  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
-KILN = [sys.executable, "-m", "backend.cli", "build"]
+KILN = [sys.executable, "-m", "kiln.backend.cli", "build"]
 EXAMPLE = REPO / "templates" / "ansible-ssh.json"
 TARGET_PYTHON = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
 
@@ -396,11 +396,11 @@ def test_dropped_connection_and_expect_disconnect(sshd: Sshd, tmp_path: Path, ex
 
 
 def test_breakpoint_without_an_interactive_session() -> None:
-    from backend.engine.cancel import CancelToken
-    from backend.engine.context import BuildContext
-    from backend.engine.events import EventBus
-    from backend.plugins.base import StepError
-    from backend.plugins.provisioners.breakpoint import BreakpointConfig, BreakpointProvisioner
+    from kiln.backend.engine.context import BuildContext
+    from kiln.backend.engine.events import EventBus
+    from kiln.backend.plugins.provisioners.breakpoint import BreakpointConfig, BreakpointProvisioner
+    from kiln.backend.sdk.cancel import CancelToken
+    from kiln.backend.sdk.plugin import StepError
 
     def ctx_with(ask):
         return BuildContext(

@@ -28,7 +28,7 @@ def run(tool: list[str], args: list[str], cwd: Path, env: dict) -> subprocess.Co
                           timeout=180, stdin=subprocess.DEVNULL)
 
 
-KILN = [sys.executable, "-m", "backend.cli"]
+KILN = [sys.executable, "-m", "kiln.backend.cli"]
 
 
 def test_json_template_with_a_byte_order_mark(tmp_path, packer, packer_environ):

@@ -37,7 +37,7 @@ def test_packer_and_kiln_agree(name, packer, packer_environ, tmp_path):
         (work / target).write_text(json.dumps(data) if data is not None else "{ not json")
     p = subprocess.run([packer, "validate", target], cwd=work, env=packer_environ,
                        capture_output=True, text=True, timeout=60)
-    k = subprocess.run([sys.executable, "-m", "backend.cli", "validate", name], cwd=work,
+    k = subprocess.run([sys.executable, "-m", "kiln.backend.cli", "validate", name], cwd=work,
                        capture_output=True, text=True, timeout=60)
     assert "Traceback" not in k.stdout + k.stderr
     assert (p.returncode == 0) == (k.returncode == 0), (

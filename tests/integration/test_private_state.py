@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-KILN = [sys.executable, "-m", "backend.cli"]
+KILN = [sys.executable, "-m", "kiln.backend.cli"]
 
 
 def mode(path: Path) -> int:

@@ -28,7 +28,7 @@ def kiln(*args: str, cwd: Path, timeout: float = 180) -> subprocess.CompletedPro
     env = dict(os.environ)
     env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
     env.pop("KILN_CACHE", None)  # the cache is on by default for users
-    return subprocess.run([sys.executable, "-m", "backend.cli", *args], cwd=cwd, env=env,
+    return subprocess.run([sys.executable, "-m", "kiln.backend.cli", *args], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=timeout,
                           stdin=subprocess.DEVNULL)
 
@@ -111,7 +111,7 @@ def make_base(docker_client, docker_labels: dict[str, str], tag: str) -> str:
 
 @pytest.fixture
 def project(tmp_path: Path, docker_client, docker_labels, base_image):
-    from backend.plugins.builders import docker_cache
+    from kiln.backend.plugins.docker import cache as docker_cache
 
     tag = uuid.uuid4().hex[:16]
     base = make_base(docker_client, docker_labels, tag)
@@ -193,7 +193,7 @@ def test_each_input_misses_from_exactly_the_right_provisioner(project, docker_cl
 
 def test_a_secret_never_reaches_a_tag_comment_label_key_or_file(project, docker_client,
                                                                  kiln_state_dir):
-    from backend.plugins.builders import docker_cache
+    from kiln.backend.plugins.docker import cache as docker_cache
 
     secret = "Zq8-" + uuid.uuid4().hex
     project.provisioners[0]["environment_vars"] = ["PW={{user `secret`}}"]
@@ -373,7 +373,7 @@ class Dev:
         env = dict(os.environ)
         env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "backend.cli", "dev", "-color=false",
+            [sys.executable, "-m", "kiln.backend.cli", "dev", "-color=false",
              f"-state-dir={project.root / '.kiln'}", str(project.template)],
             cwd=project.root, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT, text=True, bufsize=1)

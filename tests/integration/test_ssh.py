@@ -14,15 +14,15 @@ from typing import Any
 
 import pytest
 from build_context import masking_context
+from kiln.backend.engine.context import BuildContext
+from kiln.backend.plugins.communicators.config import CommunicatorConfig
+from kiln.backend.plugins.ssh.communicator import SSHCommunicator, connect_ssh
+from kiln.backend.plugins.ssh.settings import generate_key_pair
+from kiln.backend.sdk.cancel import CancelToken
+from kiln.backend.sdk.communicator import DISCONNECTED, CommunicatorError
+from kiln.backend.sdk.plugin import Cancelled, StepError
+from kiln.backend.template.decode import Duration
 from kiln_services import Sshd, forward_tcp, free_port, splice
-
-from backend.engine.cancel import CancelToken
-from backend.engine.context import BuildContext
-from backend.plugins.base import Cancelled, StepError
-from backend.plugins.communicators.base import DISCONNECTED, CommunicatorError
-from backend.plugins.communicators.config import CommunicatorConfig
-from backend.plugins.communicators.ssh import SSHCommunicator, connect_ssh, generate_key_pair
-from backend.template.decode import Duration
 
 pytestmark = pytest.mark.ssh
 

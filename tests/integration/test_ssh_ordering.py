@@ -15,12 +15,11 @@ import time
 import paramiko
 import pytest
 from build_context import masking_context
-
-from backend.engine.cancel import CancelToken
-from backend.plugins.communicators import ssh as ssh_mod
-from backend.plugins.communicators.config import CommunicatorConfig
-from backend.plugins.communicators.ssh import connect_ssh
-from backend.template.decode import Duration
+from kiln.backend.plugins.communicators.config import CommunicatorConfig
+from kiln.backend.plugins.ssh import communicator as ssh_mod
+from kiln.backend.plugins.ssh.communicator import connect_ssh
+from kiln.backend.sdk.cancel import CancelToken
+from kiln.backend.template.decode import Duration
 
 pytestmark = pytest.mark.ssh
 

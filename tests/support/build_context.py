@@ -6,12 +6,11 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-
-from backend.engine.cancel import CancelToken
-from backend.engine.context import BuildContext
-from backend.engine.events import EventBus
-from backend.template.decode import ConfigProblems, Decoder
-from backend.template.source import Loc, from_plain
+from kiln.backend.engine.context import BuildContext
+from kiln.backend.engine.events import EventBus
+from kiln.backend.sdk.cancel import CancelToken
+from kiln.backend.template.decode import ConfigProblems, Decoder
+from kiln.backend.template.source import Loc, from_plain
 
 
 class Run:

@@ -189,7 +189,7 @@ def packer_command(packer: str) -> list[str]:
 
 
 def kiln_command() -> list[str]:
-    return [sys.executable, "-m", "backend.cli", "build", "-machine-readable"]
+    return [sys.executable, "-m", "kiln.backend.cli", "build", "-machine-readable"]
 
 
 def kiln_env(base: dict[str, str]) -> dict[str, str]:

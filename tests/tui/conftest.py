@@ -10,8 +10,8 @@ import pytest
 
 pytest.importorskip("textual")
 
-from tui.app import KilnApp, make_app  # noqa: E402
-from tui.clock import FakeClock  # noqa: E402
+from kiln.tui.app import KilnApp, make_app  # noqa: E402
+from kiln.tui.clock import FakeClock  # noqa: E402
 
 
 @pytest.fixture

@@ -26,7 +26,7 @@ pytestmark = pytest.mark.tui
 
 
 def _ledger_entries(run_id: str):
-    from backend.engine.ledger import Ledger
+    from kiln.backend.engine.ledger import Ledger
 
     led = Ledger("test-reader")
     try:
@@ -186,7 +186,7 @@ async def test_keep_stops_and_shows_how_to_get_in(proj, app_factory):
         assert "kept" in summary and "Get into it with" in summary
         assert "kept" in app.builds_table.get_row_at(0)[0].plain
         assert any(line.startswith("✗ ") for line in view_text(app))  # the engine's own words
-        from backend.engine.ledger import Ledger
+        from kiln.backend.engine.ledger import Ledger
 
         led = Ledger("cleanup-kept")  # what was kept on purpose is still listed; remove it
         try:
@@ -358,8 +358,8 @@ async def test_invalid_template_problems_in_place(proj, app_factory):
 
 async def test_history_rows_from_earlier_runs(proj, app_factory):
     write_template(proj / "h.json", [null_builder("hist")], [shell("echo from history")])
-    from backend.engine.prepare import Options
-    from backend.engine.session import Session, load_template
+    from kiln.backend.engine.prepare import Options
+    from kiln.backend.engine.session import Session, load_template
 
     s = Session(load_template(str(proj / "h.json"), Options()), Options())
     s.run()
@@ -431,7 +431,7 @@ async def test_a_build_cancelled_with_x_is_recorded_as_cancelled(proj, tmp_path,
         (b,) = await wait_status(pilot, app, ("cancelled", "failed", "succeeded"))
         assert b.status == "cancelled"
         app.sessions[b.session_id].session.wait(10)
-    from backend.engine.history import recent_runs
+    from kiln.backend.engine.history import recent_runs
 
     (run,) = recent_runs(str(proj / ".kiln" / "history.db"))
     assert run["status"] == "cancelled"
@@ -514,8 +514,8 @@ async def test_builds_pane_tells_builds_apart(proj, tmp_path, app_factory):
 async def test_a_past_run_opens_on_selection(proj, app_factory):
     write_template(proj / "h.json", [null_builder("old")], [shell("echo from the first run")])
     write_template(proj / "i.json", [null_builder("older")], [shell("echo from the second")])
-    from backend.engine.prepare import Options
-    from backend.engine.session import Session, load_template
+    from kiln.backend.engine.prepare import Options
+    from kiln.backend.engine.session import Session, load_template
 
     for name in ("i.json", "h.json"):
         Session(load_template(str(proj / name), Options()), Options()).run()
@@ -565,7 +565,7 @@ async def test_retry_from_the_first_changed_provisioner(proj, tmp_path, app_fact
         ]
         assert all(s.status == "succeeded" for s in b.stages)
     # history has the stages as they ran
-    from backend.engine.history import stages_of
+    from kiln.backend.engine.history import stages_of
 
     rows = stages_of(str(proj / ".kiln" / "history.db"), b.run_id, "box")
     assert [r["name"].split(" >>")[0] for r in rows][1:] == [

@@ -29,7 +29,7 @@ def _gone(client, ident: str) -> bool:
 async def test_dev_mode_reruns_from_the_changed_provisioner_and_d_removes_the_container(
     proj, app_factory, docker_client, base_image, docker_labels
 ):
-    from backend.plugins.builders import docker_cache
+    from kiln.backend.plugins.docker import cache as docker_cache
 
     mark = uuid.uuid4().hex[:8]
     (proj / "files").mkdir()

@@ -5,9 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
+from kiln.tui.discovery import discover, validate
 from tui_helpers import SIZE, null_builder, ready, shell, wait_for, write_template
-
-from tui.discovery import discover, validate
 
 pytestmark = pytest.mark.tui
 
@@ -89,7 +88,7 @@ def test_startup_paints_without_heavy_imports(proj):
     root = Path(__file__).resolve().parents[2]
     code = (
         "import asyncio, sys\n"
-        "from tui.app import make_app\n"
+        "from kiln.tui.app import make_app\n"
         "async def main():\n"
         f"    app = make_app({str(proj)!r}, config_dir={str(proj)!r})\n"
         "    async with app.run_test(size=(140, 40)) as pilot:\n"
@@ -106,7 +105,7 @@ def test_startup_paints_without_heavy_imports(proj):
     assert out.stdout.split() == ["valid", "[]"], out.stderr[-2000:]
     env.update(KILN_TUI_EXIT_ON_READY="1", KILN_TUI_HEADLESS="1")
     out = subprocess.run(
-        [sys.executable, "-m", "backend.cli", "tui", str(proj)],
+        [sys.executable, "-m", "kiln.backend.cli", "tui", str(proj)],
         cwd=root,
         env=env,
         capture_output=True,

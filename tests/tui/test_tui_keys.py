@@ -5,9 +5,8 @@ from __future__ import annotations
 import sys
 
 import pytest
+from kiln.tui.keys import load_keymap, load_targets
 from tui_helpers import SIZE, null_builder, ready, shell, wait_for, wait_status, write_template
-
-from tui.keys import load_keymap, load_targets
 
 pytestmark = pytest.mark.tui
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from kiln.tui.model import OutputBuffer
 from rich.style import Style
 from tui_helpers import (
     SIZE,
@@ -15,8 +16,6 @@ from tui_helpers import (
     wait_status,
     write_template,
 )
-
-from tui.model import OutputBuffer
 
 pytestmark = pytest.mark.tui
 
@@ -213,8 +212,8 @@ def test_buffer_is_bounded_and_keeps_stage_rows():
 
 
 def test_bridge_caps_lines_per_tick_and_keeps_order():
-    from backend.engine.events import EventBus
-    from tui.bridge import Bridge
+    from kiln.backend.engine.events import EventBus
+    from kiln.tui.bridge import Bridge
 
     bus = EventBus("r")
     br = Bridge(max_lines=250)
@@ -268,8 +267,8 @@ async def test_view_survives_lines_dropped_between_repaints(proj, app_factory):
 
 
 def test_progress_bar_uses_the_expected_length_from_history():
-    from tui.model import StageModel
-    from tui.widgets.tables import progress_cell
+    from kiln.tui.model import StageModel
+    from kiln.tui.widgets.tables import progress_cell
 
     st = StageModel(
         2, "shell-local", "provisioner", status="running", started=1000.0, expected=60.0

@@ -53,7 +53,7 @@ def test_a_closed_terminal_cancels_the_running_build(proj, tmp_path, sig):
     master, slave = pty.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
     proc = subprocess.Popen(
-        [sys.executable, "-m", "backend.cli", "tui", str(proj)],
+        [sys.executable, "-m", "kiln.backend.cli", "tui", str(proj)],
         stdin=slave, stdout=slave, stderr=slave, env=env, close_fds=True,
         start_new_session=True,
     )
@@ -77,8 +77,8 @@ def test_a_closed_terminal_cancels_the_running_build(proj, tmp_path, sig):
         proc.wait()
         os.close(master)
     assert not _alive(script)  # the provisioner was stopped with its build
-    from backend.engine.history import recent_runs
-    from backend.engine.ledger import Ledger
+    from kiln.backend.engine.history import recent_runs
+    from kiln.backend.engine.ledger import Ledger
 
     (run,) = recent_runs(str(proj / ".kiln" / "history.db"))
     assert run["status"] == "cancelled", run

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from tui.app import KilnApp
+from kiln.tui.app import KilnApp
 
 SIZE = (140, 40)
 WIDE = (200, 50)  # every column of every table shows
@@ -145,7 +145,7 @@ def kiln_cli(*args: str, cwd: Path | None = None, timeout: float = 60):
     env = dict(os.environ)
     env["PYTHONPATH"] = str(root) + os.pathsep + env.get("PYTHONPATH", "")
     return subprocess.run(
-        [sys.executable, "-m", "backend.cli", *args],
+        [sys.executable, "-m", "kiln.backend.cli", *args],
         cwd=cwd,
         env=env,
         capture_output=True,

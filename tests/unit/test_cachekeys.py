@@ -9,8 +9,7 @@ import stat
 from dataclasses import dataclass, field
 
 import pytest
-
-from backend.engine import cachekeys as K
+from kiln.backend.engine import cachekeys as K
 
 
 @dataclass
@@ -182,7 +181,7 @@ class FakeClock:
 
 
 def test_twenty_saves_within_300ms_make_one_batch():
-    from backend.engine.dev import Debouncer
+    from kiln.backend.engine.dev import Debouncer
 
     clock = FakeClock()
     d = Debouncer(quiet=0.5, max_wait=3.0, clock=clock)
@@ -199,7 +198,7 @@ def test_twenty_saves_within_300ms_make_one_batch():
 
 
 def test_a_steady_stream_of_saves_still_reruns_after_the_maximum_wait():
-    from backend.engine.dev import Debouncer
+    from kiln.backend.engine.dev import Debouncer
 
     clock = FakeClock()
     d = Debouncer(quiet=0.5, max_wait=3.0, clock=clock)
@@ -216,7 +215,7 @@ def test_a_steady_stream_of_saves_still_reruns_after_the_maximum_wait():
 @pytest.mark.parametrize("name", [".two.sh.swp", ".two.sh.swx", "two.sh~", "4913", ".#two.sh",
                                   "#two.sh#", "two.sh___jb_tmp___"])
 def test_editor_temp_files_never_count(name):
-    from backend.engine.dev import Debouncer, Inputs, ignored
+    from kiln.backend.engine.dev import Debouncer, Inputs, ignored
 
     assert ignored(f"/p/files/{name}")
     d = Debouncer(quiet=0.0, clock=FakeClock())
@@ -227,7 +226,7 @@ def test_editor_temp_files_never_count(name):
 
 
 def test_git_and_state_dirs_never_count_and_only_inputs_do():
-    from backend.engine.dev import Inputs
+    from kiln.backend.engine.dev import Inputs
 
     inputs = Inputs(["/p/t.json", "/p/files/two.sh"], ["/p/tree"])
     assert inputs.wants("/p/t.json") and inputs.wants("/p/files/two.sh")
@@ -253,7 +252,7 @@ class _UI:
 def _runner(provisioners):
     from types import SimpleNamespace
 
-    from backend.engine.prepare import Options
+    from kiln.backend.engine.prepare import Options
 
     prepared = SimpleNamespace(type="docker", provisioners=provisioners, secrets=[])
     session = SimpleNamespace(template=SimpleNamespace(sensitive_values=[]))
@@ -290,7 +289,7 @@ class _Driver:
 def test_an_engine_error_during_lookup_turns_the_cache_off_instead_of_failing_the_build():
     from types import SimpleNamespace
 
-    from backend.engine.provcache import BuildCache
+    from kiln.backend.engine.provcache import BuildCache
 
     cache = BuildCache(_runner([_prov("shell", Shell(inline=["true"]))]))
     ui = _UI()
@@ -302,7 +301,7 @@ def test_an_engine_error_during_lookup_turns_the_cache_off_instead_of_failing_th
 def test_lookup_takes_the_longest_cached_prefix_and_stops_at_an_uncacheable_step():
     from types import SimpleNamespace
 
-    from backend.engine.provcache import BuildCache
+    from kiln.backend.engine.provcache import BuildCache
 
     provs = [_prov("shell", Shell(inline=["a"])), _prov("shell", Shell(inline=["b"])),
              _prov("shell-local", Shell(inline=["c"])), _prov("shell", Shell(inline=["d"]))]

@@ -6,10 +6,9 @@ import io
 import re
 
 import pytest
-
-from backend.engine import console as console_mod
-from backend.engine.console import ConsoleRenderer, Writer
-from backend.engine.events import Event
+from kiln.backend.engine import console as console_mod
+from kiln.backend.engine.console import ConsoleRenderer, Writer
+from kiln.backend.engine.events import Event
 
 
 class Clock:

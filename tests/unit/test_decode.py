@@ -6,9 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import pytest
-
-from backend.template.decode import Decoder, Deferred, opt
-from backend.template.source import Loc, from_plain
+from kiln.backend.template.decode import Decoder, Deferred, opt
+from kiln.backend.template.source import Loc, from_plain
 
 
 @dataclass

@@ -9,14 +9,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-
-from backend.engine.events import EventBus
-from backend.engine.ledger import Ledger
-from backend.engine.prepare import Options, PreparedBuild
-from backend.engine.session import Session, load_template
-from backend.plugins.base import PROVISION, Artifact, Builder, Step, StepError
-from backend.template.model import BuildDef
-from backend.template.source import Loc, Node
+from kiln.backend.engine.events import EventBus
+from kiln.backend.engine.ledger import Ledger
+from kiln.backend.engine.prepare import Options, PreparedBuild
+from kiln.backend.engine.session import Session, load_template
+from kiln.backend.sdk.plugin import PROVISION, Artifact, Builder, Step, StepError
+from kiln.backend.template.model import BuildDef
+from kiln.backend.template.source import Loc, Node
 
 # -- a builder whose steps record what happens -------------------------------------------------
 
@@ -272,7 +271,7 @@ def test_parallel_builds_run_at_once_and_events_are_complete(tmp_path):
 
 
 def test_history_records_runs_builds_and_stages(tmp_path):
-    from backend.engine.history import recent_runs, stage_durations
+    from kiln.backend.engine.history import recent_runs, stage_durations
 
     path = marker_template(tmp_path, "echo two >> {marker}")
     s, _ = start_session(path)
@@ -293,7 +292,7 @@ def test_history_survives_two_runs_writing_at_once(tmp_path):
     sessions = [start_session(path)[0] for _ in range(2)]
     for s in sessions:
         assert s.wait(30).exit_code == 0
-    from backend.engine.history import recent_runs
+    from kiln.backend.engine.history import recent_runs
 
     runs = recent_runs(str(tmp_path / ".kiln" / "history.db"))
     assert len(runs) == 2 and all(len(r["builds"]) == 4 for r in runs)
@@ -370,7 +369,7 @@ def test_cancel_while_paused_is_cancelled_not_failed(tmp_path):
 
 
 def test_history_records_a_kept_machine(tmp_path):
-    from backend.engine.history import recent_runs
+    from kiln.backend.engine.history import recent_runs
 
     path = marker_template(tmp_path, "exit 1")
     s, _ = start_session(path, on_error="ask")

@@ -8,9 +8,8 @@ import time
 from pathlib import Path
 
 import pytest
-
-from backend.engine.prepare import Options
-from backend.engine.session import Session, load_template
+from kiln.backend.engine.prepare import Options
+from kiln.backend.engine.session import Session, load_template
 
 
 def write(path: Path, doc: dict) -> Path:
@@ -64,7 +63,7 @@ def test_a_crash_in_the_session_still_finishes_the_run(tmp_path, monkeypatch):
     result = s.wait(20)
     assert result is not None and result.exit_code == 1
     assert seen[-1] == "run.finished"
-    from backend.engine.history import recent_runs
+    from kiln.backend.engine.history import recent_runs
 
     run = recent_runs(str(tmp_path / ".kiln" / "history.db"))[0]
     assert run["status"] == "crashed" and run["finished"]
@@ -83,9 +82,9 @@ BODY = [ln for ln in PEM.splitlines() if not ln.startswith("-----")]
 
 
 def stage_ui(secrets):
-    from backend.engine.context import StageUI
-    from backend.engine.events import EventBus
-    from backend.engine.masking import Masker
+    from kiln.backend.engine.context import StageUI
+    from kiln.backend.engine.events import EventBus
+    from kiln.backend.engine.masking import Masker
 
     bus = EventBus("r")
     events = []
@@ -124,7 +123,7 @@ def test_a_body_line_printed_alone_is_masked_too():
 
 
 def test_a_secret_cut_where_a_long_line_is_split_is_masked():
-    from backend.plugins.communicators.base import LineSplitter
+    from kiln.backend.sdk.communicator import LineSplitter
 
     secret = "s3cr3t-VALUE-42"
     for cut in range(1, len(secret)):
@@ -166,7 +165,7 @@ def test_a_multi_line_secret_variable_is_masked_in_console_log_and_events(tmp_pa
                                      "sleep 0.02; done"]}],
     })
     ev = tmp_path / "ev.jsonl"
-    proc = subprocess.run([sys.executable, "-m", "backend.cli", "build", "-color=false",
+    proc = subprocess.run([sys.executable, "-m", "kiln.backend.cli", "build", "-color=false",
                            "-events", str(ev), str(path)], capture_output=True, text=True,
                           timeout=120, env=os.environ)
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -183,8 +182,8 @@ def test_a_multi_line_secret_variable_is_masked_in_console_log_and_events(tmp_pa
 def test_the_process_reaper_kills_the_recorded_group_and_not_a_newcomer():
     import subprocess
 
-    from backend.engine.ledger import LedgerEntry, reap_process
-    from backend.plugins.communicators.local import process_start
+    from kiln.backend.engine.ledger import LedgerEntry, reap_process
+    from kiln.backend.plugins.communicators.local import process_start
 
     proc = subprocess.Popen(["sh", "-c", "sleep 30 & sleep 30"], start_new_session=True)
     try:
@@ -205,8 +204,8 @@ def test_a_run_is_alive_only_while_its_own_process_runs():
     import os
     import socket
 
-    from backend.engine.history import run_alive
-    from backend.plugins.communicators.local import process_start
+    from kiln.backend.engine.history import run_alive
+    from kiln.backend.plugins.communicators.local import process_start
 
     me, host, start = os.getpid(), socket.gethostname(), process_start(os.getpid())
     assert run_alive(me, host, start)
@@ -225,8 +224,8 @@ def test_a_command_never_runs_unrecorded_when_kiln_dies_at_the_worst_moment(tmp_
     script = tmp_path / "die.py"
     script.write_text(
         "import os\n"
-        "from backend.engine.cancel import CancelToken\n"
-        "from backend.plugins.communicators.local import run_process\n"
+        "from kiln.backend.sdk.cancel import CancelToken\n"
+        "from kiln.backend.plugins.communicators.local import run_process\n"
         "class DiesWhileRecording:\n"
         "    def record(self, *a, **k):\n"
         "        os._exit(9)  # as a kill -9 would, at the worst moment\n"
@@ -243,9 +242,9 @@ def test_a_command_never_runs_unrecorded_when_kiln_dies_at_the_worst_moment(tmp_
 
 
 def test_a_recorded_command_gets_its_stdin_whole(tmp_path):
-    from backend.engine.cancel import CancelToken
-    from backend.plugins.communicators.base import CommunicatorError
-    from backend.plugins.communicators.local import run_process
+    from kiln.backend.plugins.communicators.local import run_process
+    from kiln.backend.sdk.cancel import CancelToken
+    from kiln.backend.sdk.communicator import CommunicatorError
 
     class Records:
         def __init__(self):

@@ -10,9 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from backend.template import funcs as funcs_mod
-from backend.template.funcs import (
+from kiln.backend.template import funcs as funcs_mod
+from kiln.backend.template.funcs import (
     FUNCTION_NAMES,
     PACKER_FUNCTION_NAMES,
     START_TIME,
@@ -23,7 +22,7 @@ from backend.template.funcs import (
     packer_funcs,
     time_ordered_uuid,
 )
-from backend.template.gotmpl import RenderError, check, render, render_until_stable
+from kiln.backend.template.gotmpl import RenderError, check, render, render_until_stable
 
 START = datetime(2024, 5, 17, 23, 40, 16, 123456, tzinfo=UTC)
 

@@ -5,8 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
-
-from backend.template.golang import (
+from kiln.backend.template.golang import (
     durafmt,
     format_duration,
     format_duration_ns,

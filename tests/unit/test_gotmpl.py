@@ -6,9 +6,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-
-from backend.template import gotmpl
-from backend.template.gotmpl import (
+from kiln.backend.template import gotmpl
+from kiln.backend.template.gotmpl import (
     BUILTIN_NAMES,
     NO_VALUE,
     RenderError,

@@ -14,20 +14,25 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-from backend.engine.prepare import Options, Preparer, select_builds
-from backend.engine.session import load_template
-from backend.template import hcl2_fmt, hcl2_syntax
-from backend.template.errors import TemplateError
-from backend.template.hcl2 import HCL2_COMPAT_VERSION, check_version_constraint, load_hcl2
-from backend.template.hcl2_expr import UNKNOWN, EvalError, Scope, evaluate, simple_namespace
-from backend.template.hcl2_funcs import make_funcs
-from backend.template.hcl2_upgrade import upgrade
+from kiln.backend.commands import fmt as fmt_command
+from kiln.backend.engine.prepare import Options, Preparer, select_builds
+from kiln.backend.engine.session import load_template
+from kiln.backend.template.errors import TemplateError
+from kiln.backend.template.hcl2 import fmt as hcl2_fmt
+from kiln.backend.template.hcl2 import syntax as hcl2_syntax
+from kiln.backend.template.hcl2.expr import UNKNOWN, EvalError, Scope, evaluate, simple_namespace
+from kiln.backend.template.hcl2.funcs import make_funcs
+from kiln.backend.template.hcl2.loader import (
+    HCL2_COMPAT_VERSION,
+    check_version_constraint,
+    load_hcl2,
+)
+from kiln.backend.template.hcl2.upgrade import upgrade
 
 ROOT = Path(__file__).resolve().parents[2]
 CORPUS = ROOT / "tests" / "corpus" / "hcl2"
 REAL_WORLD = ROOT / "tests" / "corpus" / "real-world"  # public templates; SOURCES.md there
-KILN = [sys.executable, "-m", "backend.cli"]
+KILN = [sys.executable, "-m", "kiln.backend.cli"]
 
 
 def write(tmp_path: Path, text: str, name: str = "t.pkr.hcl") -> str:
@@ -837,7 +842,7 @@ def run_fmt(argv, stdin: str = "") -> tuple[int, str, str]:
     sys.stdin = io.StringIO(stdin)
     try:
         with redirect_stdout(out), redirect_stderr(err):
-            code = hcl2_fmt.main(argv)
+            code = fmt_command.cmd_fmt(argv, False)
     finally:
         sys.stdin = old
     return code, out.getvalue(), err.getvalue()

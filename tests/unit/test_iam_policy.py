@@ -16,12 +16,11 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tests" / "support"))
 
 from iam_moto import PACKER_DOCUMENTED_ACTIONS  # noqa: E402
+from kiln.backend.plugins.amazon.iam.table import SERVICE_PREFIX, TABLE_ACTIONS  # noqa: E402
 
-from backend.iam.table import SERVICE_PREFIX, TABLE_ACTIONS  # noqa: E402
-
-AMAZON_CODE = sorted([*REPO.glob("backend/plugins/builders/amazon_*.py"),
+AMAZON_CODE = sorted([*REPO.glob("backend/plugins/amazon/*.py"),
                       *REPO.glob("backend/plugins/datasources/amazon_*.py"),
-                      REPO / "backend/iam/preflight.py"])
+                      REPO / "backend/plugins/amazon/iam/preflight.py"])
 
 
 def boto3_operations() -> dict[str, set[str]]:
@@ -95,7 +94,7 @@ def policy(tmp_path: Path, *flags: str, template: dict[str, Any] | None = None,
         builder.update(extra)
         path = tmp_path / "t.json"
         path.write_text(json.dumps(template or {"builders": [builder]}))
-    return subprocess.run([sys.executable, "-m", "backend.cli", "iam", "policy", *flags,
+    return subprocess.run([sys.executable, "-m", "kiln.backend.cli", "iam", "policy", *flags,
                            str(path)], capture_output=True, text=True, cwd=tmp_path,
                           env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO),
                                "HOME": str(tmp_path)}, timeout=60)
@@ -241,7 +240,7 @@ def test_errors_are_clear(tmp_path: Path) -> None:
     assert r.returncode == 1 and "instance_type" in r.stderr and "Traceback" not in r.stderr
     for argv in (["iam", "foo", "t.json"], ["iam", "check"], ["iam", "policy"],
                  ["iam", "policy", "-narrow=maybe", "t.json"]):
-        r = subprocess.run([sys.executable, "-m", "backend.cli", *argv], capture_output=True,
+        r = subprocess.run([sys.executable, "-m", "kiln.backend.cli", *argv], capture_output=True,
                            text=True, cwd=tmp_path, env={"PATH": "/usr/bin:/bin",
                                                          "PYTHONPATH": str(REPO)}, timeout=60)
         assert r.returncode == 1, argv
@@ -261,7 +260,7 @@ def client_error(code: str, message: str) -> Exception:
 def test_an_xml_denial_where_json_was_expected_is_read_as_access_denied() -> None:
     """moto answers a denied JSON-protocol call (ssm, secretsmanager) with an XML body and
     HTTP 403, which botocore reports as code "403": Kiln reads the code and message out."""
-    from backend.plugins.builders import amazon_common as aws
+    from kiln.backend.plugins.amazon import common as aws
 
     e = client_error("403", '<?xml version="1.0"?><ErrorResponse><Errors><Error><Code>'
                      "AccessDenied</Code><Message>User: u is not authorized to perform: "
@@ -302,8 +301,8 @@ class _Access:
 
 
 def test_encoded_authorization_messages_are_decoded_when_allowed() -> None:
-    from backend.iam.preflight import Preflight
-    from backend.iam.table import Derivation
+    from kiln.backend.plugins.amazon.iam.preflight import Preflight
+    from kiln.backend.plugins.amazon.iam.table import Derivation
 
     text = ("You are not authorized to perform this operation. Encoded authorization "
             "failure message: AbC123-_xyz")
@@ -322,8 +321,8 @@ def test_encoded_authorization_messages_are_decoded_when_allowed() -> None:
 def test_with_only_an_ec2_endpoint_the_preflight_never_asks_aws_itself(monkeypatch) -> None:
     """custom_endpoint_ec2 pointing at moto or a private endpoint: STS and IAM calls would
     go to AWS itself, so the preflight leaves them unchecked rather than make them."""
-    from backend.iam.preflight import OTHER_ENDPOINT, Preflight
-    from backend.iam.table import Derivation, Need
+    from kiln.backend.plugins.amazon.iam.preflight import OTHER_ENDPOINT, Preflight
+    from kiln.backend.plugins.amazon.iam.table import Derivation, Need
 
     class NoCalls:
         endpoint = "http://127.0.0.1:9"

@@ -7,9 +7,8 @@ import tomllib
 from importlib import metadata
 from pathlib import Path
 
+from kiln.backend.engine.ledger import Ledger
 from packaging.requirements import Requirement
-
-from backend.engine.ledger import Ledger
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -12,9 +12,8 @@ import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-from backend.template.errors import TemplateError
-from backend.template.parse import (
+from kiln.backend.template.errors import TemplateError
+from kiln.backend.template.parse import (
     MAX_BYTES,
     MAX_DEPTH,
     load_node,
@@ -23,7 +22,7 @@ from backend.template.parse import (
     parse_yaml,
     read_template_text,
 )
-from backend.template.source import Node
+from kiln.backend.template.source import Node
 
 TEMPLATE = """{
   "variables": {"region": "us-east-1"},
@@ -461,7 +460,7 @@ def test_load_node_crlf_file(tmp_path):
 # YAML
 
 
-parse_yaml_mod = importlib.import_module("backend.template.parse_yaml")
+parse_yaml_mod = importlib.import_module("kiln.backend.template.parse_yaml")
 
 
 @pytest.fixture(params=["c", "pure"])
@@ -816,8 +815,8 @@ def test_mutated_bytes_only_raise_template_error(tmp_path, source, edits, suffix
                                          ("t.yaml", False), ("t.pkr.hcl", False)])
 def test_a_byte_order_mark_is_read_past_with_a_warning_for_json(tmp_path, name, warned):
     """Packer rejects a JSON template that starts with a BOM (not YAML's or HCL's)."""
-    from backend.engine.prepare import Options
-    from backend.template.loader import load_template
+    from kiln.backend.engine.prepare import Options
+    from kiln.backend.template.loader import load_template
 
     bodies = {
         "t.json": '{"builders": [{"type": "null", "communicator": "none"}]}',

@@ -18,17 +18,16 @@ import zipfile
 import build_context
 import pytest
 from build_context import decode, plugin
-
-from backend.plugins.base import Artifact, StepError
-from backend.plugins.postprocessors.artifice import ArtificePostProcessor, go_glob
-from backend.plugins.postprocessors.checksum import ChecksumPostProcessor
-from backend.plugins.postprocessors.compress import (
+from kiln.backend.plugins.postprocessors.artifice import ArtificePostProcessor, go_glob
+from kiln.backend.plugins.postprocessors.checksum import ChecksumPostProcessor
+from kiln.backend.plugins.postprocessors.compress import (
     BGZF_EOF,
     CompressPostProcessor,
     detect_format,
 )
-from backend.plugins.postprocessors.manifest import ManifestPostProcessor, go_json
-from backend.template.decode import ConfigProblems
+from kiln.backend.plugins.postprocessors.manifest import ManifestPostProcessor, go_json
+from kiln.backend.sdk.plugin import Artifact, StepError
+from kiln.backend.template.decode import ConfigProblems
 
 # --------------------------------------------------------------------------- factory
 

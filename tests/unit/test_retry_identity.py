@@ -11,10 +11,9 @@ import time
 from pathlib import Path
 
 import pytest
-
-from backend.engine.prepare import Options
-from backend.engine.retry import FROM_CHANGED, MATCHED, plan_retry
-from backend.template.loader import load_template
+from kiln.backend.engine.prepare import Options
+from kiln.backend.engine.retry import FROM_CHANGED, MATCHED, plan_retry
+from kiln.backend.template.loader import load_template
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -134,7 +133,7 @@ def test_the_terminal_prompt_offers_the_matched_and_the_first_changed_one(tmp_pa
     write([sh(f"echo a >> {marker}"), sh(f"echo b-broken >> {marker}", "exit 1"),
            sh(f"echo c >> {marker}")])
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    proc = subprocess.Popen([sys.executable, "-m", "backend.cli", "build", "-color=false",
+    proc = subprocess.Popen([sys.executable, "-m", "kiln.backend.cli", "build", "-color=false",
                              "-on-error=ask", str(path)], stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
     seen: list[str] = []
@@ -166,7 +165,7 @@ def test_an_unparsable_template_keeps_the_terminal_build_paused(tmp_path, answer
                                 "provisioners": [sh(f"echo broken >> {marker}", "exit 1")]},
                                indent=2))
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    proc = subprocess.Popen([sys.executable, "-m", "backend.cli", "build", "-color=false",
+    proc = subprocess.Popen([sys.executable, "-m", "kiln.backend.cli", "build", "-color=false",
                              "-on-error=ask", str(path)], stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
     seen: list[str] = []

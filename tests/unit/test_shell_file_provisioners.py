@@ -9,14 +9,13 @@ import time
 import build_context
 import pytest
 from build_context import decode, problems_of
-
-from backend.engine.ledger import Ledger
-from backend.plugins.base import Cancelled, PrepareContext, StepError
-from backend.plugins.communicators.base import DISCONNECTED, CommunicatorError
-from backend.plugins.communicators.local import LocalCommunicator
-from backend.plugins.provisioners.file import FileProvisioner
-from backend.plugins.provisioners.shell import ShellProvisioner, flatten_env_vars
-from backend.template.decode import ConfigProblems
+from kiln.backend.engine.ledger import Ledger
+from kiln.backend.plugins.communicators.local import LocalCommunicator
+from kiln.backend.plugins.provisioners.file import FileProvisioner
+from kiln.backend.plugins.provisioners.shell import ShellProvisioner, flatten_env_vars
+from kiln.backend.sdk.communicator import DISCONNECTED, CommunicatorError
+from kiln.backend.sdk.plugin import Cancelled, PrepareContext, StepError
+from kiln.backend.template.decode import ConfigProblems
 
 # --------------------------------------------------------------------------- helpers
 
@@ -231,7 +230,7 @@ class FlakyUploads(LocalCommunicator):
 
 
 def test_communicator_errors_are_retried(run, tmp_path, monkeypatch):
-    monkeypatch.setattr("backend.plugins.provisioners.shell.RETRY_INTERVAL", 0.05)
+    monkeypatch.setattr("kiln.backend.plugins.provisioners.shell.RETRY_INTERVAL", 0.05)
     out = tmp_path / "ok"
     comm = FlakyUploads(2)
     run.provision(ShellProvisioner, {"inline": [f"touch {out}"]}, comm=comm)
@@ -240,7 +239,7 @@ def test_communicator_errors_are_retried(run, tmp_path, monkeypatch):
 
 
 def test_retry_gives_up_after_start_retry_timeout(run, monkeypatch):
-    monkeypatch.setattr("backend.plugins.provisioners.shell.RETRY_INTERVAL", 0.05)
+    monkeypatch.setattr("kiln.backend.plugins.provisioners.shell.RETRY_INTERVAL", 0.05)
     t = time.monotonic()
     with pytest.raises(StepError, match="connection refused"):
         run.provision(ShellProvisioner, {"inline": ["true"], "start_retry_timeout": "300ms"},

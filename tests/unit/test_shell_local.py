@@ -10,13 +10,12 @@ import time
 import build_context
 import pytest
 from build_context import decode, plugin
-
-from backend.engine.ledger import Ledger
-from backend.plugins.base import Artifact, Cancelled, PrepareContext, StepError
-from backend.plugins.postprocessors.shell_local import ShellLocalPostProcessor
-from backend.plugins.provisioners.shell_local import ShellLocalProvisioner
-from backend.plugins.shell_local_common import runtime_os, windows_to_wsl_path
-from backend.template.decode import ConfigProblems
+from kiln.backend.engine.ledger import Ledger
+from kiln.backend.plugins.postprocessors.shell_local import ShellLocalPostProcessor
+from kiln.backend.plugins.provisioners.shell_local import ShellLocalProvisioner
+from kiln.backend.plugins.shell_local_common import runtime_os, windows_to_wsl_path
+from kiln.backend.sdk.plugin import Artifact, Cancelled, PrepareContext, StepError
+from kiln.backend.template.decode import ConfigProblems
 
 # --------------------------------------------------------------------------- factory
 

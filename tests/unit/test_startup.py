@@ -17,7 +17,7 @@ out = io.StringIO()
 code = 0
 with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
     try:
-        from backend.cli import main
+        from kiln.backend.cli import main
         code = main(sys.argv[1:])
     except SystemExit as e:
         code = e.code

@@ -8,10 +8,9 @@ from pathlib import Path
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-from backend.engine.prepare import Options, Preparer, select_builds
-from backend.engine.session import load_template
-from backend.template.errors import TemplateError
+from kiln.backend.engine.prepare import Options, Preparer, select_builds
+from kiln.backend.engine.session import load_template
+from kiln.backend.template.errors import TemplateError
 
 CORPUS = Path(__file__).resolve().parents[1] / "corpus" / "validate"
 SEEDS = [p.read_text() for p in sorted(CORPUS.glob("ok_*.json"))]

@@ -8,12 +8,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from kiln.backend.engine.prepare import Options, Preparer, select_builds
+from kiln.backend.template.errors import TemplateError
+from kiln.backend.template.loader import load_template
 
-from backend.engine.prepare import Options, Preparer, select_builds
-from backend.template.errors import TemplateError
-from backend.template.loader import load_template
-
-KILN = [sys.executable, "-m", "backend.cli"]
+KILN = [sys.executable, "-m", "kiln.backend.cli"]
 NULL_HCL = 'source "null" "x" {\n  communicator = "none"\n}\nbuild {\n  sources = ["source.null.x"]\n}\n'
 
 
@@ -152,9 +151,9 @@ def test_validating_a_large_template_is_linear(tmp_path, monkeypatch):
     provisioner."""
     import gc
 
-    import backend.engine.prepare as prepare_mod
-    import backend.template.loader as loader_mod
-    from backend.template import funcs as F
+    import kiln.backend.engine.prepare as prepare_mod
+    import kiln.backend.template.loader as loader_mod
+    from kiln.backend.template import funcs as F
 
     p = tmp_path / "t.json"
     p.write_text(json.dumps({

@@ -9,10 +9,9 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from backend.engine.prepare import Options, Preparer, select_builds
-from backend.engine.session import load_template
-from backend.template.errors import TemplateError
+from kiln.backend.engine.prepare import Options, Preparer, select_builds
+from kiln.backend.engine.session import load_template
+from kiln.backend.template.errors import TemplateError
 
 CORPUS = Path(__file__).resolve().parents[1] / "corpus" / "validate"
 REAL_WORLD = Path(__file__).resolve().parents[1] / "corpus" / "real-world"  # SOURCES.md there
@@ -95,16 +94,16 @@ def test_invalid_templates_report_every_problem_with_its_location(name):
 
 
 def test_cli_validate_output_and_exit_codes(tmp_path):
-    ok = subprocess.run([sys.executable, "-m", "backend.cli", "validate", str(CORPUS / "ok_multi_builder.json")],
+    ok = subprocess.run([sys.executable, "-m", "kiln.backend.cli", "validate", str(CORPUS / "ok_multi_builder.json")],
                         capture_output=True, text=True, cwd=CORPUS)
     assert ok.returncode == 0, ok.stderr
     assert ok.stdout.strip() == "The configuration is valid."
-    bad = subprocess.run([sys.executable, "-m", "backend.cli", "validate", "bad_many_problems.json"],
+    bad = subprocess.run([sys.executable, "-m", "kiln.backend.cli", "validate", "bad_many_problems.json"],
                          capture_output=True, text=True, cwd=CORPUS)
     assert bad.returncode == 1
     assert "Traceback" not in bad.stderr + bad.stdout
     assert "bad_many_problems.json:8:29: provisioners[1].inlin: unknown configuration key" in bad.stderr
-    syntax = subprocess.run([sys.executable, "-m", "backend.cli", "validate", "-syntax-only", "ok_variables.json"],
+    syntax = subprocess.run([sys.executable, "-m", "kiln.backend.cli", "validate", "-syntax-only", "ok_variables.json"],
                             capture_output=True, text=True, cwd=CORPUS)
     assert syntax.returncode == 0
     assert "Syntax-only check passed" in syntax.stdout
@@ -141,10 +140,10 @@ def test_sensitive_values_never_printed_by_inspect_or_errors(tmp_path):
         "builders": [{"type": "null", "communicator": "none"}],
         "provisioners": [{"type": "shell-local", "inline": ["echo {{user `password`}} {{ nosuch }}"]}],
     }))
-    out = subprocess.run([sys.executable, "-m", "backend.cli", "inspect", str(tpl)], capture_output=True, text=True)
+    out = subprocess.run([sys.executable, "-m", "kiln.backend.cli", "inspect", str(tpl)], capture_output=True, text=True)
     assert out.returncode == 0
     assert "<sensitive>" in out.stdout and "hunter2-very-secret" not in out.stdout
-    bad = subprocess.run([sys.executable, "-m", "backend.cli", "validate", str(tpl)], capture_output=True, text=True)
+    bad = subprocess.run([sys.executable, "-m", "kiln.backend.cli", "validate", str(tpl)], capture_output=True, text=True)
     assert bad.returncode == 1
     assert "hunter2-very-secret" not in bad.stdout + bad.stderr
 
@@ -176,7 +175,7 @@ def test_yaml_and_json_give_the_same_model(tmp_path):
 
 
 def test_inspect_lists_components():
-    out = subprocess.run([sys.executable, "-m", "backend.cli", "inspect", str(CORPUS / "ok_multi_builder.json")],
+    out = subprocess.run([sys.executable, "-m", "kiln.backend.cli", "inspect", str(CORPUS / "ok_multi_builder.json")],
                          capture_output=True, text=True)
     assert out.returncode == 0
     assert "multi-builder template" in out.stdout
@@ -187,14 +186,14 @@ def test_inspect_lists_components():
 @pytest.mark.parametrize("name", sorted(p.name for p in REAL_WORLD.glob("*.json")))
 def test_real_world_templates_load_without_tracebacks(name):
     """Every real-world template loads, or fails with located errors; never a traceback."""
-    proc = subprocess.run([sys.executable, "-m", "backend.cli", "validate", str(REAL_WORLD / name)],
+    proc = subprocess.run([sys.executable, "-m", "kiln.backend.cli", "validate", str(REAL_WORLD / name)],
                           capture_output=True, text=True, cwd=REAL_WORLD, timeout=60)
     out = proc.stdout + proc.stderr
     assert "Traceback" not in out
     assert proc.returncode in (0, 1)
     if proc.returncode:
         assert f"{name}:" in out  # errors point into the file
-    syntax = subprocess.run([sys.executable, "-m", "backend.cli", "inspect", str(REAL_WORLD / name)],
+    syntax = subprocess.run([sys.executable, "-m", "kiln.backend.cli", "inspect", str(REAL_WORLD / name)],
                             capture_output=True, text=True, cwd=REAL_WORLD, timeout=60)
     assert "Traceback" not in syntax.stdout + syntax.stderr
 
@@ -209,7 +208,7 @@ def test_durations_written_with_user_variables_are_rendered(tmp_path):
         "provisioners": [{"type": "shell-local", "inline": ["echo after-the-pause"],
                           "pause_before": "{{user `pause`}}", "timeout": "{{ user `limit` }}"}],
     }, indent=2))
-    r = subprocess.run([sys.executable, "-m", "backend.cli", "build", "-color=false", str(tpl)],
+    r = subprocess.run([sys.executable, "-m", "kiln.backend.cli", "build", "-color=false", str(tpl)],
                        capture_output=True, text=True, timeout=60, cwd=tmp_path)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "Pausing 300ms before the next provisioner..." in r.stdout

@@ -12,7 +12,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Label, OptionList, Select, Static
 from textual.widgets.option_list import Option
 
-from tui import status
+from .. import status
 
 DIALOG_CSS = """
 {name} {{ align: center middle; }}

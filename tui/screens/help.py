@@ -11,7 +11,7 @@ from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
-from tui import keys
+from .. import keys
 
 PANE_TIPS = {
     "templates": "Templates: the cursor picks what b, p, o, e and i act on; on a builder, b builds "

@@ -9,9 +9,9 @@ from rich.text import Text
 from textual.message import Message
 from textual.widgets import DataTable
 
-from tui import status
-from tui.clock import fmt_ago, fmt_duration, fmt_left
-from tui.model import BuildModel, StageModel
+from .. import status
+from ..clock import fmt_ago, fmt_duration, fmt_left
+from ..model import BuildModel, StageModel
 
 BAR_WIDTH = 8
 

@@ -10,8 +10,8 @@ from textual.containers import Vertical
 from textual.message import Message
 from textual.widgets import Input, Tree
 
-from tui import keys, status
-from tui.discovery import ProblemView, TemplateEntry
+from .. import keys, status
+from ..discovery import ProblemView, TemplateEntry
 
 #: narrower than this, the tree leaves out "valid" after each template
 WORDS_FROM = 40

@@ -11,9 +11,9 @@ import os
 import shutil
 from dataclasses import dataclass
 
-from backend.plugins.base import PROVISION, Artifact, Builder, Step, StepError
-from backend.plugins.communicators.base import MockCommunicator
-from backend.template.decode import ConfigProblems, opt
+from ...sdk.communicator import MockCommunicator
+from ...sdk.config import ConfigProblems, opt
+from ...sdk.plugin import PROVISION, Artifact, Builder, Step, StepError
 
 
 @dataclass
@@ -62,7 +62,7 @@ class FileBuilder(Builder):
     def prepare(self, ctx) -> list[str]:
         c = self.config
         if c.source and not os.path.exists(c.source):
-            from backend.template.decode import ConfigProblems
+            from ...sdk.config import ConfigProblems
 
             raise ConfigProblems([("source", f"source file {c.source} does not exist")])
         if not c.source and not c.content:

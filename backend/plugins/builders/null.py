@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from backend.plugins.base import PROVISION, Artifact, Builder, Step
-from backend.plugins.communicators.config import CommunicatorConfig
-from backend.template.decode import ConfigProblems
+from ...sdk.config import ConfigProblems
+from ...sdk.plugin import PROVISION, Artifact, Builder, Step
+from ..communicators.config import CommunicatorConfig
 
 
 @dataclass
@@ -43,7 +43,7 @@ class ConnectStep(Step):
         self.builder_host = builder_host
 
     def run(self, ctx) -> None:
-        from backend.plugins.communicators.connect import connect
+        from ..communicators.connect import connect
 
         ctx.communicator = connect(ctx, self.config, host=self.builder_host)
 

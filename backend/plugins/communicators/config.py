@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from backend.template.decode import ConfigProblems, Duration, opt
+from ...sdk.config import ConfigProblems, Duration, opt
 
 COMMUNICATOR_TYPES = ("ssh", "none", "local", "docker", "winrm", "dockerWindowsContainer")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .base import Communicator, NoneCommunicator
+from ...sdk.communicator import Communicator, NoneCommunicator
 
 
 def connect(ctx: Any, config: Any, host: str = "", container_id: str = "") -> Communicator:
@@ -24,7 +24,7 @@ def connect(ctx: Any, config: Any, host: str = "", container_id: str = "") -> Co
         return LocalCommunicator(private_dir=lambda: ctx.temp_dir(prefix="kiln-local-"),
                                  ledger=ctx.ledger)
     if ctype in ("docker", "dockerWindowsContainer"):
-        from .docker import DockerCommunicator
+        from ..docker.communicator import DockerCommunicator
 
         comm = DockerCommunicator.for_container(ctx, container_id or config.docker_container(),
                                                 config)
@@ -32,9 +32,9 @@ def connect(ctx: Any, config: Any, host: str = "", container_id: str = "") -> Co
         ctx.ui.say(f"Using docker communicator to connect: {comm.host}")
         return comm
     if ctype == "ssh":
-        from .ssh import connect_ssh
+        from ..ssh.communicator import connect_ssh
 
         return connect_ssh(ctx, config, host=config.ssh_host or host)
-    from backend.plugins.base import StepError
+    from ...sdk.plugin import StepError
 
     raise StepError(f'the "{ctype}" communicator is not supported by Kiln')

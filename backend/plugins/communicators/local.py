@@ -13,15 +13,11 @@ import threading
 import time
 from typing import Any, Callable, Iterable, Sequence
 
-from .base import Communicator, CommunicatorError, LineSplitter, OutputFn
+from ...sdk.communicator import Communicator, CommunicatorError, LineSplitter, OutputFn
+from ...sdk.process import SPAWN_LOCK, process_start
 
 KILL_GRACE = 3.0  # seconds between SIGTERM and SIGKILL on cancel
 
-#: Held while a child process is spawned and while a script file is written. A
-#: child forked while another thread still has a script open for writing keeps
-#: that descriptor until it execs, and running the script then fails with
-#: "Text file busy" (ETXTBSY); serialising the two makes that impossible.
-SPAWN_LOCK = threading.Lock()
 
 
 def run_process(
@@ -112,17 +108,6 @@ def _check_runnable(program: str, env: dict[str, str] | None, cwd: str | None) -
     search = (env if env is not None else os.environ).get("PATH", os.defpath)
     if shutil.which(program, path=search) is None:
         raise CommunicatorError(f"cannot start {program}: No such file or directory")
-
-
-def process_start(pid: int) -> int | None:
-    """When process ``pid`` started (clock ticks since boot), to tell it from a later
-    process that got the same id; None where /proc does not say."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            stat_line = f.read()
-        return int(stat_line[stat_line.rindex(b")") + 2:].split()[19])
-    except (OSError, ValueError, IndexError):
-        return None
 
 
 def _name(argv: Sequence[str] | str) -> str:

@@ -10,9 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from backend.plugins.builders import amazon_common as aws
-from backend.plugins.builders.amazon_ebs import AwsAccessConfig
-from backend.template.decode import ConfigProblems, opt
+from ...sdk.config import ConfigProblems, opt
+from ...sdk.plugin import DataSource
+from ..amazon import common as aws
+from ..amazon.config import AwsAccessConfig
 
 
 @dataclass
@@ -38,7 +39,7 @@ class AmazonAmiConfig(AwsAccessConfig):
             raise ConfigProblems(problems)
 
 
-class AmazonAmiDataSource:
+class AmazonAmiDataSource(DataSource):
     Config = AmazonAmiConfig
     #: what ``data.amazon-ami.NAME`` offers, as Packer's plugin does
     outputs = ("id", "name", "creation_date", "owner", "owner_name", "tags")

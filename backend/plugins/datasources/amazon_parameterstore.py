@@ -9,9 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from backend.plugins.builders import amazon_common as aws
-from backend.plugins.builders.amazon_ebs import AwsAccessConfig
-from backend.template.decode import opt
+from ...sdk.config import opt
+from ...sdk.plugin import DataSource
+from ..amazon import common as aws
+from ..amazon.config import AwsAccessConfig
 
 
 @dataclass
@@ -20,7 +21,7 @@ class ParameterStoreConfig(AwsAccessConfig):
     with_decryption: bool = opt(False, doc="decrypt a SecureString")
 
 
-class ParameterStoreDataSource:
+class ParameterStoreDataSource(DataSource):
     Config = ParameterStoreConfig
     outputs = ("value", "version", "arn")
 

@@ -12,10 +12,10 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from backend.plugins.base import StepError
-from backend.plugins.builders import amazon_common as aws
-from backend.plugins.builders.amazon_ebs import AwsAccessConfig
-from backend.template.decode import opt
+from ...sdk.config import opt
+from ...sdk.plugin import DataSource, StepError
+from ..amazon import common as aws
+from ..amazon.config import AwsAccessConfig
 
 
 @dataclass
@@ -26,7 +26,7 @@ class SecretsManagerConfig(AwsAccessConfig):
     version_stage: str = opt("", doc="a staging label (default AWSCURRENT)")
 
 
-class SecretsManagerDataSource:
+class SecretsManagerDataSource(DataSource):
     Config = SecretsManagerConfig
     outputs = ("value", "secret_string", "secret_binary", "version_id")
 

@@ -13,8 +13,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from backend.plugins.base import StepError
-from backend.template.decode import ConfigProblems, opt
+from ...sdk.config import ConfigProblems, opt
+from ...sdk.plugin import DataSource, StepError
 
 #: request headers whose values are credentials: masked wherever output goes
 SECRET_HEADER = re.compile(r"authorization|token|cookie|secret|password|api[-_]?key", re.I)
@@ -37,7 +37,7 @@ class HttpDataConfig:
                                    f'"{self.url}"')])
 
 
-class HttpDataSource:
+class HttpDataSource(DataSource):
     Config = HttpDataConfig
     outputs = ("url", "request_headers", "response_headers", "body")
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from backend.template.decode import opt
+from ...sdk.config import opt
+from ...sdk.plugin import DataSource
 
 
 @dataclass
@@ -13,7 +14,7 @@ class NullDataConfig:
     input: str = opt("", required=True, doc="the value to give back")
 
 
-class NullDataSource:
+class NullDataSource(DataSource):
     Config = NullDataConfig
     outputs = ("output",)
 

@@ -13,8 +13,8 @@ import posixpath
 import re
 from dataclasses import dataclass
 
-from backend.plugins.base import Artifact, PostProcessor, StepError
-from backend.template.decode import ConfigProblems, opt
+from ...sdk.config import ConfigProblems, opt
+from ...sdk.plugin import Artifact, PostProcessor, StepError
 
 BUILDER_ID = "packer.post-processor.artifice"
 

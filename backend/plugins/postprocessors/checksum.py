@@ -13,9 +13,9 @@ import hashlib
 import os
 from dataclasses import dataclass
 
-from backend.plugins.base import Artifact, PostProcessor, StepError
-from backend.plugins.shell_local_common import render_runtime
-from backend.template.decode import ConfigProblems, Deferred, opt
+from ...sdk.config import ConfigProblems, Deferred, opt
+from ...sdk.plugin import Artifact, PostProcessor, StepError
+from ..shell_local_common import render_runtime
 
 BUILDER_ID = "packer.post-processor.checksum"
 DEFAULT_OUTPUT = "packer_{{.BuildName}}_{{.BuilderType}}_{{.ChecksumType}}.checksum"

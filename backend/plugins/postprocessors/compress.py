@@ -27,9 +27,9 @@ import zlib
 from dataclasses import dataclass
 from typing import Any, BinaryIO, Callable
 
-from backend.plugins.base import Artifact, PostProcessor, StepError
-from backend.plugins.shell_local_common import render_runtime
-from backend.template.decode import Deferred, opt
+from ...sdk.config import Deferred, opt
+from ...sdk.plugin import Artifact, PostProcessor, StepError
+from ..shell_local_common import render_runtime
 
 BUILDER_ID = "packer.post-processor.compress"
 DEFAULT_OUTPUT = "packer_{{.BuildName}}_{{.BuilderType}}"

@@ -6,11 +6,10 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from backend.plugins.base import Artifact, PostProcessor, StepError
-from backend.plugins.builders.docker import (
-    BUILDER_ID as DOCKER_BUILDER_ID,
-)
-from backend.plugins.builders.docker import (
+from ...sdk.config import ConfigProblems, opt
+from ...sdk.plugin import Artifact, PostProcessor, StepError
+from ..docker.driver import BUILDER_ID as DOCKER_BUILDER_ID
+from ..docker.driver import (
     IMPORT_BUILDER_ID,
     DockerImageArtifact,
     api_error,
@@ -19,8 +18,7 @@ from backend.plugins.builders.docker import (
     is_docker_error,
     message,
 )
-from backend.plugins.postprocessors.docker_tag import check_input
-from backend.template.decode import ConfigProblems, opt
+from .docker_tag import check_input
 
 ARTIFICE_BUILDER_ID = "packer.post-processor.artifice"
 ACCEPTS = (DOCKER_BUILDER_ID, ARTIFICE_BUILDER_ID)

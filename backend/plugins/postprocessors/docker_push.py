@@ -6,8 +6,9 @@ from contextlib import closing
 from dataclasses import dataclass
 from typing import Any
 
-from backend.plugins.base import Artifact, PostProcessor, StepError
-from backend.plugins.builders.docker import (
+from ...sdk.config import ConfigProblems, opt
+from ...sdk.plugin import Artifact, PostProcessor, StepError
+from ..docker.driver import (
     IMPORT_BUILDER_ID,
     DockerImageArtifact,
     _Progress,
@@ -19,9 +20,8 @@ from backend.plugins.builders.docker import (
     split_image,
     stream_json,
 )
-from backend.plugins.postprocessors.docker_tag import BUILDER_ID as TAG_BUILDER_ID
-from backend.plugins.postprocessors.docker_tag import check_input
-from backend.template.decode import ConfigProblems, opt
+from .docker_tag import BUILDER_ID as TAG_BUILDER_ID
+from .docker_tag import check_input
 
 ACCEPTS = (IMPORT_BUILDER_ID, TAG_BUILDER_ID)
 

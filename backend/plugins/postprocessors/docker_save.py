@@ -5,8 +5,9 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from backend.plugins.base import Artifact, PostProcessor, StepError
-from backend.plugins.builders.docker import (
+from ...sdk.config import ConfigProblems, opt
+from ...sdk.plugin import Artifact, PostProcessor, StepError
+from ..docker.driver import (
     IMPORT_BUILDER_ID,
     api_error,
     client,
@@ -14,9 +15,8 @@ from backend.plugins.builders.docker import (
     message,
     write_chunks,
 )
-from backend.plugins.postprocessors.docker_tag import BUILDER_ID as TAG_BUILDER_ID
-from backend.plugins.postprocessors.docker_tag import check_input
-from backend.template.decode import ConfigProblems, opt
+from .docker_tag import BUILDER_ID as TAG_BUILDER_ID
+from .docker_tag import check_input
 
 ACCEPTS = (IMPORT_BUILDER_ID, TAG_BUILDER_ID)
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from backend.plugins.base import Artifact, PostProcessor, StepError
-from backend.plugins.builders.docker import (
+from ...sdk.config import ConfigProblems, opt
+from ...sdk.plugin import Artifact, PostProcessor, StepError
+from ..docker.driver import (
     IMPORT_BUILDER_ID,
     DockerImageArtifact,
     carried_state,
@@ -13,7 +14,6 @@ from backend.plugins.builders.docker import (
     docker_errors,
     message,
 )
-from backend.template.decode import ConfigProblems, opt
 
 BUILDER_ID = "packer.post-processor.docker-tag"
 ACCEPTS = (IMPORT_BUILDER_ID, BUILDER_ID)

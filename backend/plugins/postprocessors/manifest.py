@@ -16,9 +16,9 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from backend.plugins.base import Artifact, PostProcessor, StepError
-from backend.plugins.shell_local_common import render_runtime
-from backend.template.decode import opt
+from ...sdk.config import opt
+from ...sdk.plugin import Artifact, PostProcessor, StepError
+from ..shell_local_common import render_runtime
 
 DEFAULT_OUTPUT = "packer-manifest.json"
 LOCK_TRIES = 3

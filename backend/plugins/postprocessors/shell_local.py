@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from backend.plugins.base import Artifact, PostProcessor, PrepareContext
-from backend.plugins.shell_local_common import ShellLocalConfig, run_shell_local
+from ...sdk.plugin import Artifact, PostProcessor, PrepareContext
+from ..shell_local_common import ShellLocalConfig, run_shell_local
 
 
 @dataclass

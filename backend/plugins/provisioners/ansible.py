@@ -30,13 +30,13 @@ import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from backend.plugins.base import PrepareContext, Provisioner, StepError
-from backend.plugins.communicators.base import CommunicatorError
-from backend.plugins.shell_local_common import render_runtime
-from backend.template.decode import ConfigProblems, Deferred, opt
+from ...sdk.communicator import CommunicatorError
+from ...sdk.config import ConfigProblems, Deferred, opt
+from ...sdk.plugin import PrepareContext, Provisioner, StepError
+from ..shell_local_common import render_runtime
 
 if TYPE_CHECKING:
-    from backend.engine.context import BuildContext, StageUI
+    from ...sdk.context import BuildContext, StageUI
 
 DEFAULT_INVENTORY_LINE = (
     "{{ .HostAlias }} ansible_host={{ .Host }} ansible_user={{ .User }} ansible_port={{ .Port }}\n"
@@ -507,7 +507,7 @@ class AnsibleProvisioner(Provisioner):
         command: str,
         label: str = "Executing Ansible",
     ) -> None:
-        from backend.plugins.communicators.local import run_process
+        from ..communicators.local import run_process
 
         shown = _SECRET_ARG.sub(r"\1*****", shlex.join(argv))
         ui.say(f"{label}: {shown}")

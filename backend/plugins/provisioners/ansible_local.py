@@ -15,13 +15,13 @@ import shlex
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from backend.plugins.base import PrepareContext, Provisioner, StepError
-from backend.plugins.communicators.base import CommunicatorError
-from backend.plugins.shell_local_common import render_runtime
-from backend.template.decode import ConfigProblems, opt
+from ...sdk.communicator import CommunicatorError
+from ...sdk.config import ConfigProblems, opt
+from ...sdk.plugin import PrepareContext, Provisioner, StepError
+from ..shell_local_common import render_runtime
 
 if TYPE_CHECKING:
-    from backend.engine.context import BuildContext, StageUI
+    from ...sdk.context import BuildContext, StageUI
 
 DEFAULT_COMMAND = "ANSIBLE_FORCE_COLOR=1 PYTHONUNBUFFERED=1 ansible-playbook"
 DEFAULT_STAGING_PARENT = "/tmp/packer-provisioner-ansible-local"
@@ -66,7 +66,7 @@ class AnsibleLocalConfig:
 
     def __post_init__(self) -> None:
         if not self.staging_directory:
-            from backend.template.funcs import time_ordered_uuid
+            from ...template.funcs import time_ordered_uuid
 
             self._staging = posixpath.join(DEFAULT_STAGING_PARENT, time_ordered_uuid())
         else:

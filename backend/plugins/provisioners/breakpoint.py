@@ -10,11 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from backend.plugins.base import Cancelled, Provisioner, StepError
-from backend.template.decode import opt
+from ...sdk.config import opt
+from ...sdk.plugin import Cancelled, Provisioner, StepError
 
 if TYPE_CHECKING:
-    from backend.engine.context import BuildContext, StageUI
+    from ...sdk.context import BuildContext, StageUI
 
 
 @dataclass

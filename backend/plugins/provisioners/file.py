@@ -16,13 +16,13 @@ import posixpath
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from backend.plugins.base import PrepareContext, Provisioner, StepError
-from backend.plugins.communicators.base import CommunicatorError
-from backend.plugins.shell_local_common import render_runtime, unusable_paths
-from backend.template.decode import ConfigProblems, opt
+from ...sdk.communicator import CommunicatorError
+from ...sdk.config import ConfigProblems, opt
+from ...sdk.plugin import PrepareContext, Provisioner, StepError
+from ..shell_local_common import render_runtime, unusable_paths
 
 if TYPE_CHECKING:
-    from backend.engine.context import BuildContext, StageUI
+    from ...sdk.context import BuildContext, StageUI
 
 DIRECTIONS = ("download", "upload")
 

@@ -16,18 +16,18 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from backend.plugins.base import Cancelled, PrepareContext, Provisioner, StepError
-from backend.plugins.communicators.base import DISCONNECTED, CommunicatorError
-from backend.plugins.shell_local_common import (
+from ...sdk.communicator import DISCONNECTED, CommunicatorError
+from ...sdk.config import ConfigProblems, Deferred, Duration, opt
+from ...sdk.plugin import Cancelled, PrepareContext, Provisioner, StepError
+from ..shell_local_common import (
     HTTP_VARS,
     format_env,
     render_runtime,
     unusable_paths,
 )
-from backend.template.decode import ConfigProblems, Deferred, Duration, opt
 
 if TYPE_CHECKING:
-    from backend.engine.context import BuildContext, StageUI
+    from ...sdk.context import BuildContext, StageUI
 
 DEFAULT_SHEBANG = "/bin/sh -e"
 DEFAULT_REMOTE_FOLDER = "/tmp"
@@ -174,7 +174,7 @@ def _retry(ctx: BuildContext, ui: StageUI, timeout: float, what: str, fn):
             if not getattr(e, "retryable", True) or time.monotonic() + RETRY_INTERVAL > deadline:
                 raise StepError(f"{what}: {e}") from e
             if not warned:  # once: a retry loop may last minutes
-                from backend.template.golang import format_duration
+                from ...template.golang import format_duration
 
                 ui.error(f"{what}: {e}; retrying every {RETRY_INTERVAL:g}s for up to "
                          f"{format_duration(timeout)} (start_retry_timeout)")
@@ -230,7 +230,7 @@ class ShellProvisioner(Provisioner):
             for path in temps:
                 ctx.remove_temp(path)
         if cfg.pause_after:
-            from backend.template.golang import format_duration
+            from ...template.golang import format_duration
 
             ui.say(f"Pausing {format_duration(cfg.pause_after)} after this provisioner...")
             ctx.cancel.sleep(cfg.pause_after)

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from backend.plugins.base import PrepareContext, Provisioner
-from backend.plugins.shell_local_common import ShellLocalConfig, run_shell_local
+from ...sdk.plugin import PrepareContext, Provisioner
+from ..shell_local_common import ShellLocalConfig, run_shell_local
 
 
 class ShellLocalProvisioner(Provisioner):

@@ -1,0 +1,1 @@
+"""Amazon EC2: the shared AWS access and helpers (common.py), and the amazon-ebs builder."""

@@ -1,0 +1,1 @@
+"""SSH: the ssh communicator (settings, connecting, channels, scp and sftp transfers)."""

@@ -1,0 +1,1 @@
+"""A third-party Kiln plugin used by Kiln's tests."""
