@@ -1,6 +1,8 @@
-"""The on-error policy of a build: what happens after a provisioner fails (clean up, abort
-and keep the machine, ask and wait for retry / skip / clean up / abort, or run the
-error-cleanup provisioner), and re-planning a retry after the template was re-read."""
+"""The on-error policy of a build as step wrappers, after Packer's commonsteps abort/ask
+wrappers: each provisioner stage runs inside the wrapper of the build's policy, which on a
+failure cleans up, aborts and keeps the machine, asks and waits for retry / skip / clean up /
+abort, or runs the error-cleanup provisioner. Also: re-planning a retry after the template
+was re-read, and the question/answer of a paused build."""
 
 from __future__ import annotations
 
@@ -13,18 +15,127 @@ from .schema import Status
 from .stages import CHOICES, BuildFailed, Stage, _message
 
 
+class ProvisionerFailed(Exception):
+    """A provisioner stage failed (its stage still running): the wrapper decides what next."""
+
+    def __init__(self, stage: Stage, message: str):
+        super().__init__(message)
+        self.stage = stage
+        self.message = message
+
+
+class OnErrorStep:
+    """Wraps one provisioner stage; on its failure the build ends and the machine is cleaned
+    up (on-error cleanup, the default). Subclasses apply the other policies."""
+
+    def __init__(self, runner: Any, pos: int):
+        self.runner = runner
+        self.pos = pos
+
+    def run(self, data: dict) -> int:
+        """Run the wrapped stage; returns the position of the next one."""
+        try:
+            return self.runner._run_provisioner_stage(self.pos, data)
+        except ProvisionerFailed as failure:
+            return self.failed(failure.stage, failure.message)
+
+    def failed(self, stage: Stage, msg: str) -> int:
+        return self.fail(stage, msg)
+
+    def fail(self, stage: Stage, msg: str, abort: bool = False) -> int:
+        """End the build with the stage failed; ``abort`` keeps the machine."""
+        r = self.runner
+        r._finish(stage, Status.FAILED, msg)
+        r._provision_error = msg
+        if abort:
+            r._abort = True
+        raise BuildFailed(msg, keep=abort) from None
+
+    @staticmethod
+    def keeps_machine(error: BaseException) -> bool:
+        """Whether a build that ended with ``error`` keeps its machine (skips cleanups)."""
+        return False
+
+
+class AbortStep(OnErrorStep):
+    """on-error abort: stop at once and keep the machine as it is, even when cancelled."""
+
+    def failed(self, stage: Stage, msg: str) -> int:
+        return self.fail(stage, msg, abort=True)
+
+    @staticmethod
+    def keeps_machine(error: BaseException) -> bool:
+        return True
+
+
+class CleanupProvisionerStep(OnErrorStep):
+    """on-error run-cleanup-provisioner: run the error-cleanup provisioner, then keep the
+    machine (a cancelled build is cleaned up)."""
+
+    @staticmethod
+    def keeps_machine(error: BaseException) -> bool:
+        return not isinstance(error, Cancelled)
+
+
+class AskStep(OnErrorStep):
+    """on-error ask: pause with the machine up until the user picks retry (the template read
+    again), skip, cleanup or abort."""
+
+    def failed(self, stage: Stage, msg: str) -> int:
+        from .retry import FROM_CHANGED, MATCHED
+
+        r, pos = self.runner, self.pos
+        try:
+            choice = r.ask(f"Provisioner {stage.name!r} failed", msg, list(CHOICES), stage)
+            reload = None
+            while True:
+                if choice == "retry":
+                    running = [s.ref for s in r.prov_stages]
+                    reload = r.session.reload_provisioner(r.prepared, running, pos)
+                    if reload.error:  # the build stays paused with the located error
+                        choice = r.ask("The template could not be read again: fix it, then "
+                                       "retry", reload.error, list(CHOICES), stage)
+                        continue
+                    plan = reload.plan
+                    if not plan.automatic:
+                        choice = r.ask(plan.prompt(), plan.detail(),
+                                       plan.choices() + list(CHOICES), stage,
+                                       details=plan.details())
+                        continue
+                    choice = MATCHED
+                if choice in (MATCHED, FROM_CHANGED) and reload is not None and reload.plan:
+                    return r._replan(pos, reload, choice)
+                if choice == "skip":
+                    r._finish(stage, Status.SKIPPED, msg)
+                    r.ctx.ui.say("Skipped; carrying on with the next stage.")
+                    return pos + 1
+                break
+        except Cancelled:  # cancelled while waiting for an answer
+            r._finish(stage, Status.CANCELLED, msg)
+            raise
+        return self.fail(stage, msg, abort=choice == "abort")
+
+
+#: the wrapper of each -on-error mode; any other mode cleans up
+ON_ERROR_STEPS: dict[str, type[OnErrorStep]] = {
+    "cleanup": OnErrorStep, "abort": AbortStep, "ask": AskStep,
+    "run-cleanup-provisioner": CleanupProvisionerStep,
+}
+
+
+def on_error_step(mode: str | None) -> type[OnErrorStep]:
+    return ON_ERROR_STEPS.get(mode or "cleanup", OnErrorStep)
+
+
 class OnErrorPolicy:
     """Part of BuildRunner (build.py): its attributes are the runner's."""
 
+    @property
+    def on_error_step(self) -> type[OnErrorStep]:
+        return on_error_step(self.options.on_error)
+
     def _keep_machine(self, error: BaseException | None) -> bool:
-        if error is None:
-            return False
-        if self._abort:
-            return True
-        mode = self.options.on_error
-        if isinstance(error, Cancelled):
-            return mode == "abort"
-        return mode in ("abort", "run-cleanup-provisioner")
+        return error is not None and (self._abort or self.on_error_step.keeps_machine(error))
 
     def _keep(self, stack: ExitStack) -> None:
         """Leave the machine as it is (on-error abort): no cleanup, ledger marked kept."""
@@ -59,44 +170,6 @@ class OnErrorPolicy:
             ui.error(f"Get into it with: {hint}")
         ui.error("When you are done, remove it with: kiln cleanup -all")
 
-    def _after_failure(self, pos: int, stage: Stage, msg: str) -> int:
-        """The on-error policy; with ask, the user's answers until the build goes on or ends."""
-        from .retry import FROM_CHANGED, MATCHED
-
-        try:
-            choice = self._on_failure(stage, msg)
-            reload = None
-            while True:
-                if choice == "retry":
-                    running = [s.ref for s in self.prov_stages]
-                    reload = self.session.reload_provisioner(self.prepared, running, pos)
-                    if reload.error:  # the build stays paused with the located error
-                        choice = self.ask("The template could not be read again: fix it, then "
-                                          "retry", reload.error, list(CHOICES), stage)
-                        continue
-                    plan = reload.plan
-                    if not plan.automatic:
-                        choice = self.ask(plan.prompt(), plan.detail(),
-                                          plan.choices() + list(CHOICES), stage,
-                                          details=plan.details())
-                        continue
-                    choice = MATCHED
-                if choice in (MATCHED, FROM_CHANGED) and reload is not None and reload.plan:
-                    return self._replan(pos, reload, choice)
-                if choice == "skip":
-                    self._finish(stage, Status.SKIPPED, msg)
-                    self.ctx.ui.say("Skipped; carrying on with the next stage.")
-                    return pos + 1
-                break
-        except Cancelled:  # cancelled while waiting for an answer
-            self._finish(stage, Status.CANCELLED, msg)
-            raise
-        self._finish(stage, Status.FAILED, msg)
-        self._provision_error = msg
-        if choice == "abort":
-            self._abort = True
-        raise BuildFailed(msg, keep=choice == "abort") from None
-
     def _replan(self, pos: int, reload: Any, choice: str) -> int:
         """Go on as the re-read template says: the provisioners from the chosen one on replace
         the rest of the plan; returns the position to run next."""
@@ -129,12 +202,6 @@ class OnErrorPolicy:
         )
         StageUI(self.bus, self.name, None, self.mask).say(note)
         return keep
-
-    def _on_failure(self, stage: Stage, msg: str) -> str:
-        mode = self.options.on_error
-        if mode != "ask":
-            return "cleanup" if mode in ("cleanup", "") else "abort" if mode == "abort" else "cleanup-keep"
-        return self.ask(f"Provisioner {stage.name!r} failed", msg, list(CHOICES), stage)
 
     def _error_cleanup_provisioner(self) -> None:
         """Runs (as a cleanup) when provisioning failed: Packer's error-cleanup-provisioner."""

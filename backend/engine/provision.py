@@ -11,6 +11,7 @@ from ..sdk.cancel import CancelToken
 from ..sdk.communicator import CommunicatorError
 from ..sdk.plugin import Cancelled, StepError
 from .context import StageUI
+from .onerror import ProvisionerFailed
 from .prepare import PreparedProvisioner
 from .schema import Status
 from .stages import BuildFailed, _message
@@ -37,10 +38,11 @@ class ProvisionerStages:
         pos = self.cache.skip_cached() if self.cache is not None else 0
         while pos < len(self.prov_stages):  # a retry may re-plan the rest, or go back
             self.cancel.check()
-            pos = self._run_provisioner_stage(pos, data)
+            pos = self.on_error_step(self, pos).run(data)  # onerror.py: the policy's wrapper
 
     def _run_provisioner_stage(self, pos: int, data: dict) -> int:
-        """Run the provisioner at ``pos``; returns the position to go on from."""
+        """Run the provisioner at ``pos``; returns the position to go on from, or raises
+        ProvisionerFailed for the on-error wrapper around it to decide."""
         stage = self.prov_stages[pos]
         prov: PreparedProvisioner = stage.ref
         ui = self._start(stage)
@@ -60,7 +62,7 @@ class ProvisionerStages:
                 ui.error(f"Provisioner failed with \"{msg}\", but continue_on_error is set; continuing.")
                 self._finish(stage, Status.FAILED, msg)
                 return pos + 1
-            return self._after_failure(pos, stage, msg)
+            raise ProvisionerFailed(stage, msg) from None
         if self.cache is not None:
             self.cache.stored(pos, stage)
         self._finish(stage, Status.SUCCEEDED)

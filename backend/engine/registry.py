@@ -22,6 +22,8 @@ from ..template.plugins import DataSourceFailed, PluginUnavailable
 GROUP = "kiln.plugins"
 KINDS = {"builder": "builder", "provisioner": "provisioner", "post-processor": "post-processor",
          "data-source": "data source", "reaper": "reaper",
+         # a function returning the template functions a plugin adds (a template.funcs.PluginFuncs)
+         "template-funcs": "template functions",
          # Kiln's own helpers for debug runs (the stand-in builder): not template types
          "debug": "debug"}
 #: Kiln's own distribution: its entry points are read first and win over a same-named one
@@ -199,6 +201,19 @@ class Catalog:
 
     def unknown_message(self, kind: str, type_name: str) -> str:
         return unknown_message(kind, type_name)
+
+    def template_funcs(self) -> Any:
+        """Kiln's own plugins' template functions, merged (read from Kiln's own entry points
+        so that a load imports no importlib.metadata)."""
+        from ..template.funcs import PluginFuncs
+
+        stores: dict[str, str] = {}
+        build: set[str] = set()
+        for name in sorted(_builtins().get("template functions", {})):
+            funcs = lookup("template functions", name)()
+            stores.update(funcs.secret_stores)
+            build.update(funcs.build_funcs)
+        return PluginFuncs(secret_stores=stores, build_funcs=frozenset(build))
 
 
 def run_data_source(plugin_class: Any, config: Any,

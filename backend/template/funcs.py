@@ -23,10 +23,9 @@ __all__ = [
     "FuncContext",
     "UnsetVariable",
     "packer_funcs",
-    "FUNCTION_NAMES",
-    "PACKER_FUNCTION_NAMES",
-    "clean_resource_name_amazon",
-    "amazon_extra_funcs",
+    "FUNCTION_NAMES",  # noqa: F822 - module __getattr__
+    "PACKER_FUNCTION_NAMES",  # noqa: F822 - module __getattr__
+    "PluginFuncs",
     "time_ordered_uuid",
 ]
 
@@ -55,7 +54,7 @@ class FuncContext:
     #: ``env`` works only when this is set (Packer allows it inside ``variables`` only)
     allow_env: bool = False
     #: rendering a ``variables`` value: ``user`` of an unset variable raises UnsetVariable,
-    #: and ``consul_key``/``vault``/``aws_secretsmanager`` are accepted (then rejected as
+    #: and ``consul_key``/``vault`` and the secret stores of plugins are accepted (then rejected as
     #: unsupported rather than as misplaced)
     variables_section: bool = False
     #: what ``{{packer_version}}`` reports (Kiln reports the Packer version it mimics)
@@ -119,36 +118,28 @@ def time_ordered_uuid(now: float | None = None) -> str:
     return f"{secs:08x}-{b[0:2].hex()}-{b[2:4].hex()}-{b[4:6].hex()}-{b[6:8].hex()}{b[8:].hex()}"
 
 
-_AMAZON_ALLOWED = frozenset(b"()[] ./-'@_")
+@dataclass(frozen=True)
+class PluginFuncs:
+    """The template functions a plugin adds (a ``template-funcs.<name>`` entry point of the
+    plugin catalog): ``secret_stores`` read secrets from a network service (function name ->
+    service), accepted in a variables section and rejected as unsupported; ``build_funcs``
+    are the names of the functions its builders add to their own fields (static checks)."""
+
+    secret_stores: Mapping[str, str] = field(default_factory=dict)
+    build_funcs: frozenset[str] = frozenset()
 
 
-def clean_resource_name_amazon(s: Any) -> str:
-    """Amazon's ``clean_resource_name``: every byte (of the UTF-8 text) that is not an ASCII
-    letter, digit or one of ``( ) [ ] space . / - ' @ _`` becomes ``-``."""
-    s = _str(s)
-    if s.isascii():
-        return "".join(c if c.isalnum() or ord(c) in _AMAZON_ALLOWED else "-" for c in s)
-    out = bytearray()
-    for byte in s.encode("utf-8"):
-        ok = 48 <= byte <= 57 or 65 <= byte <= 90 or 97 <= byte <= 122 or byte in _AMAZON_ALLOWED
-        out.append(byte if ok else 0x2D)
-    return out.decode("ascii")
+def plugin_funcs() -> PluginFuncs:
+    """Every plugin's template functions, from the plugin catalog the loader was given."""
+    from .plugins import catalog
+
+    return catalog().template_funcs()
 
 
-def amazon_extra_funcs() -> dict[str, Callable[..., Any]]:
-    """The functions Amazon builders add: ``clean_resource_name`` and its older name
-    ``clean_ami_name`` (still found in real templates: ``{{isotime | clean_ami_name}}``)."""
-    return {
-        "clean_resource_name": clean_resource_name_amazon,
-        "clean_ami_name": clean_resource_name_amazon,
-    }
-
-
+#: Packer's own secret-store functions; plugins add theirs (PluginFuncs.secret_stores)
 _NETWORK_FUNCS = {
     "consul_key": "Consul",
     "vault": "HashiCorp Vault",
-    "aws_secretsmanager": "AWS Secrets Manager",
-    "aws_secretsmanager_raw": "AWS Secrets Manager",
 }
 
 
@@ -260,13 +251,15 @@ def packer_funcs(ctx: FuncContext) -> dict[str, Callable[..., Any]]:
             "use `replace` or `replace_all` instead"
         )
 
+    stores = {**_NETWORK_FUNCS, **plugin_funcs().secret_stores}
+
     def network(name: str) -> Callable[..., str]:
         def fn(*_args: Any) -> str:
             if not ctx.variables_section:
                 raise RenderError(f"{name} is only allowed in the variables section")
             raise RenderError(
                 f"{name} is not supported by Kiln: it reads secrets from "
-                f"{_NETWORK_FUNCS[name]}, a network service Kiln does not contact; "
+                f"{stores[name]}, a network service Kiln does not contact; "
                 "pass the value with -var or -var-file instead"
             )
 
@@ -293,7 +286,7 @@ def packer_funcs(ctx: FuncContext) -> dict[str, Callable[..., Any]]:
         "build": build,
         "sed": sed,
     }
-    for name in _NETWORK_FUNCS:
+    for name in stores:
         funcs[name] = network(name)
     funcs.update(ctx.extra)
     if ctx.hcl2:
@@ -324,11 +317,18 @@ def _json_only(name: str) -> Callable[..., str]:
     return fn
 
 
-#: The functions every legacy template can call.
-PACKER_FUNCTION_NAMES: frozenset[str] = frozenset(
-    packer_funcs(FuncContext(user_vars={}, template_path=None))
-)
-#: Every function name the engine may know, including plugin-provided ones
-#: (``clean_resource_name``, ``clean_ami_name``), for static checks. Go's own built-ins
-#: (``printf``, ``eq``, ...) are always accepted by ``gotmpl.check``.
-FUNCTION_NAMES: frozenset[str] = PACKER_FUNCTION_NAMES | frozenset(amazon_extra_funcs())
+def __getattr__(name: str) -> frozenset[str]:
+    # computed on first use: the plugins' functions come from the catalog, which is only
+    # installed once the package has been imported
+    if name == "PACKER_FUNCTION_NAMES":
+        #: The functions every legacy template can call.
+        value = frozenset(packer_funcs(FuncContext(user_vars={}, template_path=None)))
+    elif name == "FUNCTION_NAMES":
+        #: Every function name the engine may know, including the ones plugins add to their
+        #: builders' fields (``clean_resource_name``, ``clean_ami_name``), for static checks.
+        #: Go's own built-ins (``printf``, ``eq``, ...) are always accepted by ``gotmpl.check``.
+        value = __getattr__("PACKER_FUNCTION_NAMES") | plugin_funcs().build_funcs
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    globals()[name] = value
+    return value

@@ -35,6 +35,9 @@ class PluginCatalog(Protocol):
 
     def unknown_message(self, kind: str, type_name: str) -> str: ...
 
+    def template_funcs(self) -> Any:
+        """The template functions plugins add to legacy templates (a funcs.PluginFuncs)."""
+
 
 class DataSourceRunner(Protocol):
     def __call__(self, plugin_class: Any, config: Any,

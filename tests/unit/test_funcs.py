@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from kiln.backend.plugins.amazon.funcs import amazon_extra_funcs, clean_resource_name_amazon
 from kiln.backend.template import funcs as funcs_mod
 from kiln.backend.template.funcs import (
     FUNCTION_NAMES,
@@ -17,8 +18,6 @@ from kiln.backend.template.funcs import (
     START_TIME,
     FuncContext,
     UnsetVariable,
-    amazon_extra_funcs,
-    clean_resource_name_amazon,
     packer_funcs,
     time_ordered_uuid,
 )

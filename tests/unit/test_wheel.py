@@ -44,9 +44,11 @@ def test_wheel_adds_only_kiln_to_site_packages_and_builds_from_there(wheel, tmp_
     py = env_dir / "bin" / "python"
     site = site_packages(env_dir)
     before = {p.name for p in site.iterdir()}
+    # PYTHONPATH pointing at a checkout (its kiln.egg-info) would make pip think kiln is installed
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
     subprocess.run([sys.executable, "-m", "pip", "--python", str(py), "install", "--no-deps", "--no-index",
                     "--quiet", str(wheel)],
-                   check=True, capture_output=True, text=True)
+                   check=True, capture_output=True, text=True, env=clean)
     added = {p.name for p in site.iterdir()} - before - {"__pycache__"}
     assert {n for n in added if not n.endswith(".dist-info")} == {"kiln"}, added
     assert [n for n in added if n.endswith(".dist-info")] == [wheel.name.split("-")[0] + "-" +

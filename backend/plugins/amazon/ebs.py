@@ -53,7 +53,7 @@ class AmazonEBSBuilder(Builder):
 
     @classmethod
     def template_funcs(cls) -> dict[str, Any]:
-        from ...template.funcs import amazon_extra_funcs
+        from .funcs import amazon_extra_funcs
 
         return amazon_extra_funcs()
 

@@ -9,6 +9,7 @@ from typing import Any
 from ...sdk.plugin import Step, StepError
 from . import common as aws
 from .config import AmazonEBSConfig
+from .funcs import amazon_extra_funcs
 
 
 class _Build:
@@ -78,7 +79,7 @@ def render(ctx, text: str, data: dict[str, Any], what: str) -> str:
 
     funcs = F.packer_funcs(F.FuncContext(
         user_vars=ctx.user_vars, template_path=ctx.template_path, build_name=ctx.build_name,
-        build_type=ctx.build_type, extra=F.amazon_extra_funcs(), build_data_keys=data,
+        build_type=ctx.build_type, extra=amazon_extra_funcs(), build_data_keys=data,
     ))
     try:
         return gotmpl.render_until_stable(text, funcs, data)
