@@ -309,7 +309,11 @@ def _build_with(path, options: Options, timings: bool, console: ConsoleRenderer,
         handle_signals(handled)
     finally:
         for s, h in old.items():
-            signal.signal(s, h)
+            # after an interrupt Kiln is on its way out and its cleanup has run: a further
+            # Ctrl-C while it prints the summary and exits changes nothing, rather than
+            # killing it (exit -2); ignored, not a Python handler, since the interpreter
+            # puts back the default for those as it shuts down
+            signal.signal(s, signal.SIG_IGN if received else h)
     result = session.result
     console.summary(session, result, timings=timings)
     if events is not None:

@@ -123,6 +123,32 @@ def test_second_interrupt_does_not_abandon_cleanup(tmp_path):
     assert kiln_temp_files(tmpdir) == set()
 
 
+def test_interrupts_while_kiln_exits_after_cleanup_change_nothing(tmp_path):
+    """Ctrl-C pressed again and again while an interrupted build finishes: Kiln still exits
+    1 with its own message, never dies of the signal or prints a traceback (the handlers
+    were put back before the process had exited)."""
+    tag = f"kiln-sigexit-{uuid.uuid4().hex[:8]}"
+    path = slow_template(tmp_path, tag)
+    tmpdir, env = private_tmp(tmp_path)
+    proc = subprocess.Popen([*KILN, "build", "-color=false", str(path)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env=env)
+    wait_for(lambda: (tmp_path / "started").exists() and len(procs_with(tag)) >= 2)
+    proc.send_signal(signal.SIGINT)
+    deadline = time.monotonic() + 60
+    while proc.poll() is None and time.monotonic() < deadline:
+        try:
+            proc.send_signal(signal.SIGINT)
+        except ProcessLookupError:
+            break
+        time.sleep(0.001)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 1, (proc.returncode, err.decode()[-2000:])
+    assert b"Traceback" not in err and b"KeyboardInterrupt" not in err
+    assert b"Cancelling build after receiving interrupt" in out + err
+    wait_for(lambda: not procs_with(tag), timeout=5)
+    assert kiln_temp_files(tmpdir) == set()
+
+
 def test_kill_9_then_kiln_cleanup_removes_what_was_left(tmp_path):
     tag = f"kiln-k9-{uuid.uuid4().hex[:8]}"
     path = slow_template(tmp_path, tag)
