@@ -204,7 +204,10 @@ class Catalog:
 
     def template_funcs(self) -> Any:
         """Kiln's own plugins' template functions, merged (read from Kiln's own entry points
-        so that a load imports no importlib.metadata)."""
+        so that a load imports no importlib.metadata); merged once, as every render asks."""
+        global _template_funcs
+        if _template_funcs is not None:
+            return _template_funcs
         from ..template.funcs import PluginFuncs
 
         stores: dict[str, str] = {}
@@ -213,7 +216,11 @@ class Catalog:
             funcs = lookup("template functions", name)()
             stores.update(funcs.secret_stores)
             build.update(funcs.build_funcs)
-        return PluginFuncs(secret_stores=stores, build_funcs=frozenset(build))
+        _template_funcs = PluginFuncs(secret_stores=stores, build_funcs=frozenset(build))
+        return _template_funcs
+
+
+_template_funcs: Any = None
 
 
 def run_data_source(plugin_class: Any, config: Any,
