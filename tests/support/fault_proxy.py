@@ -1,0 +1,90 @@
+"""An HTTP proxy in front of moto that answers chosen EC2 actions with an AWS error, for
+fault injection: everything else goes through to moto unchanged."""
+
+from __future__ import annotations
+
+import threading
+import urllib.error
+import urllib.parse
+import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+class FaultProxy:
+    def __init__(self, target: str, fail_actions: dict[str, str]):
+        self.target = target.rstrip("/")
+        self.fail_actions = fail_actions  # action -> error code
+        self.failed: list[str] = []
+        self._server: ThreadingHTTPServer | None = None
+
+    @property
+    def endpoint(self) -> str:
+        assert self._server is not None
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def start(self) -> FaultProxy:
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def _forward(self, method: str) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                action = urllib.parse.parse_qs(body.decode("utf-8", "replace")).get(
+                    "Action", [""])[0]
+                if action in owner.fail_actions:
+                    owner.failed.append(action)
+                    code = owner.fail_actions[action]
+                    data = (f"<Response><Errors><Error><Code>{code}</Code><Message>injected "
+                            f"fault for {action}</Message></Error></Errors><RequestID>x"
+                            "</RequestID></Response>").encode()
+                    self.send_response(400)
+                    self.send_header("Content-Type", "text/xml")
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                    return
+                headers = {k: v for k, v in self.headers.items()
+                           if k.lower() not in ("host", "content-length", "connection")}
+                req = urllib.request.Request(owner.target + self.path, data=body or None,
+                                             method=method, headers=headers)
+                try:
+                    with _OPENER.open(req, timeout=60) as resp:
+                        status, rh, data = resp.status, resp.headers, resp.read()
+                except urllib.error.HTTPError as e:
+                    status, rh, data = e.code, e.headers, e.read()
+                self.send_response(status)
+                for k, v in rh.items():
+                    if k.lower() not in ("content-length", "connection", "transfer-encoding",
+                                         "server", "date"):
+                        self.send_header(k, v)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_POST(self) -> None:
+                self._forward("POST")
+
+            def do_GET(self) -> None:
+                self._forward("GET")
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    def __enter__(self) -> FaultProxy:
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
