@@ -32,7 +32,7 @@ from typing import Any, Callable
 from ....sdk.plugin import StepError
 from .. import common as aws
 from ..steps_base import AwsStep
-from .table import Derivation, Need, derive_amazon_ebs
+from .table import Derivation, Need, derive_build
 
 ALLOWED, DENIED, UNCHECKED = "allowed", "denied", "unchecked"
 
@@ -411,8 +411,8 @@ class PreflightStep(AwsStep):
             ctx.ui.say(f"Using region {c.region} (from the environment)")
         if not c.skip_credential_validation:
             access.check_credentials()
-        d = derive_amazon_ebs(c, build=ctx.build_name,
-                              force=bool(getattr(ctx.options, "force", False)))
+        d = derive_build(ctx.build_type, c, build=ctx.build_name,
+                         force=bool(getattr(ctx.options, "force", False)))
         start = time.monotonic()
         pf = Preflight(access, c, d, aws.kiln_tags(ctx), progress=ctx.ui.progress)
         verdicts = pf.run()
@@ -449,7 +449,7 @@ def check_command(template: Any, prepared: list[Any], options: Any) -> int:
                 c.region = access.default_region()
             if not c.skip_credential_validation:
                 access.check_credentials()
-            d = derive_amazon_ebs(c, build=pb.name, force=options.force)
+            d = derive_build(pb.type, c, build=pb.name, force=options.force)
             start = time.monotonic()
             pf = Preflight(access, c, d)
             verdicts = pf.run()
