@@ -18,7 +18,6 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from pathlib import Path
@@ -29,7 +28,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tests" / "support"))
 
-from chroot_tree import LoopTree, can_loop_mount  # noqa: E402
+from chroot_tree import DeviceKernel, LoopTree, can_loop_mount  # noqa: E402
 from fault_proxy import FaultProxy  # noqa: E402
 from imds_server import ImdsServer  # noqa: E402
 
@@ -61,52 +60,6 @@ def ledger_rows(state_dir: Path) -> list[tuple[str, str]]:
         return []
     finally:
         con.close()
-
-
-class DeviceKernel:
-    """Makes ``device`` (and its partition 1) appear while moto has the volume attached
-    there, pointing at the loop device, and disappear when it is detached."""
-
-    def __init__(self, moto: Any, instance_id: str, device: Path, loop_device: str):
-        self.ec2 = moto.client("ec2", REGION)
-        self.instance_id = instance_id
-        self.device = device
-        self.loop_device = loop_device
-        self.attached_volumes: set[str] = set()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._watch, daemon=True)
-
-    def __enter__(self) -> DeviceKernel:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self._stop.set()
-        self._thread.join(5)
-        self._remove()
-
-    def _remove(self) -> None:
-        for p in (self.device, Path(str(self.device) + "1")):
-            if p.is_symlink():
-                p.unlink()
-
-    def _watch(self) -> None:
-        while not self._stop.is_set():
-            try:
-                vols = self.ec2.describe_volumes()["Volumes"]
-            except Exception:  # noqa: BLE001 - moto busy; look again
-                time.sleep(0.05)
-                continue
-            here = [v for v in vols for a in v.get("Attachments") or []
-                    if a.get("InstanceId") == self.instance_id
-                    and a.get("Device") == str(self.device) and a.get("State") == "attached"]
-            if here and not self.device.is_symlink():
-                self.attached_volumes.add(here[0]["VolumeId"])
-                os.symlink(self.loop_device, self.device)
-                os.symlink(self.loop_device, str(self.device) + "1")
-            elif not here and self.device.is_symlink():
-                self._remove()
-            time.sleep(0.05)
 
 
 @pytest.fixture(scope="module")
@@ -217,7 +170,8 @@ def build(tmp_path: Path, moto_server: Any, chroot_world: dict[str, Any],
           docker_labels: dict[str, str]):
     with LoopTree(labels=docker_labels) as loop:
         b = ChrootBuild(tmp_path, moto_server, chroot_world, loop, kiln_state_dir)
-        with DeviceKernel(moto_server, chroot_world["instance_id"], b.device, loop.device) as k:
+        with DeviceKernel(moto_server.client("ec2", REGION), chroot_world["instance_id"],
+                          b.device, loop.device) as k:
             b.kernel = k  # type: ignore[attr-defined]
             try:
                 yield b

@@ -14,6 +14,7 @@ import shutil
 import subprocess
 import tempfile
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -135,3 +136,49 @@ def loop_devices_of(image: Path) -> list[str]:
     """Loop devices still backed by ``image``."""
     r = subprocess.run(["losetup", "-j", str(image)], capture_output=True, text=True)
     return [line.split(":", 1)[0] for line in r.stdout.splitlines() if line.strip()]
+
+
+class DeviceKernel:
+    """Makes ``device`` (and its partition 1) appear while moto has the volume attached
+    there, pointing at the loop device, and disappear when it is detached."""
+
+    def __init__(self, ec2: Any, instance_id: str, device: Path, loop_device: str):
+        self.ec2 = ec2
+        self.instance_id = instance_id
+        self.device = device
+        self.loop_device = loop_device
+        self.attached_volumes: set[str] = set()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+
+    def __enter__(self) -> DeviceKernel:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        self._remove()
+
+    def _remove(self) -> None:
+        for p in (self.device, Path(str(self.device) + "1")):
+            if p.is_symlink():
+                p.unlink()
+
+    def _watch(self) -> None:
+        while not self._stop.is_set():
+            try:
+                vols = self.ec2.describe_volumes()["Volumes"]
+            except Exception:  # noqa: BLE001 - moto busy; look again
+                time.sleep(0.05)
+                continue
+            here = [v for v in vols for a in v.get("Attachments") or []
+                    if a.get("InstanceId") == self.instance_id
+                    and a.get("Device") == str(self.device) and a.get("State") == "attached"]
+            if here and not self.device.is_symlink():
+                self.attached_volumes.add(here[0]["VolumeId"])
+                os.symlink(self.loop_device, self.device)
+                os.symlink(self.loop_device, str(self.device) + "1")
+            elif not here and self.device.is_symlink():
+                self._remove()
+            time.sleep(0.05)
