@@ -387,3 +387,90 @@ def test_iam_policy_covers_the_chroot_builder(tmp_path: Path) -> None:
     for not_needed in ("ec2:RunInstances", "ec2:CreateSecurityGroup", "ec2:ImportKeyPair",
                        "ec2:CreateImage"):
         assert not_needed not in actions
+
+
+def test_mount_commands_register_options_and_a_hostile_tree(build: ChrootBuild,
+                                                            tmp_path: Path) -> None:
+    host_etc = tmp_path / "host-etc"  # where a hostile image's links point on the host
+    host_sys = tmp_path / "host-sys"
+    host_etc.mkdir()
+    host_sys.mkdir()
+
+    def hostile(root: Path) -> None:
+        os.rename(root / "etc", root / "etc.real")
+        (root / "etc").symlink_to(str(host_etc))  # copy_files' /etc/resolv.conf goes here
+        if (root / "sys").is_dir():
+            (root / "sys").rmdir()
+        (root / "sys").symlink_to(str(host_sys))  # and the sysfs mount here
+
+    build.loop.modify(hostile)
+    pre = tmp_path / "pre.txt"
+    build.builder.update({
+        "pre_mount_commands": [f"echo {{{{.Device}}}} > {pre}"],
+        "post_mount_commands": ["echo {{.Device}} > {{.MountPath}}/post-mount.txt"],
+        "mount_options": ["noatime"],
+        "chroot_mounts": [["proc", "proc", "/proc"], ["sysfs", "sysfs", "/sys"]],
+        "ena_support": True, "sriov_support": True, "boot_mode": "uefi",
+        "ami_architecture": "arm64", "root_volume_size": 20, "root_device_name": "/dev/xvda",
+        "ami_block_device_mappings": [{"device_name": "/dev/xvda", "volume_type": "gp3",
+                                       "delete_on_termination": True}],
+        "tags": {"Base": "{{ .SourceAMIName }}"}, "ami_users": ["111122223333"],
+    })
+    build.provisioners = [{"type": "shell", "inline": [
+        "grep -q noatime /proc/mounts && echo noatime-set", "ls /sys/kernel > /dev/null"]}]
+    with FaultProxy(build.moto.endpoint) as proxy:
+        build.builder["custom_endpoint_ec2"] = proxy.endpoint
+        r = build.run()
+    out = r.stdout + r.stderr
+    assert r.returncode == 0, out
+    assert pre.read_text() == f"{build.device}\n"
+    assert build.loop.read("/post-mount.txt") == f"{build.device}\n".encode()
+    assert "noatime-set" in out
+    # nothing was copied or mounted onto the host's paths
+    assert os.listdir(host_etc) == [] and os.listdir(host_sys) == []
+    image = build.images()[0]
+    # what EC2 was asked to register (moto keeps only some of it)
+    reg = [c for c in proxy.calls if c.get("Action") == "RegisterImage"]
+    assert len(reg) == 1
+    snap = [c for c in proxy.calls if c.get("Action") == "CreateSnapshot"]
+    assert reg[0]["RootDeviceName"] == "/dev/xvda"
+    assert reg[0]["Architecture"] == "arm64" and reg[0]["BootMode"] == "uefi"
+    assert reg[0]["EnaSupport"] == "true" and reg[0]["SriovNetSupport"] == "simple"
+    assert reg[0]["BlockDeviceMapping.1.DeviceName"] == "/dev/xvda"
+    assert reg[0]["BlockDeviceMapping.1.Ebs.VolumeSize"] == "20"
+    assert reg[0]["BlockDeviceMapping.1.Ebs.VolumeType"] == "gp3"
+    assert len(snap) == 1 and reg[0]["BlockDeviceMapping.1.Ebs.SnapshotId"].startswith("snap-")
+    vol = [c for c in proxy.calls if c.get("Action") == "CreateVolume"]
+    assert vol[0]["Size"] == "20" and vol[0]["SnapshotId"].startswith("snap-")
+    tags = {t["Key"]: t["Value"] for t in image.get("Tags") or []}
+    assert tags.get("Base") == build.world["ami_name"]
+    ec2 = build.moto.client("ec2", REGION)
+    perms = ec2.describe_image_attribute(ImageId=image["ImageId"],
+                                         Attribute="launchPermission")["LaunchPermissions"]
+    assert {"UserId": "111122223333"} in perms
+    build.assert_nothing_left(allow_ami=True)
+
+
+def test_from_scratch_formats_and_fills_an_empty_volume(build: ChrootBuild) -> None:
+    from chroot_tree import busybox_tarball
+
+    tar = busybox_tarball()
+    build.builder.pop("source_ami_filter")
+    build.builder.update({
+        "from_scratch": True, "root_volume_size": 1, "ami_virtualization_type": "hvm",
+        "root_device_name": "/dev/xvda", "mount_partition": "0",
+        "ami_block_device_mappings": [{"device_name": "/dev/xvda", "volume_type": "gp2"}],
+        "pre_mount_commands": ["mkfs.ext4 -q -F -L scratch {{.Device}}"],
+        "post_mount_commands": [f"tar -C {{{{.MountPath}}}} -xf {tar}"],
+    })
+    with FaultProxy(build.moto.endpoint) as proxy:
+        build.builder["custom_endpoint_ec2"] = proxy.endpoint
+        r = build.run()
+    assert r.returncode == 0, r.stdout + r.stderr
+    vol = [c for c in proxy.calls if c.get("Action") == "CreateVolume"]
+    assert "SnapshotId" not in vol[0] and vol[0]["Size"] == "1"
+    assert build.loop.read("/etc/kiln-marker") == b"built-in-chroot-1\n"
+    label = subprocess.run(["blkid", "-s", "LABEL", "-o", "value", build.loop.device],
+                           capture_output=True, text=True).stdout.strip()
+    assert label == "scratch"  # the pre-mount command really formatted the volume
+    build.assert_nothing_left(allow_ami=True)

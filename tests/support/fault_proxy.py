@@ -1,5 +1,6 @@
 """An HTTP proxy in front of moto that answers chosen EC2 actions with an AWS error, for
-fault injection: everything else goes through to moto unchanged."""
+fault injection, and records every call's parameters (moto ignores some of them, e.g.
+RegisterImage's block devices): everything else goes through to moto unchanged."""
 
 from __future__ import annotations
 
@@ -14,10 +15,11 @@ _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
 class FaultProxy:
-    def __init__(self, target: str, fail_actions: dict[str, str]):
+    def __init__(self, target: str, fail_actions: dict[str, str] | None = None):
         self.target = target.rstrip("/")
-        self.fail_actions = fail_actions  # action -> error code
+        self.fail_actions = fail_actions or {}  # action -> error code
         self.failed: list[str] = []
+        self.calls: list[dict[str, str]] = []  # each call's form parameters
         self._server: ThreadingHTTPServer | None = None
 
     @property
@@ -35,8 +37,10 @@ class FaultProxy:
 
             def _forward(self, method: str) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                action = urllib.parse.parse_qs(body.decode("utf-8", "replace")).get(
-                    "Action", [""])[0]
+                params = {k: v[0] for k, v in urllib.parse.parse_qs(
+                    body.decode("utf-8", "replace")).items()}
+                owner.calls.append(params)
+                action = params.get("Action", "")
                 if action in owner.fail_actions:
                     owner.failed.append(action)
                     code = owner.fail_actions[action]

@@ -729,7 +729,6 @@ def block_device_mappings(c: AmazonChrootConfig, image: dict[str, Any], snapshot
                 ebs["VolumeSize"] = size
         if ebs is not None:
             ebs.pop("Encrypted", None)  # follows the snapshot's own encryption
-            ebs.pop("KmsKeyId", None) if "SnapshotId" in ebs else None
             m["Ebs"] = ebs
         out.append(m)
     return root, out
