@@ -185,6 +185,11 @@ def test_build_provisions_inside_the_chroot_and_registers_the_ami(build: ChrootB
     out = r.stdout + r.stderr
     assert r.returncode == 0, out
     assert "proc-mounted" in out and "resolv-copied" in out
+    # the permission preflight probes the chroot builder's own calls with DryRun
+    unchecked = [line for line in out.splitlines() if "Not checked:" in line]
+    for action in ("CreateVolume", "AttachVolume", "DetachVolume", "CreateSnapshot",
+                   "RegisterImage"):
+        assert f"ec2:{action}" not in " ".join(unchecked), unchecked
     # what the provisioners wrote is on the volume (the snapshot's backing filesystem)
     assert build.loop.read("/etc/kiln-marker") == b"built-in-chroot-1\n"
     assert build.loop.read("/opt/hello.txt") == build.upload.read_bytes()
