@@ -41,7 +41,7 @@ class FaultProxy:
                     body.decode("utf-8", "replace")).items()}
                 owner.calls.append(params)
                 action = params.get("Action", "")
-                if action in owner.fail_actions:
+                if action in owner.fail_actions and "DryRun" not in params:
                     owner.failed.append(action)
                     code = owner.fail_actions[action]
                     data = (f"<Response><Errors><Error><Code>{code}</Code><Message>injected "

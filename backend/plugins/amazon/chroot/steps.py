@@ -12,7 +12,9 @@ from __future__ import annotations
 import fcntl
 import os
 import shlex
+import shutil
 import sys
+import uuid
 from typing import Any
 
 from ....sdk.cancel import CancelToken
@@ -27,7 +29,7 @@ from ..steps_network import check_ami_name_free
 from .communicator import ChrootCommunicator
 from .config import AmazonChrootConfig
 from .imds import Metadata, MetadataError
-from .mounts import MountBusy, is_mounted, makedirs_in_root, mounted_under, resolve_in_root
+from .mounts import MountBusy, is_mounted, makedirs_in_root, mounted_under
 
 LOCK_PATH = "/run/lock/kiln-amazon-chroot.lock"
 
@@ -578,35 +580,51 @@ class MountExtraStep(ChrootStep):
 
 
 class CopyFilesStep(ChrootStep):
+    """copy_files: this host's files (resolv.conf) into the tree for the provisioners.
+
+    What the image had at that path (often a symlink such as resolv.conf -> the systemd
+    stub) is moved aside and put back afterwards, so the AMI keeps its own."""
+
     title = "Copy files"
 
     def __init__(self, build: _ChrootBuild):
         super().__init__(build)
-        self.copied: list[str] = []
+        self.copied: list[tuple[str, str]] = []  # (host path in the tree, what it replaced)
 
     def run(self, ctx) -> None:
         b = self.b
-        comm = ChrootCommunicator(b.mount_path)
         for path in self.c.files_to_copy():
             ctx.ui.say(f"Copying {path} into the chroot")
             if not os.path.isfile(path):
                 raise StepError(f"copy_files: {path} is not a file on this host")
             try:
-                host = resolve_in_root(b.mount_path, path)
-                if os.path.lexists(host) and not os.path.isfile(host):
-                    os.unlink(host)  # a dangling link (resolv.conf -> ../run/...)
-                comm.upload(path, path)
-            except (OSError, CommunicatorError) as e:
-                raise StepError(f"Error copying {path} into the chroot: {e}") from e
-            self.copied.append(path)
+                parent = makedirs_in_root(b.mount_path, os.path.dirname(path) or "/")
+                dest = os.path.join(parent, os.path.basename(path))
+                saved = ""
+                if os.path.lexists(dest):
+                    if os.path.isdir(dest) and not os.path.islink(dest):
+                        raise StepError(f"copy_files: {path} is a directory in the image")
+                    saved = os.path.join(parent, f".kiln-saved-{uuid.uuid4().hex[:12]}-"
+                                                 f"{os.path.basename(path)}")
+                    os.replace(dest, saved)
+                self.copied.append((dest, saved))
+                fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+                             | os.O_CLOEXEC, 0o644)
+                with os.fdopen(fd, "wb") as out, open(path, "rb") as src:
+                    shutil.copyfileobj(src, out)
+            except OSError as e:
+                raise StepError(f"Error copying {path} into the chroot: "
+                                f"{e.strerror or e}") from e
 
     def undo(self, ctx) -> None:
         while self.copied:
-            path = self.copied.pop()
+            dest, saved = self.copied.pop()
             try:
-                os.unlink(resolve_in_root(self.b.mount_path, path))
-            except OSError:
+                os.unlink(dest)
+            except FileNotFoundError:
                 pass
+            if saved:
+                os.replace(saved, dest)
 
     def cleanup(self, ctx) -> None:
         _report_cleanup(ctx, self.undo)
