@@ -181,10 +181,9 @@ def build(tmp_path: Path, moto_server: Any, chroot_world: dict[str, Any],
 
 
 def test_build_provisions_inside_the_chroot_and_registers_the_ami(build: ChrootBuild) -> None:
-    # as on systemd images, resolv.conf is a link the build must give back unchanged
-    build.loop.modify(lambda root: ((root / "etc/resolv.conf").unlink(missing_ok=True),
-                                    (root / "etc/resolv.conf").symlink_to(
-                                        "../run/systemd/resolve/stub-resolv.conf")))
+    # the image's own resolv.conf must come back unchanged, not the host's, nor none
+    own = b"nameserver 10.0.0.2 # the image's own\n"
+    build.loop.modify(lambda root: (root / "etc/resolv.conf").write_bytes(own))
     r = build.run()
     out = r.stdout + r.stderr
     assert r.returncode == 0, out
@@ -197,12 +196,8 @@ def test_build_provisions_inside_the_chroot_and_registers_the_ami(build: ChrootB
     # what the provisioners wrote is on the volume (the snapshot's backing filesystem)
     assert build.loop.read("/etc/kiln-marker") == b"built-in-chroot-1\n"
     assert build.loop.read("/opt/hello.txt") == build.upload.read_bytes()
-    links: list[str] = []
-    build.loop.modify(lambda root: links.append(os.readlink(root / "etc/resolv.conf")))
-    assert links == ["../run/systemd/resolve/stub-resolv.conf"]  # the host's copy is gone
-    build.loop.modify(lambda root: links.extend(p.name for p in (root / "etc").iterdir()
-                                                if p.name.startswith(".kiln")))
-    assert links[1:] == []
+    assert build.loop.read("/etc/resolv.conf") == own
+    assert not [n for n in build.loop.listdir("/etc") if n.startswith(".kiln")]
     images = build.images()
     assert len(images) == 1, images
     ec2 = build.moto.client("ec2", REGION)
@@ -224,6 +219,10 @@ def test_a_failure_at_each_stage_leaves_nothing(build: ChrootBuild, stage: str) 
         build.builder["mount_options"] = ["no-such-mount-option"]
     elif stage == "provision":
         build.provisioners.append({"type": "shell", "inline": ["echo failing; exit 3"]})
+        # as on systemd images, resolv.conf is a link: given back unchanged after a failure
+        build.loop.modify(lambda root: ((root / "etc/resolv.conf").unlink(missing_ok=True),
+                                        (root / "etc/resolv.conf").symlink_to(
+                                            "../run/systemd/resolve/stub-resolv.conf")))
     if stage != "snapshot":
         r = build.run()
     else:
@@ -239,6 +238,11 @@ def test_a_failure_at_each_stage_leaves_nothing(build: ChrootBuild, stage: str) 
                 "snapshot": "Error creating snapshot: IncorrectState"}[stage]
     assert expected in out, out
     build.assert_nothing_left()
+    if stage == "provision":
+        links: list[str] = []
+        build.loop.modify(lambda root: links.append(os.readlink(root / "etc/resolv.conf")))
+        assert links == ["../run/systemd/resolve/stub-resolv.conf"]
+        assert not (build.loop.listdir("/run") or [])
 
 
 def test_interrupt_cleans_up(build: ChrootBuild, tmp_path: Path) -> None:

@@ -104,6 +104,20 @@ class LoopTree:
         finally:
             subprocess.run(["umount", str(self._mnt)], check=True, capture_output=True)
 
+    def listdir(self, path: str) -> list[str] | None:
+        """Names in a directory of the filesystem (None when it is not one)."""
+        out: list[str] = []
+
+        def look(root: Path) -> None:
+            p = root / path.lstrip("/")
+            if p.is_dir() and not p.is_symlink():
+                out.extend(sorted(os.listdir(p)))
+            else:
+                out.append("\0")
+
+        self.modify(look)
+        return None if out == ["\0"] else out
+
     def modify(self, fn: Any) -> None:
         """Change the tree before a build (``fn(mounted_root: Path)``)."""
         subprocess.run(["mount", self.device, str(self._mnt)], check=True, capture_output=True)
