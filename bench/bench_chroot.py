@@ -62,13 +62,14 @@ def main() -> int:
     walls: list[float] = []
     with MotoServer() as moto, tempfile.TemporaryDirectory(prefix="kiln-bench-chroot-") as tmp:
         ec2 = moto.client("ec2", REGION)
-        host = ec2.run_instances(ImageId="ami-12c6146b", MinCount=1, MaxCount=1)["Instances"][0]
         vol = ec2.create_volume(Size=1, AvailabilityZone="us-east-1a")["VolumeId"]
         snap = ec2.create_snapshot(VolumeId=vol)["SnapshotId"]
         src = f"bench-chroot-src-{uuid.uuid4().hex[:8]}"
-        ec2.register_image(Name=src, RootDeviceName="/dev/sda1", VirtualizationType="hvm",
-                           BlockDeviceMappings=[{"DeviceName": "/dev/sda1",
-                                                 "Ebs": {"SnapshotId": snap}}])
+        ami = ec2.register_image(Name=src, RootDeviceName="/dev/sda1",
+                                 VirtualizationType="hvm",
+                                 BlockDeviceMappings=[{"DeviceName": "/dev/sda1",
+                                                       "Ebs": {"SnapshotId": snap}}])["ImageId"]
+        host = ec2.run_instances(ImageId=ami, MinCount=1, MaxCount=1)["Instances"][0]
         with ImdsServer(host["InstanceId"]) as imds, LoopTree() as loop:
             env = moto.aws_env(REGION, base=kiln_env(tmp))
             env.update(AWS_POLL_DELAY_SECONDS="0.1",

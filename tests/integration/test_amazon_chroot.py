@@ -32,7 +32,10 @@ from chroot_tree import DeviceKernel, LoopTree, can_loop_mount  # noqa: E402
 from fault_proxy import FaultProxy  # noqa: E402
 from imds_server import ImdsServer  # noqa: E402
 
-REGION = "us-east-1"
+# a region of its own: the moto server is shared with the amazon-ebs tests, which count every
+# instance in us-east-1/us-west-2, and "this machine" is an instance that runs throughout
+REGION = "eu-central-1"
+ZONE = "eu-central-1a"
 pytestmark = pytest.mark.timeout(180)
 
 
@@ -71,18 +74,22 @@ def chroot_world(moto_server: Any) -> dict[str, Any]:
             pytest.fail(reason)
         pytest.skip(reason)
     ec2 = moto_server.client("ec2", REGION)
-    host = ec2.run_instances(ImageId="ami-12c6146b", MinCount=1, MaxCount=1,
-                             Placement={"AvailabilityZone": "us-east-1a"})["Instances"][0]
-    vol = ec2.create_volume(Size=1, AvailabilityZone="us-east-1a")["VolumeId"]
+    vol = ec2.create_volume(Size=1, AvailabilityZone=ZONE)["VolumeId"]
     snap = ec2.create_snapshot(VolumeId=vol)["SnapshotId"]
     name = f"kiln-chroot-src-{uuid.uuid4().hex[:8]}"
     ami = ec2.register_image(Name=name, RootDeviceName="/dev/sda1", VirtualizationType="hvm",
                              BlockDeviceMappings=[{"DeviceName": "/dev/sda1",
                                                    "Ebs": {"SnapshotId": snap,
                                                            "VolumeSize": 1}}])["ImageId"]
-    with ImdsServer(host["InstanceId"]) as imds:
-        yield {"instance_id": host["InstanceId"], "ami": ami, "ami_name": name,
-               "imds": imds, "source_volume": vol}
+    host = ec2.run_instances(ImageId=ami, MinCount=1, MaxCount=1,
+                             Placement={"AvailabilityZone": ZONE})["Instances"][0]
+    try:
+        with ImdsServer(host["InstanceId"], availability_zone=ZONE) as imds:
+            yield {"instance_id": host["InstanceId"], "ami": ami, "ami_name": name,
+                   "imds": imds, "source_volume": vol}
+    finally:
+        ec2.terminate_instances(InstanceIds=[host["InstanceId"]])
+        ec2.deregister_image(ImageId=ami)
 
 
 class ChrootBuild:

@@ -8,13 +8,14 @@ from pathlib import Path
 
 import pytest
 from kiln.backend.plugins.amazon.chroot.config import AmazonChrootConfig
+from kiln.backend.plugins.amazon.chroot.image import block_device_mappings
 from kiln.backend.plugins.amazon.chroot.mounts import (
     OutsideRoot,
     _unescape,
     makedirs_in_root,
     resolve_in_root,
 )
-from kiln.backend.plugins.amazon.chroot.steps import block_device_mappings, partition_path
+from kiln.backend.plugins.amazon.chroot.steps import partition_path
 from kiln.backend.plugins.amazon.config import BlockDevice
 
 

@@ -17,6 +17,7 @@ from ..steps_image import (
 )
 from ..steps_network import SourceAmiStep
 from .config import BUILDER_ID, AmazonChrootConfig
+from .image import RegisterStep, SnapshotStep
 from .steps import (
     AttachVolumeStep,
     CheckRootDeviceStep,
@@ -30,8 +31,6 @@ from .steps import (
     MountExtraStep,
     PrepareDeviceStep,
     PrevalidateStep,
-    RegisterStep,
-    SnapshotStep,
     _ChrootBuild,
 )
 
