@@ -185,6 +185,7 @@ def build(tmp_path: Path, moto_server: Any, chroot_world: dict[str, Any],
             finally:
                 for point in reversed(b.mounts_left()):
                     subprocess.run(["umount", "-l", point], capture_output=True)
+    assert loop.left_attached == []  # no loop device of the run is left either
 
 
 def test_build_provisions_inside_the_chroot_and_registers_the_ami(build: ChrootBuild) -> None:

@@ -65,6 +65,7 @@ class LoopTree:
         self.work = Path(tempfile.mkdtemp(prefix="kiln-loop-"))
         self.image = self.work / "volume.img"
         self.device = ""
+        self.left_attached: list[str] = []
         self._mnt = self.work / "fill"
 
     def __enter__(self) -> LoopTree:
@@ -143,6 +144,8 @@ class LoopTree:
                 subprocess.run(["umount", "-l", point], capture_output=True)
             subprocess.run(["losetup", "-d", self.device], capture_output=True)
             self.device = ""
+            #: loop devices still on the image after close (a test asserts there are none)
+            self.left_attached = loop_devices_of(self.image)
         shutil.rmtree(self.work, ignore_errors=True)
 
 

@@ -11,10 +11,11 @@ from typing import Any
 
 class ImdsServer:
     def __init__(self, instance_id: str, availability_zone: str = "us-east-1a",
-                 require_token: bool = True):
+                 require_token: bool = True, tokens: bool = True):
         self.instance_id = instance_id
         self.availability_zone = availability_zone
         self.require_token = require_token
+        self.tokens_enabled = tokens  # False: an IMDSv1-only service (PUT is refused)
         self.tokens: set[str] = set()
         self.requests: list[tuple[str, str, bool]] = []  # (method, path, had a token)
         self._server: ThreadingHTTPServer | None = None
@@ -42,6 +43,9 @@ class ImdsServer:
 
             def do_PUT(self) -> None:
                 owner.requests.append(("PUT", self.path, False))
+                if not owner.tokens_enabled:
+                    self._send(405)
+                    return
                 if self.path != "/latest/api/token" or \
                         not self.headers.get("X-aws-ec2-metadata-token-ttl-seconds"):
                     self._send(400)
