@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -501,3 +502,30 @@ def test_from_scratch_formats_and_fills_an_empty_volume(build: ChrootBuild) -> N
                            capture_output=True, text=True).stdout.strip()
     assert label == "scratch"  # the pre-mount command really formatted the volume
     build.assert_nothing_left(allow_ami=True)
+
+
+def test_a_provisioner_left_running_keeps_the_volume_attached_and_is_named(
+        build: ChrootBuild, tmp_path: Path) -> None:
+    """A daemon a provisioner started still runs in the tree: the build fails naming it,
+    and neither detaches nor deletes a mounted volume; kiln cleanup finishes once it ends."""
+    build.provisioners = [{"type": "shell", "inline": [
+        "setsid sleep 120 > /dev/null 2>&1 < /dev/null &", "echo started"]}]
+    r = build.run()
+    out = r.stdout + r.stderr
+    pids = [int(p) for p in re.findall(r"held by pid (\d+) \(sleep\)", out)]
+    try:
+        assert r.returncode == 1, out
+        assert pids, out
+        assert build.mounts_left(), "the busy tree must stay mounted"
+        assert build.device.exists(), "a mounted volume must not be detached"
+        assert len(build.volumes()) == 1
+        os.kill(pids[0], signal.SIGKILL)
+        r = kiln(["cleanup"], build.env, tmp_path)
+        assert r.returncode == 0, r.stdout + r.stderr
+    finally:
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+    build.assert_nothing_left()

@@ -48,6 +48,7 @@ class _ChrootBuild(_Build):
         self.volume_entry: int | None = None
         self.mount_path = ""
         self.snapshot_id = ""
+        self.attached = False  # the volume is (or may be) attached to this instance
         self.lock_fd: int | None = None
 
     def wrap(self, ctx, command: str) -> str:
@@ -279,6 +280,10 @@ class CreateVolumeStep(ChrootStep):
             if b.volume_entry is not None and not _find_run_volumes(ctx, b):
                 _release(ctx, b.volume_entry)
             return
+        if b.attached:
+            ctx.ui.error(f"Not deleting the volume {b.volume_id}: it is still attached; "
+                         "`kiln cleanup` will unmount, detach and delete it")
+            return
         ctx.ui.say(f"Deleting the volume {b.volume_id}...")
         try:
             aws.call("Error deleting the volume", b.ec2.delete_volume, VolumeId=b.volume_id)
@@ -346,6 +351,7 @@ class AttachVolumeStep(ChrootStep):
                 self.entry = None
             raise StepError(f"Error attaching volume: {aws.aws_error(e)}") from e
         self.attached = True
+        b.attached = True
 
         def attached() -> bool:
             state, vol = volume_state(b.ec2, b.volume_id)
@@ -364,6 +370,9 @@ class AttachVolumeStep(ChrootStep):
                 _release(ctx, self.entry)
                 self.entry = None
             return
+        if b.mount_path and mounted_under(b.mount_path):
+            # detaching a mounted filesystem would corrupt it: leave both for kiln cleanup
+            raise StepError(f"not detaching {b.volume_id}: {b.mount_path} is still mounted")
         ctx.ui.say("Detaching the root volume...")
         try:
             b.ec2.detach_volume(VolumeId=b.volume_id, InstanceId=b.host_instance)
@@ -381,6 +390,7 @@ class AttachVolumeStep(ChrootStep):
         aws.wait_for(ctx, "Waiting for the volume to detach", detached, b.polling(1, 300),
                      cancellable=False)
         self.attached = False
+        b.attached = False
         _release(ctx, self.entry)
         self.entry = None
 
