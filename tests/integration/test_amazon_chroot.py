@@ -125,6 +125,7 @@ class ChrootBuild:
                 "cat /etc/resolv.conf > /dev/null && echo resolv-copied"]},
             {"type": "file", "source": str(self.upload), "destination": "/opt/hello.txt"},
         ]
+        self.post_processors: list[Any] = []
         self.env = moto.aws_env(REGION)
         self.env.update(KILN_STATE_DIR=str(state_dir), AWS_POLL_DELAY_SECONDS="0.1",
                         AWS_EC2_METADATA_SERVICE_ENDPOINT=world["imds"].endpoint)
@@ -132,7 +133,8 @@ class ChrootBuild:
     def write(self) -> Path:
         path = self.tmp / "template.json"
         path.write_text(json.dumps({"builders": [self.builder],
-                                    "provisioners": self.provisioners}, indent=2))
+                                    "provisioners": self.provisioners,
+                                    "post-processors": self.post_processors}, indent=2))
         return path
 
     def run(self, *flags: str) -> subprocess.CompletedProcess[str]:
@@ -190,6 +192,8 @@ def build(tmp_path: Path, moto_server: Any, chroot_world: dict[str, Any],
 
 
 def test_build_provisions_inside_the_chroot_and_registers_the_ami(build: ChrootBuild) -> None:
+    manifest = build.tmp / "manifest.json"
+    build.post_processors = [{"type": "manifest", "output": str(manifest)}]
     # the image's own resolv.conf must come back unchanged, not the host's, nor none
     own = b"nameserver 10.0.0.2 # the image's own\n"
     build.loop.modify(lambda root: (root / "etc/resolv.conf").write_bytes(own))
@@ -216,6 +220,9 @@ def test_build_provisions_inside_the_chroot_and_registers_the_ami(build: ChrootB
     assert len(vol) == 1
     assert any(s["VolumeId"] == vol[0] for s in snaps), snaps
     assert f"{REGION}: {images[0]['ImageId']}" in out
+    art = json.loads(manifest.read_text())["builds"][0]
+    assert art["builder_type"] == "amazon-chroot"
+    assert art["artifact_id"] == f"{REGION}:{images[0]['ImageId']}"
     # the IMDSv2 token was asked for first, then used
     reqs = build.world["imds"].requests
     assert reqs[0][0] == "PUT" and all(had for m, _p, had in reqs if m == "GET")
