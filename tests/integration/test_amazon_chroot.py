@@ -536,3 +536,37 @@ def test_a_provisioner_left_running_keeps_the_volume_attached_and_is_named(
             except ProcessLookupError:
                 pass
     build.assert_nothing_left()
+
+
+def test_kill_while_the_snapshot_is_made_then_kiln_cleanup(build: ChrootBuild,
+                                                           tmp_path: Path) -> None:
+    """Killed after EC2 made the snapshot but before Kiln heard its id: kiln cleanup finds
+    it by the run's tags and deletes it, and the detached volume too."""
+    with FaultProxy(build.moto.endpoint, slow_actions={"CreateSnapshot": 30}) as proxy:
+        build.builder["custom_endpoint_ec2"] = proxy.endpoint
+        proc = build.start(tmp_path / "out.txt")
+        try:
+            deadline = time.monotonic() + 60
+            while not [c for c in proxy.calls if c.get("Action") == "CreateSnapshot"
+                       and "DryRun" not in c]:
+                assert proc.poll() is None, (tmp_path / "out.txt").read_text()
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+            time.sleep(0.5)  # moto has made it; Kiln waits for the answer
+            proc.kill()
+            proc.wait(10)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        ec2 = build.moto.client("ec2", REGION)
+        vols = list(build.kernel.attached_volumes)  # type: ignore[attr-defined]
+
+        def snapshots() -> list[str]:
+            return [s["SnapshotId"] for s in ec2.describe_snapshots(OwnerIds=["self"], Filters=[
+                {"Name": "volume-id", "Values": vols}])["Snapshots"]]
+
+        assert len(snapshots()) == 1
+        r = kiln(["cleanup"], build.env, tmp_path)
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert snapshots() == []
+    build.assert_nothing_left()

@@ -5,6 +5,7 @@ RegisterImage's block devices): everything else goes through to moto unchanged."
 from __future__ import annotations
 
 import threading
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -15,9 +16,12 @@ _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
 class FaultProxy:
-    def __init__(self, target: str, fail_actions: dict[str, str] | None = None):
+    def __init__(self, target: str, fail_actions: dict[str, str] | None = None,
+                 slow_actions: dict[str, float] | None = None):
         self.target = target.rstrip("/")
         self.fail_actions = fail_actions or {}  # action -> error code
+        #: action -> seconds the answer is held back after moto carried the call out
+        self.slow_actions = slow_actions or {}
         self.failed: list[str] = []
         self.calls: list[dict[str, str]] = []  # each call's form parameters
         self._server: ThreadingHTTPServer | None = None
@@ -62,6 +66,8 @@ class FaultProxy:
                         status, rh, data = resp.status, resp.headers, resp.read()
                 except urllib.error.HTTPError as e:
                     status, rh, data = e.code, e.headers, e.read()
+                if action in owner.slow_actions and "DryRun" not in params:
+                    time.sleep(owner.slow_actions[action])
                 self.send_response(status)
                 for k, v in rh.items():
                     if k.lower() not in ("content-length", "connection", "transfer-encoding",

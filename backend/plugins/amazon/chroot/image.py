@@ -27,7 +27,7 @@ class SnapshotStep(ChrootStep):
         assert access is not None
         ctx.ui.say("Creating snapshot...")
         description = f"Packer: {b.ami_name or self.c.ami_name}"
-        self.entry = _record(ctx, "aws-snapshot", "(creating)", access.ledger_data(
+        self.entry = _record(ctx, "aws-chroot-snapshot", "(creating)", access.ledger_data(
             volume_id=b.volume_id))
         try:
             snap = b.ec2.create_snapshot(

@@ -46,12 +46,16 @@ def _detach(ec2: Any, volume_id: str, instance_id: str, timeout: float = 300.0) 
 
 
 def reap(entry: Any) -> None:
-    """The reaper of the aws-chroot-volume, aws-volume-attachment and chroot-mount kinds."""
+    """The reaper of the aws-chroot-volume, aws-volume-attachment, aws-chroot-snapshot and
+    chroot-mount kinds."""
     from .. import common as aws
 
     data = dict(entry.data or {})
     if entry.kind == "chroot-mount":
         unmount_tree(entry.ident)
+        return
+    if entry.kind == "aws-chroot-snapshot":
+        _reap_snapshot(entry, data)
         return
     if data.get("mount_path"):
         unmount_tree(data["mount_path"])
@@ -74,3 +78,19 @@ def reap(entry: Any) -> None:
             except Exception as e:
                 if not aws.gone(e):
                     raise
+
+
+def _reap_snapshot(entry: Any, data: dict[str, Any]) -> None:
+    """The snapshot by its id, or (when the create call never answered) by the run's tags."""
+    from .. import common as aws
+
+    ec2 = aws.reap_client(data)
+    if data.get("snapshot_id"):
+        ids = [data["snapshot_id"]]
+    else:
+        found = ec2.describe_snapshots(OwnerIds=["self"], Filters=[
+            {"Name": f"tag:{aws.RUN_TAG}", "Values": [entry.run_id]},
+            {"Name": f"tag:{aws.BUILD_TAG}", "Values": [entry.build]}]).get("Snapshots") or []
+        ids = [s["SnapshotId"] for s in found]
+    for snap in ids:
+        aws.delete_snapshot(ec2, snap)
