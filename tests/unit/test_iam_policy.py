@@ -339,3 +339,45 @@ def test_with_only_an_ec2_endpoint_the_preflight_never_asks_aws_itself(monkeypat
     assert v.status == "unchecked" and v.how == OTHER_ENDPOINT
     monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
     assert pf.reaches("sts") and pf.reaches("iam")
+
+
+# --------------------------------------------------------------------------- amazon-instance
+
+
+def instance_extra(tmp_path: Path, **extra: Any) -> dict[str, Any]:
+    for name in ("cert.pem", "pk.pem"):
+        (tmp_path / name).write_text("x509\n")
+    return {"type": "amazon-instance", "account_id": "123456789012",
+            "s3_bucket": "kiln-bundles/images", "x509_cert_path": str(tmp_path / "cert.pem"),
+            "x509_key_path": str(tmp_path / "pk.pem"), **extra}
+
+
+def test_amazon_instance_registers_from_s3_instead_of_snapshotting(tmp_path: Path) -> None:
+    ebs = actions(tmp_path)
+    inst = actions(tmp_path, **instance_extra(tmp_path))
+    # no snapshot: an instance-store AMI has none to delete when a build fails
+    assert ebs - inst == {"ec2:CreateImage", "ec2:StopInstances", "ec2:DeleteSnapshot"}
+    assert inst - ebs == {"ec2:RegisterImage", "s3:CreateBucket", "s3:GetBucketLocation",
+                          "s3:ListBucket", "s3:PutObject", "s3:PutObjectAcl"}
+    doc = json.loads(policy(tmp_path, **instance_extra(tmp_path)).stdout)
+    by_sid = {s["Sid"]: s for s in doc["Statement"]}
+    # the S3 statements are narrowed to the bucket and the bundle's prefix in it
+    assert by_sid["UploadBundle"]["Resource"] == "arn:aws:s3:::kiln-bundles"
+    objects = [s for s in doc["Statement"] if "s3:PutObject" in s["Action"]]
+    assert [s["Resource"] for s in objects] == ["arn:aws:s3:::kiln-bundles/images/*"]
+    register = [s for s in doc["Statement"] if "ec2:RegisterImage" in s["Action"]]
+    assert [s["Resource"] for s in register] == ["arn:aws:ec2:us-east-1:*:*"]
+    # options the shared steps know still add exactly their actions
+    copies = actions(tmp_path, **instance_extra(tmp_path, ami_regions=["us-west-2"]))
+    assert copies - inst == {"ec2:CopyImage", "ec2:DeleteSnapshot"}  # the copies' cleanup
+    ebs_volume = [{"device_name": "/dev/sdb", "volume_size": 10}]
+    assert actions(tmp_path, **instance_extra(
+        tmp_path, ami_block_device_mappings=ebs_volume)) - inst == {"ec2:DeleteSnapshot"}
+
+
+def test_amazon_instance_with_an_instance_profile_uploads_with_the_role(tmp_path: Path) -> None:
+    r = policy(tmp_path, "-explain", **instance_extra(tmp_path, iam_instance_profile="bundler"))
+    assert r.returncode == 0, r.stderr
+    assert "s3:PutObject" not in r.stdout.split("Notes:")[0]  # not this identity's
+    assert "the role of bundler needs s3:CreateBucket" in r.stdout
+    assert "ec2:RegisterImage" in r.stdout and "iam:PassRole" in r.stdout
