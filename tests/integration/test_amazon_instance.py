@@ -118,7 +118,12 @@ export AWS_CONFIG_FILE=/dev/null AWS_SHARED_CREDENTIALS_FILE=/dev/null
 aws() { "@AWS@" --endpoint-url "@ENDPOINT@" "$@"; }
 name=$(basename "$manifest" .manifest.xml)
 aws s3api head-bucket --bucket "$bucket" >/dev/null 2>&1 || aws s3 mb "s3://$bucket"
-for f in "$manifest" "$dir/$name".part.*; do
+# the parts first, the manifest last (a manifest in S3 means the bundle is complete)
+for f in "$dir/$name".part.* "$manifest"; do
+  if [ "$f" = "$manifest" ]; then
+    if [ -e "$tools/hang-upload" ]; then touch "$tools/upload-started"; sleep 60; fi
+    if [ -e "$tools/fail-upload" ]; then echo "ERROR: manifest upload failed" >&2; exit 4; fi
+  fi
   aws s3 cp --only-show-errors "$f" "s3://$bucket/$(basename "$f")"
   echo "Uploaded $(basename "$f")"
 done
@@ -410,7 +415,8 @@ def test_build_bundles_uploads_and_registers_from_the_s3_manifest(build: Build) 
     assert entry["builder_type"] == "amazon-instance"
     assert entry["artifact_id"] == f"{REGION}:{image['ImageId']}"
     order = ["Connected to SSH!", "Uploading X509 Certificate", "Bundling the volume",
-             "Created " + manifest_key, "Uploading the bundle", "Uploaded " + manifest_key,
+             "Created " + manifest_key, "Uploading the bundle", f"Uploaded {prefix}.part.1",
+             "Uploaded " + manifest_key,
              "Removed the X.509 certificate", f"Registering the AMI {build.ami_name}",
              "Adding tags to AMI", "Terminating the source AWS instance"]
     positions = [r.stdout.find(s) for s in order]
@@ -524,3 +530,53 @@ def test_interrupt_during_bundling_cleans_up(build: Build) -> None:
         time.sleep(0.1)
     assert build.tools.calls("upload") == []
 
+
+
+@pytest.mark.aws
+@pytest.mark.ssh
+def test_failed_upload_deletes_the_parts_already_in_s3(build: Build) -> None:
+    (build.tools.dir / "fail-upload").touch()
+    r = build.run()
+    out = r.stdout + r.stderr
+    assert r.returncode == 1, out
+    assert "ERROR: manifest upload failed" in out
+    assert "Bundle upload failed (exit status 4)" in out
+    assert "Deleted the bundle's 2 objects from s3://" in out
+    assert s3_keys(build.moto, build.bucket) == []  # the parts went up, and were removed
+    build.x509_gone()
+    nothing_left(build.moto, build.ami_name)
+    assert ledger_rows(build.state_dir) == []
+
+
+@pytest.mark.aws
+@pytest.mark.ssh
+def test_killed_build_leaves_records_kiln_cleanup_removes(build: Build) -> None:
+    """kill -9 while the upload runs: the instance, key pair, security group and the parts
+    already in S3 are in the ledger, and `kiln cleanup` removes them all."""
+    (build.tools.dir / "hang-upload").touch()
+    build.temporary_key()
+    path = build.write()
+    log = build.tmp / "out.txt"
+    started = build.tools.dir / "upload-started"
+    with AuthorizeTemporaryKey(build.sshd, build.state_dir):
+        proc = start_kiln(["build", "-color=false", str(path)], build.env, build.tmp, log)
+        try:
+            wait_for_file(started, proc, timeout=90)
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(30)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    assert len(s3_keys(build.moto, build.bucket)) == 2  # the parts
+    kinds = sorted(k for k, _i, _kept in ledger_rows(build.state_dir))
+    assert kinds == ["aws-instance", "aws-keypair", "aws-s3-bundle", "aws-security-group"], kinds
+    r = kiln(["cleanup"], build.env, build.tmp)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "removed aws-s3-bundle" in r.stdout, r.stdout
+    assert s3_keys(build.moto, build.bucket) == []
+    nothing_left(build.moto, build.ami_name)
+    assert ledger_rows(build.state_dir) == []
+    # the "instance" here is this machine, which a real cleanup terminates with the X.509
+    # pair on it: remove the pair the killed build left
+    for call in build.tools.calls("bundle"):
+        shutil.rmtree(os.path.dirname(call["key"]), ignore_errors=True)

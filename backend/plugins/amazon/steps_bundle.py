@@ -159,11 +159,16 @@ class BundleVolumeStep(AwsStep):
 
 
 class UploadBundleStep(AwsStep):
+    """Run the upload command. The bundle's objects are recorded in the ledger first: a
+    failed or cancelled build deletes them again (``kiln cleanup`` after a kill), a
+    successful one keeps them, since the AMI is read from them."""
+
     title = "Upload bundle"
 
     def __init__(self, build: _Build, st: BundleState):
         super().__init__(build)
         self.st = st
+        self.entry: int | None = None
 
     def run(self, ctx) -> None:
         c: AmazonInstanceConfig = self.c  # type: ignore[assignment]
@@ -179,6 +184,11 @@ class UploadBundleStep(AwsStep):
                 "ManifestPath": st.manifest_path, "Region": c.region, "SecretKey": secret_key,
                 "Token": token}
         command = render(ctx, c.upload_command(), data, "bundle_upload_command")
+        bucket, key_prefix = bundle_keys(c.s3_bucket, st.prefix)
+        access = self.b.access
+        assert access is not None
+        self.entry = _record(ctx, "aws-s3-bundle", f"s3://{bucket}/{key_prefix}*",
+                             access.ledger_data(bucket=bucket, key_prefix=key_prefix))
         ctx.ui.say("Uploading the bundle...")
         if getattr(ctx.options, "debug", False):
             ctx.ui.say(f"Running: {command}")
@@ -192,6 +202,29 @@ class UploadBundleStep(AwsStep):
                             "above for what went wrong.")
         st.image_location = f"{c.s3_bucket.rstrip('/')}/{st.manifest_name}"
         ctx.ui.say(f"Uploaded the bundle: s3://{st.image_location}")
+
+    def cleanup(self, ctx) -> None:
+        if self.entry is None:
+            return
+        if self.b.done:  # the AMI is registered from these objects: they stay
+            _release(ctx, self.entry)
+            self.entry = None
+            return
+        c: AmazonInstanceConfig = self.c  # type: ignore[assignment]
+        bucket, key_prefix = bundle_keys(c.s3_bucket, self.st.prefix)
+        assert self.b.access is not None
+        try:
+            n = delete_bundle(self.b.access.client("s3"), bucket, key_prefix)
+        except Exception as e:
+            if not aws.is_aws_error(e):
+                raise
+            ctx.ui.error(f"Error deleting the bundle s3://{bucket}/{key_prefix}*: "
+                         f"{aws.aws_error(e)}; `kiln cleanup` will retry")
+            return
+        if n:
+            ctx.ui.say(f"Deleted the bundle's {n} objects from s3://{bucket}/{key_prefix}*")
+        _release(ctx, self.entry)
+        self.entry = None
 
     def _credentials(self) -> tuple[str, str, str]:
         c = self.c
@@ -210,6 +243,49 @@ class UploadBundleStep(AwsStep):
         if frozen is None:
             return "", "", ""
         return frozen.access_key or "", frozen.secret_key or "", frozen.token or ""
+
+
+def bundle_keys(s3_bucket: str, prefix: str) -> tuple[str, str]:
+    """The bucket and the key prefix of every object of the bundle (``s3_bucket`` may carry
+    a folder: ec2-upload-bundle puts the files under it)."""
+    bucket, _, folder = s3_bucket.partition("/")
+    folder = folder.strip("/")
+    return bucket, (f"{folder}/" if folder else "") + f"{prefix}."
+
+
+def delete_bundle(s3: Any, bucket: str, key_prefix: str) -> int:
+    """Delete the objects under ``key_prefix``; the number deleted (0 when the bucket is
+    gone). A bundle is a manifest and its parts, a page or two of keys."""
+    deleted = 0
+    token = ""
+    while True:
+        params: dict[str, Any] = {"Bucket": bucket, "Prefix": key_prefix}
+        if token:
+            params["ContinuationToken"] = token
+        try:
+            page = s3.list_objects_v2(**params)
+        except Exception as e:
+            if aws.error_code(e) == "NoSuchBucket":
+                return deleted
+            raise
+        keys = [{"Key": o["Key"]} for o in page.get("Contents") or []]
+        if keys:
+            s3.delete_objects(Bucket=bucket, Delete={"Objects": keys, "Quiet": True})
+            deleted += len(keys)
+        token = page.get("NextContinuationToken") or ""
+        if not page.get("IsTruncated") or not token:
+            return deleted
+
+
+def reap_bundle(entry: Any) -> None:
+    """``kiln cleanup``: delete the objects of a bundle a killed build uploaded (declared as
+    the reaper of aws-s3-bundle); the default credential chain, as the other AWS reapers."""
+    import boto3
+
+    data = dict(entry.data or {})
+    session = boto3.session.Session(profile_name=data.get("profile") or None,
+                                    region_name=data.get("region") or None)
+    delete_bundle(session.client("s3"), data["bucket"], data["key_prefix"])
 
 
 class RemoveX509Step(AwsStep):

@@ -322,27 +322,37 @@ def derive_amazon_instance(c: Any, build: str = "", force: bool = False,
     regions = (region or "*",)
     bucket, _, prefix = c.s3_bucket.partition("/")
     s3 = "arn:aws-cn:s3:::" if partition(region) == "aws-cn" else "arn:aws:s3:::"
+    folder = prefix.strip("/")
+    objects = f"{s3}{bucket}/{folder + '/' if folder else ''}*"
     bundle_needs = []
     upload_why = ("the AMI tools upload the bundle to s3_bucket with the build's credentials "
                   "(ec2-upload-bundle makes the bucket when it is missing)")
+    cleanup_why = ("a build that fails after the upload deletes the bundle's objects again "
+                   "(the manifest and its parts)")
     if c.iam_instance_profile and not c.bundle_upload_command:
         d.note(f"with iam_instance_profile the AMI tools upload with the instance's role, so "
                f"the role of {c.iam_instance_profile} needs s3:CreateBucket, "
                f"s3:GetBucketLocation, s3:ListBucket on {s3}{bucket} and s3:PutObject, "
-               f"s3:PutObjectAcl on {s3}{c.s3_bucket.rstrip('/')}/*")
+               f"s3:PutObjectAcl on {objects}")
+        bundle_needs.append(Need("Upload bundle", ("s3:ListBucket",), cleanup_why,
+                                 resources=(f"{s3}{bucket}",),
+                                 narrowed=f"the bucket s3_bucket names ({bucket})",
+                                 regions=regions, build=build))
     else:
         bundle_needs.append(Need("Upload bundle", ("s3:CreateBucket", "s3:GetBucketLocation",
                                                    "s3:ListBucket"), upload_why,
                                  resources=(f"{s3}{bucket}",),
                                  narrowed=f"the bucket s3_bucket names ({bucket})",
                                  regions=regions, build=build))
-        objects = f"{s3}{bucket}/{prefix.strip('/') + '/' if prefix.strip('/') else ''}*"
         bundle_needs.append(Need("Upload bundle", ("s3:PutObject", "s3:PutObjectAcl"),
                                  upload_why, resources=(objects,),
                                  narrowed="the bundle's objects in s3_bucket",
                                  regions=regions, build=build))
         d.note("the upload command hands the build's credentials to the AMI tools on the "
                "instance: they need the S3 statements, and are masked in Kiln's output")
+    bundle_needs.append(Need("Upload bundle", ("s3:DeleteObject",), cleanup_why,
+                             resources=(objects,), narrowed="the bundle's objects in s3_bucket",
+                             regions=regions, build=build))
     why = ("ami_name is set: the AMI is registered from the bundle's manifest in S3 (and "
            "deregistered again if the build fails)")
     acts = ["ec2:RegisterImage", "ec2:CreateTags", "ec2:DeregisterImage"]
@@ -429,9 +439,13 @@ TABLE_ACTIONS: frozenset[str] = frozenset({
     "ec2:EnableImageDeregistrationProtection", "ssm:GetParameter",
     "secretsmanager:GetSecretValue", "kms:Decrypt", *KMS_ACTIONS,
     "s3:CreateBucket", "s3:GetBucketLocation", "s3:ListBucket", "s3:PutObject",
-    "s3:PutObjectAcl",
+    "s3:PutObjectAcl", "s3:DeleteObject",
 })
+
+#: S3 operations whose IAM action has another name (the code walk reads boto3's names)
+OPERATION_ACTIONS = {"s3:ListObjectsV2": "s3:ListBucket", "s3:DeleteObjects": "s3:DeleteObject",
+                     "s3:HeadBucket": "s3:ListBucket", "s3:HeadObject": "s3:GetObject"}
 
 #: boto3 services whose calls the amazon plugins make, and their IAM prefix
 SERVICE_PREFIX = {"ec2": "ec2", "sts": "sts", "iam": "iam", "ssm": "ssm",
-                  "secretsmanager": "secretsmanager", "kms": "kms"}
+                  "secretsmanager": "secretsmanager", "kms": "kms", "s3": "s3"}
