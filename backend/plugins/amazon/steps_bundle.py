@@ -95,7 +95,7 @@ class UploadX509Step(AwsStep):
         ctx.ui.say("Uploading X509 Certificate...")
         # a directory only this login can enter: the key never sits under a guessable name
         # in a shared /tmp, and a planted symlink cannot redirect it
-        base = c.x509_upload_path.rstrip("/") or "/"
+        base = c.x509_upload_path.rstrip("/")  # "/" gives "" and so "/kiln-x509.*"
         status, out = _run(ctx, f"umask 077 && mktemp -d {shlex.quote(base)}/kiln-x509.XXXXXXXXXX",
                            "make a directory for the X.509 files", show=False)
         folder = out[-1].strip() if out else ""
