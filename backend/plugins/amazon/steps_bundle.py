@@ -4,6 +4,7 @@ the AMI from the bundle's manifest in S3."""
 
 from __future__ import annotations
 
+import os
 import shlex
 from typing import Any
 
@@ -34,8 +35,8 @@ class BundleState:
 
 def _run(ctx, command: str, what: str, cancel: CancelToken | None = None,
          timeout: float | None = None, show: bool = True) -> tuple[int, list[str]]:
-    """Run ``command`` on the instance; its output is shown (masked) unless ``show`` is
-    False; returns the exit status and the stdout lines."""
+    """Run ``command`` on the instance; its output is shown (masked; stdout only when
+    ``show``); returns the exit status and the stdout lines."""
     from ...sdk.communicator import CommunicatorError
 
     comm = ctx.communicator
@@ -46,7 +47,7 @@ def _run(ctx, command: str, what: str, cancel: CancelToken | None = None,
     def collect(stream: str, out: list[str], partial: bool = False) -> None:
         if stream == "stdout":
             lines.extend(out)
-        if show:
+        if show or stream == "stderr":  # a helper command's complaint is worth seeing
             ctx.ui.output(stream, out, partial)
 
     try:
@@ -120,8 +121,6 @@ class UploadX509Step(AwsStep):
 
 
 def _abs(path: str) -> str:
-    import os
-
     return os.path.abspath(os.path.expanduser(path))
 
 
