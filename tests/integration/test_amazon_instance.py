@@ -580,3 +580,103 @@ def test_killed_build_leaves_records_kiln_cleanup_removes(build: Build) -> None:
     # pair on it: remove the pair the killed build left
     for call in build.tools.calls("bundle"):
         shutil.rmtree(os.path.dirname(call["key"]), ignore_errors=True)
+
+
+# --------------------------------------------------------------------------- least privilege
+
+
+@pytest.fixture(scope="module")
+def iam_moto() -> Any:
+    """A moto_server of this module's own that enforces IAM (tests/support/iam_moto.py)."""
+    from iam_moto import IamMoto
+
+    server = IamMoto()
+    server.start()
+    try:
+        server.client("ec2", REGION).describe_regions()  # load the default AMIs first
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.mark.aws
+@pytest.mark.ssh
+def test_the_derived_policy_is_enough_and_each_s3_statement_is_needed(
+        iam_moto: Any, sshd: Any, tmp_path: Path) -> None:
+    """A user holding exactly `kiln iam policy`'s document builds an amazon-instance AMI,
+    the AMI tools uploading with the same keys, and deletes the parts of a failed upload;
+    without s3:PutObject the upload is refused. (-narrow=false: moto matches Resource "*"
+    only; the narrowing has unit tests.)"""
+    from iam_moto import policy_document
+
+    admin_ec2 = iam_moto.client("ec2", REGION)
+    source = f"kiln-src-iam-{uuid.uuid4().hex[:8]}"
+    admin_ec2.register_image(Name=source, RootDeviceName="/dev/sda1")
+    iam_moto.enforce()
+    tools = Tools(tmp_path, iam_moto.endpoint)
+    (tmp_path / "bundle").mkdir()
+    for name in ("cert.pem", "pk.pem"):
+        (tmp_path / name).write_text("x509 stand-in\n")
+    bucket = f"kiln-iam-bundles-{uuid.uuid4().hex[:8]}"
+    builder = {
+        "type": "amazon-instance", "region": REGION, "custom_endpoint_ec2": iam_moto.endpoint,
+        "source_ami_filter": {"filters": {"name": source}, "owners": ["self"]},
+        "instance_type": "m3.medium", "ami_name": f"kiln-iam-instance-{uuid.uuid4().hex[:8]}",
+        "account_id": "123456789012", "s3_bucket": bucket,
+        "x509_cert_path": str(tmp_path / "cert.pem"), "x509_key_path": str(tmp_path / "pk.pem"),
+        "bundle_destination": str(tmp_path / "bundle"),
+        "bundle_vol_command": tools.vol_command(), "bundle_upload_command": tools.upload_command(),
+        "ssh_host": sshd.host, "ssh_port": sshd.port, "ssh_username": sshd.user,
+        "ssh_private_key_file": sshd.private_key_path, "ssh_timeout": "20s"}
+    path = tmp_path / "t.json"
+    path.write_text(json.dumps({"builders": [builder]}))
+
+    def env(keys: tuple[str, str]) -> dict[str, str]:
+        e = iam_moto.env(keys)
+        e["KILN_STATE_DIR"] = str(tmp_path / "state")
+        return e
+
+    r = kiln(["iam", "policy", "-narrow=false", str(path)], env(iam_moto.admin), tmp_path)
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    actions = sorted({a for s in doc["Statement"] for a in s["Action"]})
+    assert "ec2:RegisterImage" in actions and "ec2:CreateImage" not in actions
+    # moto checks ListObjectsV2 against an action of that name where AWS checks
+    # s3:ListBucket (which the policy has): grant moto's name too
+    doc["Statement"].append({"Effect": "Allow", "Action": ["s3:ListObjectsV2"],
+                             "Resource": "*"})
+    s3 = iam_moto.client("s3", REGION)
+
+    r = kiln(["build", "-color=false", str(path)], env(iam_moto.user(doc)), tmp_path)
+    out = r.stdout + r.stderr
+    assert r.returncode == 0, out
+    assert " denied" not in out
+    keys = sorted(o["Key"] for o in s3.list_objects_v2(Bucket=bucket)["Contents"])
+    assert len(keys) == 3 and keys[0].endswith(".manifest.xml"), keys
+
+    # an upload that fails after the parts went up: the derived policy lets Kiln delete them
+    (tools.dir / "fail-upload").touch()
+    builder["ami_name"] += "-failed"
+    builder["bundle_prefix"] = "failed-{{timestamp}}"
+    path.write_text(json.dumps({"builders": [builder]}))
+    r = kiln(["build", "-color=false", str(path)], env(iam_moto.user(doc)), tmp_path)
+    out = r.stdout + r.stderr
+    assert r.returncode == 1, out
+    assert "Deleted the bundle's 2 objects" in out, out
+    assert sorted(o["Key"] for o in s3.list_objects_v2(Bucket=bucket)["Contents"]) == keys
+    (tools.dir / "fail-upload").unlink()
+
+    # the same policy without s3:PutObject: the upload is refused and the build fails cleanly
+    builder["ami_name"] += "-less"
+    builder["bundle_prefix"] = "less-{{timestamp}}"
+    path.write_text(json.dumps({"builders": [builder]}))
+    less = [a for a in actions if a != "s3:PutObject"] + ["s3:ListObjectsV2"]
+    r = kiln(["build", "-color=false", str(path)], env(iam_moto.user(policy_document(less))),
+             tmp_path)
+    out = r.stdout + r.stderr
+    assert r.returncode == 1, out
+    assert "Bundle upload failed" in out and "AccessDenied" in out, out
+    left = sorted(o["Key"] for o in s3.list_objects_v2(Bucket=bucket).get("Contents", []))
+    assert left == keys  # only the first build's bundle
+    for call in tools.calls("bundle"):
+        assert not os.path.exists(os.path.dirname(call["key"]))

@@ -64,7 +64,7 @@ def test_every_boto3_call_of_the_amazon_plugins_has_an_entry_in_the_table() -> N
     names = {c[2] for c in calls}
     assert {"run_instances", "create_image", "describe_images", "import_key_pair",
             "copy_image", "get_parameter", "get_secret_value", "assume_role",
-            "register_image", "list_objects_v2", "delete_objects"} <= names, names
+            "register_image", "list_objects_v2", "delete_object"} <= names, names
     missing = []
     for file, line, method in calls:
         if not ops[method] & TABLE_ACTIONS:

@@ -267,10 +267,11 @@ def delete_bundle(s3: Any, bucket: str, key_prefix: str) -> int:
             if aws.error_code(e) == "NoSuchBucket":
                 return deleted
             raise
-        keys = [{"Key": o["Key"]} for o in page.get("Contents") or []]
-        if keys:
-            s3.delete_objects(Bucket=bucket, Delete={"Objects": keys, "Quiet": True})
-            deleted += len(keys)
+        # one DeleteObject per key: the batch call is another request shape that some S3
+        # endpoints (and IAM simulators) do not map to s3:DeleteObject
+        for o in page.get("Contents") or []:
+            s3.delete_object(Bucket=bucket, Key=o["Key"])
+            deleted += 1
         token = page.get("NextContinuationToken") or ""
         if not page.get("IsTruncated") or not token:
             return deleted

@@ -443,8 +443,8 @@ TABLE_ACTIONS: frozenset[str] = frozenset({
 })
 
 #: S3 operations whose IAM action has another name (the code walk reads boto3's names)
-OPERATION_ACTIONS = {"s3:ListObjectsV2": "s3:ListBucket", "s3:DeleteObjects": "s3:DeleteObject",
-                     "s3:HeadBucket": "s3:ListBucket", "s3:HeadObject": "s3:GetObject"}
+OPERATION_ACTIONS = {"s3:ListObjectsV2": "s3:ListBucket", "s3:HeadBucket": "s3:ListBucket",
+                     "s3:HeadObject": "s3:GetObject"}
 
 #: boto3 services whose calls the amazon plugins make, and their IAM prefix
 SERVICE_PREFIX = {"ec2": "ec2", "sts": "sts", "iam": "iam", "ssm": "ssm",
