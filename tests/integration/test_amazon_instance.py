@@ -173,9 +173,15 @@ class Tools:
 
 @pytest.fixture(scope="module")
 def source_ami(moto_server: Any) -> dict[str, str]:
+    from moto.core import DEFAULT_ACCOUNT_ID
+    from moto.ec2.models import ec2_backends
+
     name = f"kiln-src-instance-store-{uuid.uuid4().hex[:8]}"
     ami = moto_server.client("ec2", REGION).register_image(
-        Name=name, RootDeviceName="/dev/sda1")["ImageId"]
+        Name=name, RootDeviceName="/dev/sda1", Architecture="x86_64")["ImageId"]
+    # moto's RegisterImage drops Architecture, and its instances take theirs from the image
+    # (Packer 1.6.6 crashes on an instance without one): set it as EC2 would have
+    ec2_backends[DEFAULT_ACCOUNT_ID][REGION].amis[ami].architecture = "x86_64"
     return {"id": ami, "name": name}
 
 
@@ -680,3 +686,65 @@ def test_the_derived_policy_is_enough_and_each_s3_statement_is_needed(
     assert left == keys  # only the first build's bundle
     for call in tools.calls("bundle"):
         assert not os.path.exists(os.path.dirname(call["key"]))
+
+
+# --------------------------------------------------------------------------- Packer 1.6.6
+
+
+@pytest.mark.aws
+@pytest.mark.ssh
+@pytest.mark.packer
+def test_packer_and_kiln_hand_the_tools_the_same_values_and_register_alike(
+        build: Build, packer: str, packer_environ: dict[str, str]) -> None:
+    """The same template through Packer 1.6.6 and Kiln, against the same moto, sshd and
+    stand-in tools: the bundle and upload commands get the same values (but the X.509
+    directory, a private one in Kiln where Packer writes /tmp/cert.pem), the bundle lands
+    in S3 under the same names and the AMI is registered from the manifest alike."""
+    # Packer 1.6.6's upload command has no {{.Token}}: the template gives both the same one
+    build.builder["bundle_upload_command"] = build.tools.upload_command().replace(
+        "{{if .Token}} -t {{.Token}}{{end}}", "")
+    results = {}
+    for tool in ("packer", "kiln"):
+        build.builder["ami_name"] = f"{build.ami_name}-{tool}"
+        build.builder["bundle_prefix"] = f"{tool}-{build.token}"
+        path = build.write()
+        if tool == "packer":
+            env = build.moto.aws_env(REGION, base=packer_environ)
+            r = subprocess.run([packer, "build", "-color=false", str(path)], cwd=build.tmp,
+                               env=env, capture_output=True, text=True, timeout=120,
+                               stdin=subprocess.DEVNULL)
+        else:
+            r = build.run()
+        assert r.returncode == 0, f"{tool}:\n{r.stdout}{r.stderr}"
+        results[tool] = r.stdout
+    bundles = build.tools.calls("bundle")
+    uploads = build.tools.calls("upload")
+    assert len(bundles) == len(uploads) == 2
+    for call in bundles + uploads:  # the per-run values, made comparable
+        for key in ("prefix", "manifest"):
+            if key in call:
+                call[key] = call[key].replace("packer-", "TOOL-").replace("kiln-", "TOOL-")
+    packer_bundle, kiln_bundle = bundles
+    assert packer_bundle["cert"] == "/tmp/cert.pem" and packer_bundle["key"] == "/tmp/key.pem"
+    assert kiln_bundle["cert"].endswith("/cert.pem") and kiln_bundle["key"].endswith("/key.pem")
+    assert kiln_bundle["keysum"] == packer_bundle["keysum"]  # the same key got there
+    same = ("account", "arch", "dest", "prefix")
+    assert {k: kiln_bundle[k] for k in same} == {k: packer_bundle[k] for k in same}
+    assert uploads[0] == uploads[1]
+    ec2 = build.moto.client("ec2", REGION)
+    for tool in ("packer", "kiln"):
+        (image,) = ec2.describe_images(Owners=["self"], Filters=[
+            {"Name": "name", "Values": [f"{build.ami_name}-{tool}"]}])["Images"]
+        assert image["ImageLocation"] == f"{build.bucket}/{tool}-{build.token}.manifest.xml"
+        assert image["VirtualizationType"] == "hvm"
+        assert f"AMIs were created:\n{REGION}: {image['ImageId']}" in results[tool]
+    assert s3_keys(build.moto, build.bucket) == sorted(
+        f"{tool}-{build.token}.{part}" for tool in ("packer", "kiln")
+        for part in ("manifest.xml", "part.0", "part.1"))
+    # Packer leaves its X.509 pair in /tmp; Kiln removed its own
+    assert not os.path.exists(os.path.dirname(kiln_bundle["key"]))
+    for leftover in ("/tmp/cert.pem", "/tmp/key.pem"):
+        if Path(leftover).read_bytes() in (build.x509_key.read_bytes(),
+                                           Path(build.builder["x509_cert_path"]).read_bytes()):
+            Path(leftover).unlink()
+    nothing_left(build.moto)
