@@ -280,12 +280,9 @@ def delete_bundle(s3: Any, bucket: str, key_prefix: str) -> int:
 def reap_bundle(entry: Any) -> None:
     """``kiln cleanup``: delete the objects of a bundle a killed build uploaded (declared as
     the reaper of aws-s3-bundle); the default credential chain, as the other AWS reapers."""
-    import boto3
-
     data = dict(entry.data or {})
-    session = boto3.session.Session(profile_name=data.get("profile") or None,
-                                    region_name=data.get("region") or None)
-    delete_bundle(session.client("s3"), data["bucket"], data["key_prefix"])
+    s3 = aws.reap_session(data).client("s3", region_name=data.get("region") or None)
+    delete_bundle(s3, data["bucket"], data["key_prefix"])
 
 
 class RemoveX509Step(AwsStep):
