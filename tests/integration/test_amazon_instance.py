@@ -344,6 +344,27 @@ def test_secret_key_in_the_upload_command_never_shows(build: Build, tmp_path: Pa
 
 @pytest.mark.aws
 @pytest.mark.ssh
+def test_keys_from_the_environment_are_masked_in_the_upload_command(build: Build) -> None:
+    """Credentials the template does not hold (the environment's here) go into the command
+    too, and are masked even when nothing else saw them (skip_credential_validation)."""
+    secret_key = "env/Secret+" + uuid.uuid4().hex + "xyz"
+    build.env["AWS_SECRET_ACCESS_KEY"] = secret_key
+    build.builder["skip_credential_validation"] = True
+    build.builder["bundle_upload_command"] = "echo uploading with {{.SecretKey}}; " \
+        + build.tools.upload_command()
+    r = build.run("-preflight=false")  # the preflight would have seen the keys first
+    out = r.stdout + r.stderr
+    assert r.returncode == 0, out
+    assert "uploading with <sensitive>" in out
+    assert secret_key not in out
+    (upload,) = build.tools.calls("upload")
+    import hashlib
+
+    assert upload["secretsum"] == hashlib.sha256(secret_key.encode()).hexdigest()
+
+
+@pytest.mark.aws
+@pytest.mark.ssh
 def test_failing_bundle_command_cleans_everything_up(build: Build) -> None:
     (build.tools.dir / "fail-bundle").touch()
     build.temporary_key()
