@@ -48,6 +48,7 @@ OWN_ARTIFACTS = {
     "null": ("fnoeding.null",),
     "amazon-ebs": ("mitchellh.amazonebs",),
     "amazon-chroot": ("mitchellh.amazon.chroot",),
+    "amazon-instance": ("mitchellh.amazon.instance",),
 }
 
 

@@ -31,6 +31,11 @@ def test_bundled_template_validates(name, tmp_path):
     work = tmp_path / "templates"
     shutil.copytree(TEMPLATES, work)
     extra = list(VALIDATE_VARS.get(name, []))
+    if name == "amazon-instance.json":  # the X.509 pair must exist; give it files that do
+        for var in ("x509_cert_path", "x509_key_path"):
+            (tmp_path / f"{var}.pem").write_text("placeholder\n")
+            extra += ["-var", f"{var}={tmp_path / f'{var}.pem'}"]
+        extra += ["-var", "account_id=123456789012", "-var", "s3_bucket=my-bundles"]
     if name == "ansible-ssh.json":  # the example names ~/.ssh/id_ed25519; give it a key that exists
         key = tmp_path / "id_ed25519"
         subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)

@@ -16,7 +16,11 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tests" / "support"))
 
 from iam_moto import PACKER_DOCUMENTED_ACTIONS  # noqa: E402
-from kiln.backend.plugins.amazon.iam.table import SERVICE_PREFIX, TABLE_ACTIONS  # noqa: E402
+from kiln.backend.plugins.amazon.iam.table import (  # noqa: E402
+    OPERATION_ACTIONS,
+    SERVICE_PREFIX,
+    TABLE_ACTIONS,
+)
 
 AMAZON_CODE = sorted([*REPO.glob("backend/plugins/amazon/*.py"),
                       *REPO.glob("backend/plugins/amazon/chroot/*.py"),
@@ -35,7 +39,8 @@ def boto3_operations() -> dict[str, set[str]]:
     for service, prefix in SERVICE_PREFIX.items():
         model = session.get_service_model(service)
         for op in model.operation_names:
-            out.setdefault(xform_name(op), set()).add(f"{prefix}:{op}")
+            action = f"{prefix}:{op}"
+            out.setdefault(xform_name(op), set()).add(OPERATION_ACTIONS.get(action, action))
     return out
 
 
@@ -60,7 +65,8 @@ def test_every_boto3_call_of_the_amazon_plugins_has_an_entry_in_the_table() -> N
     names = {c[2] for c in calls}
     assert {"run_instances", "create_image", "describe_images", "import_key_pair",
             "copy_image", "get_parameter", "get_secret_value", "assume_role",
-            "create_volume", "attach_volume", "register_image"} <= names, names
+            "register_image", "list_objects_v2", "delete_object", "create_volume",
+            "attach_volume"} <= names, names
     missing = []
     for file, line, method in calls:
         if not ops[method] & TABLE_ACTIONS:
@@ -341,3 +347,48 @@ def test_with_only_an_ec2_endpoint_the_preflight_never_asks_aws_itself(monkeypat
     assert v.status == "unchecked" and v.how == OTHER_ENDPOINT
     monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
     assert pf.reaches("sts") and pf.reaches("iam")
+
+
+# --------------------------------------------------------------------------- amazon-instance
+
+
+def instance_extra(tmp_path: Path, **extra: Any) -> dict[str, Any]:
+    for name in ("cert.pem", "pk.pem"):
+        (tmp_path / name).write_text("x509\n")
+    return {"type": "amazon-instance", "account_id": "123456789012",
+            "s3_bucket": "kiln-bundles/images", "x509_cert_path": str(tmp_path / "cert.pem"),
+            "x509_key_path": str(tmp_path / "pk.pem"), **extra}
+
+
+def test_amazon_instance_registers_from_s3_instead_of_snapshotting(tmp_path: Path) -> None:
+    ebs = actions(tmp_path)
+    inst = actions(tmp_path, **instance_extra(tmp_path))
+    # no snapshot: an instance-store AMI has none to delete when a build fails
+    assert ebs - inst == {"ec2:CreateImage", "ec2:StopInstances", "ec2:DeleteSnapshot"}
+    assert inst - ebs == {"ec2:RegisterImage", "s3:CreateBucket", "s3:GetBucketLocation",
+                          "s3:ListBucket", "s3:PutObject", "s3:PutObjectAcl", "s3:DeleteObject"}
+    doc = json.loads(policy(tmp_path, **instance_extra(tmp_path)).stdout)
+    by_sid = {s["Sid"]: s for s in doc["Statement"]}
+    # the S3 statements are narrowed to the bucket and the bundle's prefix in it
+    assert by_sid["UploadBundle"]["Resource"] == "arn:aws:s3:::kiln-bundles"
+    objects = [s for s in doc["Statement"] if "s3:PutObject" in s["Action"]]
+    assert [s["Resource"] for s in objects] == ["arn:aws:s3:::kiln-bundles/images/*"]
+    assert "s3:DeleteObject" in objects[0]["Action"]  # a failed build deletes its bundle
+    register = [s for s in doc["Statement"] if "ec2:RegisterImage" in s["Action"]]
+    assert [s["Resource"] for s in register] == ["arn:aws:ec2:us-east-1:*:*"]
+    # options the shared steps know still add exactly their actions
+    copies = actions(tmp_path, **instance_extra(tmp_path, ami_regions=["us-west-2"]))
+    assert copies - inst == {"ec2:CopyImage", "ec2:DeleteSnapshot"}  # the copies' cleanup
+    ebs_volume = [{"device_name": "/dev/sdb", "volume_size": 10}]
+    assert actions(tmp_path, **instance_extra(
+        tmp_path, ami_block_device_mappings=ebs_volume)) - inst == {"ec2:DeleteSnapshot"}
+
+
+def test_amazon_instance_with_an_instance_profile_uploads_with_the_role(tmp_path: Path) -> None:
+    r = policy(tmp_path, "-explain", **instance_extra(tmp_path, iam_instance_profile="bundler"))
+    assert r.returncode == 0, r.stderr
+    steps = r.stdout.split("Notes:")[0]
+    assert "s3:PutObject" not in steps  # not this identity's
+    assert "s3:DeleteObject" in steps  # but deleting a failed build's bundle is
+    assert "the role of bundler needs s3:CreateBucket" in r.stdout
+    assert "ec2:RegisterImage" in r.stdout and "iam:PassRole" in r.stdout

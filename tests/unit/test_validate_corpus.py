@@ -43,6 +43,12 @@ EXPECTED = {
     "bad_missing_script.json": [(3, 54, "provisioners[0].script", "does/not/exist.sh")],
     "bad_yaml_syntax.yaml": [(4, 4, "", "invalid YAML")],
     "bad_override_unknown.json": [(3, 77, "provisioners[0].override.other", '"other", which does not exist')],
+    "bad_amazon_instance.json": [
+        (2, 16, "builders[0].account_id", "account_id is required"),
+        (2, 16, "builders[0].s3_bucket", "s3_bucket is required"),
+        (5, 23, "builders[0].x509_cert_path", "x509/nope.pem does not exist"),
+        (6, 24, "builders[0].run_volume_tags", "is an amazon-ebs key"),
+    ],
     "bad_many_problems.json": [
         (3, 22, "builders[0].comunicator", 'did you mean "communicator"'),
         (4, 35, "builders[1].contents", 'did you mean "content"'),

@@ -1,1 +1,1 @@
-"""Amazon EC2: the shared AWS access and helpers (common.py), and the amazon-ebs builder."""
+"""Amazon EC2: the shared AWS access and helpers (common.py), and the amazon-ebs and amazon-instance builders."""

@@ -554,8 +554,18 @@ def live_instances(ec2: Any, filters: list[dict[str, Any]]) -> list[str]:
 
 def reap_client(data: dict[str, Any]) -> Any:
     """An EC2 client for a ledger entry: default credential chain, the stored endpoint."""
-    import boto3
     import botocore.config
+
+    session = reap_session(data)
+    cfg = botocore.config.Config(retries={"max_attempts": 5, "mode": "standard"},
+                                 connect_timeout=15, read_timeout=120)
+    return session.client("ec2", region_name=data.get("region") or None,
+                          endpoint_url=data.get("endpoint") or None, config=cfg)
+
+
+def reap_session(data: dict[str, Any]) -> Any:
+    """The boto3 session for a ledger entry: its profile, credentials file and role."""
+    import boto3
     import botocore.session
 
     core = botocore.session.Session(profile=data.get("profile") or None)
@@ -569,10 +579,7 @@ def reap_client(data: dict[str, Any]) -> Any:
         session = boto3.session.Session(
             aws_access_key_id=creds["AccessKeyId"], aws_secret_access_key=creds["SecretAccessKey"],
             aws_session_token=creds["SessionToken"], region_name=data.get("region") or None)
-    cfg = botocore.config.Config(retries={"max_attempts": 5, "mode": "standard"},
-                                 connect_timeout=15, read_timeout=120)
-    return session.client("ec2", region_name=data.get("region") or None,
-                          endpoint_url=data.get("endpoint") or None, config=cfg)
+    return session
 
 
 def reap(entry: Any) -> None:

@@ -368,8 +368,9 @@ class CreateTagsStep(AwsStep):
 class AmiArtifact(Artifact):
     """AMIs by region; ``destroy()`` deregisters them and deletes their snapshots."""
 
-    def __init__(self, amis: dict[str, str], config: AmazonEBSConfig, state: dict[str, Any]):
-        super().__init__(BUILDER_ID, state=state)
+    def __init__(self, amis: dict[str, str], config: AmazonEBSConfig, state: dict[str, Any],
+                 builder_id: str = BUILDER_ID):
+        super().__init__(builder_id, state=state)
         self.amis = dict(amis)
         self.config = config
         self._state["amis"] = dict(amis)

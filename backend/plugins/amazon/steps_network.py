@@ -115,6 +115,8 @@ def check_ami_name_free(ec2, name: str, region: str) -> None:
 
 class SourceAmiStep(AwsStep):
     title = "Find source AMI"
+    #: amazon-ebs snapshots an EBS root; amazon-instance bundles whatever root it runs on
+    needs_ebs_root = True
 
     def run(self, ctx) -> None:
         c = self.c
@@ -125,7 +127,7 @@ class SourceAmiStep(AwsStep):
             owners=f.owners if f is not None else None,
             most_recent=bool(f is not None and f.most_recent),
             include_deprecated=bool(f is not None and f.include_deprecated))
-        if image.get("RootDeviceType") == "instance-store":
+        if self.needs_ebs_root and image.get("RootDeviceType") == "instance-store":
             raise StepError(f"the source AMI {image['ImageId']} is instance-store backed; "
                             "amazon-ebs needs an EBS-backed source AMI")
         ctx.ui.say(f"Found Image ID: {image['ImageId']}")

@@ -37,12 +37,6 @@ from .steps import (
 CHROOT_KEYS = GENERATED_KEYS + ("Device", "MountPath")
 
 
-class ChrootAmiArtifact(AmiArtifact):
-    def __init__(self, amis: dict[str, str], config: Any, state: dict[str, Any]):
-        super().__init__(amis, config, state)
-        self.builder_id = BUILDER_ID
-
-
 class AmazonChrootBuilder(Builder):
     type_name = "amazon-chroot"
     builder_id = BUILDER_ID
@@ -126,7 +120,7 @@ class AmazonChrootBuilder(Builder):
         data = {k: v for k, v in ctx.generated_data.items()}
         for k in CHROOT_KEYS:
             data.setdefault(k, b.info.get(k, ""))
-        return ChrootAmiArtifact(b.amis, self.config, {"generated_data": data})
+        return AmiArtifact(b.amis, self.config, {"generated_data": data}, builder_id=BUILDER_ID)
 
 
-__all__ = ["AmazonChrootBuilder", "AmazonChrootConfig", "ChrootAmiArtifact"]
+__all__ = ["AmazonChrootBuilder", "AmazonChrootConfig"]

@@ -11,9 +11,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from .table import Derivation, Need, derive_build, derive_data_source
+from .table import BUILDER_DERIVATIONS, Derivation, Need, derive_builder, derive_data_source
 
-AWS_BUILDERS = ("amazon-ebs", "amazon-chroot")
+AWS_BUILDERS = tuple(BUILDER_DERIVATIONS)
 AWS_DATA_SOURCES = ("amazon-ami", "amazon-parameterstore", "amazon-secretsmanager")
 
 
@@ -32,7 +32,7 @@ def derive_template(template: Any, prepared: list[Any], force: bool = False) -> 
     for pb in prepared:
         if pb.type in AWS_BUILDERS:
             found = True
-            derive_build(pb.type, pb.builder.config, build=pb.name, force=force, out=d)
+            derive_builder(pb.type, pb.builder.config, build=pb.name, force=force, out=d)
     if not found:
         raise NoAwsError("the template uses no AWS builder or data source, so its builds "
                          "need no IAM permissions")

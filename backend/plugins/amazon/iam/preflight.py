@@ -32,7 +32,7 @@ from typing import Any, Callable
 from ....sdk.plugin import StepError
 from .. import common as aws
 from ..steps_base import AwsStep
-from .table import Derivation, Need, derive_build
+from .table import Derivation, Need, derive_builder
 
 ALLOWED, DENIED, UNCHECKED = "allowed", "denied", "unchecked"
 
@@ -132,6 +132,9 @@ def _probe_params(action: str, c: Any, source_ami: str, kiln_tags: dict[str, str
         return {"ImageId": NO_IMAGE}
     if op == "DeleteSnapshot":
         return {"SnapshotId": NO_SNAPSHOT}
+    if op == "RegisterImage":
+        return {"Name": ami_name, "ImageLocation": "kiln-preflight/none.manifest.xml",
+                "TagSpecifications": [aws.tag_spec("image", kiln_tags)]}
     if op == "CopyImage":
         return {"SourceImageId": NO_IMAGE, "SourceRegion": c.region or region, "Name": ami_name}
     if op == "ModifyImageAttribute":
@@ -427,8 +430,8 @@ class PreflightStep(AwsStep):
             ctx.ui.say(f"Using region {c.region} (from the environment)")
         if not c.skip_credential_validation:
             access.check_credentials()
-        d = derive_build(ctx.build_type, c, build=ctx.build_name,
-                         force=bool(getattr(ctx.options, "force", False)))
+        d = derive_builder(ctx.build_type, c, build=ctx.build_name,
+                           force=bool(getattr(ctx.options, "force", False)))
         start = time.monotonic()
         pf = Preflight(access, c, d, aws.kiln_tags(ctx), progress=ctx.ui.progress)
         verdicts = pf.run()
@@ -465,7 +468,7 @@ def check_command(template: Any, prepared: list[Any], options: Any) -> int:
                 c.region = access.default_region()
             if not c.skip_credential_validation:
                 access.check_credentials()
-            d = derive_build(pb.type, c, build=pb.name, force=options.force)
+            d = derive_builder(pb.type, c, build=pb.name, force=options.force)
             start = time.monotonic()
             pf = Preflight(access, c, d)
             verdicts = pf.run()

@@ -415,12 +415,90 @@ def derive_amazon_ebs_image_steps(c: Any, region: str, regions: list[str], build
     return d
 
 
-def derive_build(type_name: str, c: Any, build: str = "", force: bool = False,
-                 out: Derivation | None = None) -> Derivation:
-    """The needs of one build of an AWS builder type."""
-    if type_name == "amazon-chroot":
-        return derive_amazon_chroot(c, build=build, force=force, out=out)
-    return derive_amazon_ebs(c, build=build, force=force, out=out)
+# --------------------------------------------------------------------------- amazon-instance
+
+#: amazon-ebs stages an instance-store build does not run (it bundles and registers instead)
+_EBS_IMAGE_STEPS = ("Stop instance", "Set instance attributes", "Create AMI")
+
+
+def derive_amazon_instance(c: Any, build: str = "", force: bool = False,
+                           out: Derivation | None = None) -> Derivation:
+    """The needs of one amazon-instance build: amazon-ebs's up to the provisioners and after
+    the AMI exists, with the bundle upload and the registration in place of the snapshot."""
+    d = out if out is not None else Derivation()
+    shared = derive_amazon_ebs(c, build=build, force=force)
+    for note in shared.notes:
+        d.note(note)
+    region = c.region or ""
+    regions = (region or "*",)
+    bucket, _, prefix = c.s3_bucket.partition("/")
+    s3 = "arn:aws-cn:s3:::" if partition(region) == "aws-cn" else "arn:aws:s3:::"
+    folder = prefix.strip("/")
+    objects = f"{s3}{bucket}/{folder + '/' if folder else ''}*"
+    bundle_needs = []
+    upload_why = ("the AMI tools upload the bundle to s3_bucket with the build's credentials "
+                  "(ec2-upload-bundle makes the bucket when it is missing)")
+    cleanup_why = ("a build that fails after the upload deletes the bundle's objects again "
+                   "(the manifest and its parts)")
+    if c.iam_instance_profile and not c.bundle_upload_command:
+        d.note(f"with iam_instance_profile the AMI tools upload with the instance's role, so "
+               f"the role of {c.iam_instance_profile} needs s3:CreateBucket, "
+               f"s3:GetBucketLocation, s3:ListBucket on {s3}{bucket} and s3:PutObject, "
+               f"s3:PutObjectAcl on {objects}")
+        bundle_needs.append(Need("Upload bundle", ("s3:ListBucket",), cleanup_why,
+                                 resources=(f"{s3}{bucket}",),
+                                 narrowed=f"the bucket s3_bucket names ({bucket})",
+                                 regions=regions, build=build))
+    else:
+        bundle_needs.append(Need("Upload bundle", ("s3:CreateBucket", "s3:GetBucketLocation",
+                                                   "s3:ListBucket"), upload_why,
+                                 resources=(f"{s3}{bucket}",),
+                                 narrowed=f"the bucket s3_bucket names ({bucket})",
+                                 regions=regions, build=build))
+        bundle_needs.append(Need("Upload bundle", ("s3:PutObject", "s3:PutObjectAcl"),
+                                 upload_why, resources=(objects,),
+                                 narrowed="the bundle's objects in s3_bucket",
+                                 regions=regions, build=build))
+        d.note("the upload command hands the build's credentials to the AMI tools on the "
+               "instance: they need the S3 statements, and are masked in Kiln's output")
+    bundle_needs.append(Need("Upload bundle", ("s3:DeleteObject",), cleanup_why,
+                             resources=(objects,), narrowed="the bundle's objects in s3_bucket",
+                             regions=regions, build=build))
+    why = ("ami_name is set: the AMI is registered from the bundle's manifest in S3 (and "
+           "deregistered again if the build fails)")
+    acts = ["ec2:RegisterImage", "ec2:CreateTags", "ec2:DeregisterImage"]
+    if any(not m.no_device and not m.virtual_name.startswith("ephemeral")
+           for m in c.ami_block_device_mappings):
+        acts.append("ec2:DeleteSnapshot")  # EBS volumes in the AMI have snapshots
+        why += "; ami_block_device_mappings add EBS snapshots"
+    register = [Need("Register AMI", tuple(acts), why,
+                     resources=ec2_arns(list(regions)),
+                     narrowed=f"the build's region {region}" if region else "",
+                     regions=regions, build=build),
+                Need("Register AMI", ("ec2:DescribeImages",), why, regions=regions, build=build)]
+    placed = False
+    for need in shared.needs:
+        if need.step in _EBS_IMAGE_STEPS:
+            if need.step == "Create AMI" and not placed:
+                d.needs.extend(bundle_needs + register)
+                placed = True
+            continue
+        d.needs.append(need)
+    if not placed:
+        d.needs.extend(bundle_needs + register)
+    return d
+
+
+#: the derivation of each AWS builder, by template type
+BUILDER_DERIVATIONS = {"amazon-ebs": derive_amazon_ebs,
+                       "amazon-instance": derive_amazon_instance,
+                       "amazon-chroot": derive_amazon_chroot}
+
+
+def derive_builder(type_name: str, c: Any, build: str = "", force: bool = False,
+                   out: Derivation | None = None) -> Derivation:
+    return BUILDER_DERIVATIONS.get(type_name, derive_amazon_ebs)(c, build=build, force=force,
+                                                                 out=out)
 
 
 # --------------------------------------------------------------------------- data sources
@@ -468,14 +546,19 @@ TABLE_ACTIONS: frozenset[str] = frozenset({
     "ec2:AuthorizeSecurityGroupIngress", "ec2:RunInstances", "ec2:TerminateInstances",
     "ec2:DescribeInstances", "ec2:DescribeVolumes", "ec2:DeleteVolume", "ec2:StopInstances",
     "ec2:ModifyInstanceAttribute", "ec2:DeregisterImage", "ec2:DeleteSnapshot",
-    "ec2:CreateImage", "ec2:CopyImage", "ec2:ModifyImageAttribute",
+    "ec2:CreateImage", "ec2:CopyImage", "ec2:ModifyImageAttribute", "ec2:RegisterImage",
     "ec2:ModifySnapshotAttribute", "ec2:EnableImageDeprecation",
     "ec2:EnableImageDeregistrationProtection", "ec2:CreateVolume", "ec2:AttachVolume",
-    "ec2:DetachVolume", "ec2:CreateSnapshot", "ec2:DescribeSnapshots", "ec2:RegisterImage",
-    "ssm:GetParameter",
+    "ec2:DetachVolume", "ec2:CreateSnapshot", "ec2:DescribeSnapshots", "ssm:GetParameter",
     "secretsmanager:GetSecretValue", "kms:Decrypt", *KMS_ACTIONS,
+    "s3:CreateBucket", "s3:GetBucketLocation", "s3:ListBucket", "s3:PutObject",
+    "s3:PutObjectAcl", "s3:DeleteObject",
 })
+
+#: S3 operations whose IAM action has another name (the code walk reads boto3's names)
+OPERATION_ACTIONS = {"s3:ListObjectsV2": "s3:ListBucket", "s3:HeadBucket": "s3:ListBucket",
+                     "s3:HeadObject": "s3:GetObject"}
 
 #: boto3 services whose calls the amazon plugins make, and their IAM prefix
 SERVICE_PREFIX = {"ec2": "ec2", "sts": "sts", "iam": "iam", "ssm": "ssm",
-                  "secretsmanager": "secretsmanager", "kms": "kms"}
+                  "secretsmanager": "secretsmanager", "kms": "kms", "s3": "s3"}
