@@ -150,8 +150,8 @@ def _probe_params(action: str, c: Any, source_ami: str, kiln_tags: dict[str, str
     if op == "EnableImageDeregistrationProtection":
         return {"ImageId": NO_IMAGE}
     # amazon-chroot's volume, snapshot and registration calls
-    if op == "DescribeSnapshots":
-        return {"MaxResults": 5, "OwnerIds": ["self"]}
+    if op == "DescribeSnapshots":  # by an id: a listing of the account's would be slow
+        return {"SnapshotIds": [NO_SNAPSHOT]}
     if op == "CreateVolume":
         return {"AvailabilityZone": f"{c.region or region}a", "Size": 1,
                 "TagSpecifications": [aws.tag_spec("volume", kiln_tags)]}
