@@ -1,0 +1,217 @@
+"""The -on-error policies as a user sees them: whether the machine is cleaned up or kept,
+what the ledger says for `kiln cleanup`, when the error-cleanup provisioner runs, and
+the lines and statuses of the run."""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+
+import pytest
+from kiln.backend.engine.ledger import Ledger, orphaned
+from kiln.backend.engine.prepare import Options
+from kiln.backend.engine.session import Session, load_template
+from kiln.backend.sdk.communicator import MockCommunicator
+from kiln.backend.sdk.plugin import PROVISION, Artifact, Builder, Step
+
+
+class CreateMachine(Step):
+    """A 'machine' is a directory: recorded in the ledger before it exists, removed and
+    released by its cleanup, as a real builder's instance would be."""
+
+    title = "Create machine"
+
+    def __init__(self, where: Path):
+        self.where = where
+        self.entry: int | None = None
+
+    def run(self, ctx):
+        self.entry = ctx.ledger.record("test-machine", str(self.where))
+        self.where.mkdir()
+        ctx.communicator = MockCommunicator()
+        ctx.ui.say("Machine is up")
+
+    def cleanup(self, ctx):
+        if self.where.exists():
+            self.where.rmdir()
+            ctx.ui.say("Machine removed")
+        if self.entry is not None:
+            ctx.ledger.release(self.entry)
+
+
+class MachineBuilder(Builder):
+    type_name = "machine"
+    builder_id = "test.machine"
+    Config = dict
+
+    def __init__(self, where: Path):
+        super().__init__({})
+        self.where = where
+
+    def steps(self, ctx):
+        return [CreateMachine(self.where), PROVISION]
+
+    def artifact(self, ctx):
+        return Artifact(self.builder_id, id="m", string="machine")
+
+
+def machine_session(tmp_path: Path, provisioners: list, error_cleanup: dict | None = None,
+                    **opts) -> tuple[Session, list, Path]:
+    doc: dict = {"builders": [{"type": "null", "communicator": "none"}],
+                 "provisioners": provisioners}
+    if error_cleanup:
+        doc["error-cleanup-provisioner"] = error_cleanup
+    path = tmp_path / "t.json"
+    path.write_text(json.dumps(doc))
+    options = Options(state_dir=str(tmp_path / ".kiln"), **opts)
+    s = Session(load_template(str(path), options), options)
+    machine = tmp_path / "machine"
+    s.builds[0].builder = MachineBuilder(machine)
+    events: list = []
+    s.bus.subscribe(events.append)
+    return s, events, machine
+
+
+def errors(events) -> list[str]:
+    return [ln for e in events if e.type == "output" and e.data["stream"] == "ui-error"
+            for ln in e.data["lines"]]
+
+
+def said(events) -> list[str]:
+    return [ln for e in events if e.type == "output" for ln in e.data["lines"]]
+
+
+def finished(events) -> list[tuple[str, str]]:
+    return [(e.data["name"], e.data["status"]) for e in events if e.type == "stage.finished"]
+
+
+def kept_entries(s: Session) -> list:
+    return [e for e in Ledger("probe").entries(s.run_id) if e.kind == "test-machine"]
+
+
+FAIL = [{"type": "shell-local", "inline": ["echo first"]},
+        {"type": "shell-local", "inline": ["exit 7"]},
+        {"type": "shell-local", "inline": ["echo never"]}]
+EXIT7 = "Script exited with non-zero exit status: 7. Allowed exit codes are: [0]"
+
+
+def cleanup_prov(marker: Path) -> dict:
+    return {"type": "shell-local", "inline": [f"echo collected > {marker}"]}
+
+
+def test_on_error_cleanup_removes_the_machine_and_runs_the_error_cleanup_provisioner(tmp_path):
+    marker = tmp_path / "collected"
+    s, events, machine = machine_session(tmp_path, FAIL, cleanup_prov(marker))
+    result = s.run()
+    assert result.exit_code == 1
+    r = result.results["null"]
+    assert (r.status, r.error, r.kept) == ("failed", EXIT7, False)
+    assert not machine.exists() and marker.read_text() == "collected\n"
+    assert kept_entries(s) == []
+    assert "never" not in said(events) and "Machine removed" in said(events)
+    assert finished(events) == [
+        ("Create machine", "succeeded"), ("shell-local: echo first", "succeeded"),
+        ("shell-local: exit 7", "failed"), (f"error-cleanup: shell-local: echo collected > {marker}",
+                                            "succeeded"), ("shell-local: echo never", "skipped")]
+    assert not any("kept" in ln for ln in errors(events))
+
+
+def test_on_error_abort_keeps_the_machine_and_tells_the_ledger(tmp_path):
+    marker = tmp_path / "collected"
+    s, events, machine = machine_session(tmp_path, FAIL, cleanup_prov(marker), on_error="abort")
+    result = s.run()
+    assert result.exit_code == 1
+    r = result.results["null"]
+    assert (r.status, r.error, r.kept) == ("failed", EXIT7, True)
+    assert machine.is_dir() and not marker.exists()
+    [entry] = kept_entries(s)
+    assert entry.kept and entry.ident == str(machine) and entry.build == "null"
+    # `kiln cleanup` lists what was kept on purpose once asked to
+    assert [e.ident for e in orphaned(Ledger("another"), include_kept=True)
+            if e.kind == "test-machine"] == [str(machine)]
+    assert errors(events)[-3:] == ["Build failed; the machine is kept as it is (no cleanup):",
+                                   f"  test-machine {machine}",
+                                   "When you are done, remove it with: kiln cleanup -all"]
+    assert "Provisioning step had errors: Running the cleanup provisioner, if present..." \
+        not in said(events)
+    build_finished = [e.data for e in events if e.type == "build.finished"][0]
+    assert build_finished["kept"] is True and build_finished["status"] == "failed"
+
+
+def test_on_error_run_cleanup_provisioner_runs_it_then_keeps_the_machine(tmp_path):
+    marker = tmp_path / "collected"
+    s, events, machine = machine_session(tmp_path, FAIL, cleanup_prov(marker),
+                                         on_error="run-cleanup-provisioner")
+    result = s.run()
+    assert result.exit_code == 1
+    r = result.results["null"]
+    assert (r.status, r.error, r.kept) == ("failed", EXIT7, True)
+    assert machine.is_dir() and marker.read_text() == "collected\n"
+    [entry] = kept_entries(s)
+    assert entry.kept
+    assert (f"error-cleanup: shell-local: echo collected > {marker}", "succeeded") \
+        in finished(events)
+    assert "Machine removed" not in said(events)
+    assert errors(events)[-2] == f"  test-machine {machine}"
+
+
+def test_a_cancelled_build_is_cleaned_up_even_with_run_cleanup_provisioner(tmp_path):
+    s, events, machine = machine_session(
+        tmp_path, [{"type": "shell-local", "inline": ["sleep 30"]}],
+        cleanup_prov(tmp_path / "collected"), on_error="run-cleanup-provisioner")
+    started = threading.Event()
+    s.bus.subscribe(lambda e: e.type == "stage.started" and e.data["kind"] == "provisioner"
+                    and started.set())
+    s.start()
+    assert started.wait(10)
+    s.cancel("interrupt")
+    result = s.wait(20)
+    r = result.results["null"]
+    assert r.status == "cancelled" and not r.kept and not machine.exists()
+    assert kept_entries(s) == []
+    assert not (tmp_path / "collected").exists()
+
+
+def test_an_unknown_on_error_mode_cleans_up(tmp_path):
+    s, events, machine = machine_session(tmp_path, FAIL, on_error="whatever")
+    result = s.run()
+    assert result.results["null"].status == "failed" and not machine.exists()
+
+
+@pytest.mark.parametrize("answer, kept", [("abort", True), ("cleanup", False)])
+def test_asked_abort_keeps_and_asked_cleanup_removes(tmp_path, answer, kept):
+    s, events, machine = machine_session(tmp_path, FAIL, on_error="ask")
+    asked = threading.Event()
+    s.bus.subscribe(lambda e: e.type == "paused" and asked.set())
+    s.start()
+    assert asked.wait(10)
+    [question] = [e.data for e in events if e.type == "paused"]
+    assert question["prompt"] == "Provisioner 'shell-local: exit 7' failed"
+    assert question["error"] == EXIT7
+    assert question["choices"] == ["retry", "skip", "cleanup", "abort"]
+    assert not s.answer("null", "bogus")
+    assert s.answer("null", answer)
+    result = s.wait(20)
+    r = result.results["null"]
+    assert (r.status, r.kept, machine.exists()) == ("failed", kept, kept)
+    assert [e.data["choice"] for e in events if e.type == "answered"] == [answer]
+    assert [e.data["status"] for e in events if e.type == "stage.status"] == ["paused", "running"]
+    assert len(kept_entries(s)) == (1 if kept else 0)
+
+
+def test_the_file_builder_runs_no_error_cleanup_provisioner(tmp_path):
+    marker = tmp_path / "collected"
+    path = tmp_path / "t.json"
+    path.write_text(json.dumps({
+        "builders": [{"type": "file", "target": str(tmp_path / "out"), "content": "x"}],
+        "provisioners": [{"type": "shell-local", "inline": ["exit 7"]}],
+        "error-cleanup-provisioner": cleanup_prov(marker)}))
+    options = Options(state_dir=str(tmp_path / ".kiln"))
+    s = Session(load_template(str(path), options), options)
+    events: list = []
+    s.bus.subscribe(events.append)
+    result = s.run()
+    assert result.exit_code == 1 and not marker.exists()
+    assert "Provisioning step had errors: Running the cleanup provisioner, if present..." \
+        not in said(events)
