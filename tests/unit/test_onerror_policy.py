@@ -156,6 +156,31 @@ def test_on_error_run_cleanup_provisioner_runs_it_then_keeps_the_machine(tmp_pat
     assert errors(events)[-2] == f"  test-machine {machine}"
 
 
+def test_a_failing_error_cleanup_provisioner_is_reported_with_the_original_error(tmp_path):
+    s, events, machine = machine_session(
+        tmp_path, FAIL, {"type": "shell-local", "inline": ["exit 9"]})
+    result = s.run()
+    r = result.results["null"]
+    assert r.status == "failed" and not r.kept and not machine.exists()
+    assert r.error == ("Cleanup failed: Script exited with non-zero exit status: 9. Allowed exit "
+                       f"codes are: [0]. Original Provisioning error: {EXIT7}")
+    assert ("error-cleanup: shell-local: exit 9", "failed") in finished(events)
+    added = [e.data for e in events if e.type == "stage.added"]
+    assert [(a["name"], a["kind"]) for a in added] == [("error-cleanup: shell-local: exit 9",
+                                                        "provisioner")]
+    assert [e.data["status"] for e in events if e.type == "build.finished"] == ["failed"]
+
+
+def test_run_cleanup_provisioner_keeps_the_machine_when_the_cleanup_provisioner_fails(tmp_path):
+    s, events, machine = machine_session(
+        tmp_path, FAIL, {"type": "shell-local", "inline": ["exit 9"]},
+        on_error="run-cleanup-provisioner")
+    result = s.run()
+    r = result.results["null"]
+    assert r.status == "failed" and r.kept and machine.is_dir()
+    assert r.error.startswith("Cleanup failed: Script exited with non-zero exit status: 9.")
+
+
 def test_a_cancelled_build_is_cleaned_up_even_with_run_cleanup_provisioner(tmp_path):
     s, events, machine = machine_session(
         tmp_path, [{"type": "shell-local", "inline": ["sleep 30"]}],
