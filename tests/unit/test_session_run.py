@@ -183,6 +183,27 @@ def test_a_crash_outside_the_runner_is_a_crashed_build_and_run(tmp_path, monkeyp
     assert "Traceback" in log and "RuntimeError: runner broke" in log
 
 
+def test_a_build_thread_that_cannot_start_is_reported_as_such(tmp_path, monkeypatch):
+    """Out of threads: the run still finishes, with the reason the user can act on."""
+    import kiln.backend.engine.session as session_module
+
+    class NoThreads(threading.Thread):
+        def start(self):
+            if self.name.startswith("kiln-build-"):
+                raise RuntimeError("can't start new thread")
+            super().start()
+
+    monkeypatch.setattr(session_module.threading, "Thread", NoThreads)
+    path = null_builds(tmp_path, 2)
+    s, events = session(path)
+    result = s.run()
+    assert result.exit_code == 1
+    assert of(events, "run.finished")[0]["status"] == "crashed"
+    assert {r.status for r in result.results.values()} == {"crashed"}
+    assert result.results["b0"].error == \
+        "not started: Kiln crashed: RuntimeError: can't start new thread"
+
+
 def test_temporary_files_a_plugin_left_are_removed_when_the_build_ends(tmp_path):
     path = null_builds(tmp_path, 1)
     s, events = session(path)
