@@ -287,3 +287,94 @@ def test_config_fields_list_the_keys_and_aliases():
     assert fields["token"].secret and not fields["name"].secret
     assert not fields["later"].render and fields["name"].render
     assert fields["flag"].has_default
+
+
+@dataclass
+class Shapes:
+    a: int | list[str] = opt(0)
+    b: float | dict[str, str] = opt(0.0)
+    c: bool | Inner = opt(False)
+    d: Duration | None = opt(None)
+    tags: list[str] = opt(["base"])
+    note: str = opt()
+    hops: list[Inner] = opt(default_factory=list)
+    env: dict[str, str] = opt(default_factory=dict)
+    wait: Duration = opt(Duration(0))
+    rate: float = opt(0.0)
+    inner: Inner | None = opt(None)
+
+
+def shapes(config, **kw):
+    d = Decoder(render=render, **kw)
+    obj = d.decode(Shapes, from_plain(config, LOC))
+    return obj, [p.format() for p in d.problems]
+
+
+def test_a_union_names_every_type_it_would_take():
+    assert shapes({"a": {"x": 1}})[1] == [
+        "t.json:3:5: a: expected an integer or a list, got object"]
+    assert shapes({"b": [1]})[1] == ["t.json:3:5: b: expected a number or an object, got list"]
+    assert shapes({"c": "maybe"})[1] == [
+        "t.json:3:5: c: expected a boolean or an object, got string"]
+    assert shapes({"d": "x"})[1][0].startswith("t.json:3:5: d: ")
+    assert shapes({"a": "x,y"})[0].a == ["x", "y"]
+    assert shapes({"c": {"port": 1}})[0].c == Inner(port=1)
+    assert shapes({"d": "2s"})[0].d == 2.0 and shapes({"d": None})[0].d is None
+
+
+def test_defaults_are_fresh_for_every_config():
+    one, _ = shapes({})
+    two, _ = shapes({})
+    one.tags.append("mine")
+    assert two.tags == ["base"] and one.note is None
+
+
+def test_hcl2_takes_a_block_for_a_list_of_blocks_but_no_list_for_a_map():
+    obj, problems = shapes({"hops": {"port": "1"}}, strict_lists=True)
+    assert problems == [] and obj.hops == [Inner(port=1)]
+    assert shapes({"env": [{"A": "1"}]}, strict_lists=True)[1] == [
+        "t.json:3:5: env: expected an object, got list"]
+    assert shapes({"env": []})[0].env == {}
+
+
+def test_values_known_only_at_build_time_are_zero_of_each_kind():
+    obj, problems = shapes({"wait": UnknownText(), "rate": UnknownText(), "env": UnknownText(),
+                            "inner": UnknownText(), "hops": UnknownText()})
+    assert problems == []
+    assert (obj.wait, obj.rate, obj.env, obj.inner, obj.hops) == (0.0, 0.0, {}, None, [])
+    assert type(obj.wait) is Duration and type(obj.rate) is float
+
+
+def test_run_time_strings_are_checked_but_kept():
+    d = Decoder(render=render)
+    seen = []
+    d.check_deferred = lambda text, loc: seen.append(text) or (["bad template"] if "bad" in text
+                                                                else [])
+    obj = d.decode(Config, from_plain({"name": "n", "run_time": "{{bad}}"}, LOC))
+    assert [p.format() for p in d.problems] == ["t.json:3:5: run_time: bad template"]
+    assert obj.run_time == "{{bad}}"
+    d.problems = []
+    obj = d.decode(Config, from_plain({"name": "n", "run_time": "plain bad"}, LOC))
+    assert d.problems == [] and seen == ["{{bad}}"]
+    obj = d.decode(Config, from_plain({"name": "n", "run_time": 5}, LOC))
+    assert obj.run_time == "5" and type(obj.run_time) is Deferred
+    d.decode(Config, from_plain({"name": "n", "run_time": [1]}, LOC))
+    assert [p.message for p in d.problems] == ["expected a string, got list"]
+
+
+@pytest.mark.parametrize("number, text", [(1e-7, "0.0000001"), (100.0, "100"), (0.1, "0.1"),
+                                          (float("inf"), "+Inf"), (float("-inf"), "-Inf"),
+                                          (float("nan"), "NaN"), (-2.50, "-2.5"), (12, "12")])
+def test_numbers_written_into_text_settings_as_go_writes_them(number, text):
+    assert value("later", number) == text
+
+
+def test_a_nested_override_keeps_what_it_does_not_set():
+    d = Decoder()
+    obj = d.decode(Shapes, [from_plain({"inner": {"port": 2, "user": "u"}}, LOC),
+                            from_plain({"inner": {"user": "v"}}, LOC),
+                            from_plain({"rate": 1}, LOC)])
+    assert obj.inner == Inner(port=2, user="v") and obj.rate == 1.0
+    obj = d.decode(Shapes, [from_plain({"inner": {"port": 2}}, LOC),
+                            from_plain({"inner": None}, LOC)])
+    assert obj.inner is None
