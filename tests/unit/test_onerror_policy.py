@@ -240,3 +240,86 @@ def test_the_file_builder_runs_no_error_cleanup_provisioner(tmp_path):
     assert result.exit_code == 1 and not marker.exists()
     assert "Provisioning step had errors: Running the cleanup provisioner, if present..." \
         not in said(events)
+
+
+@pytest.mark.parametrize("mode", ["abort", "run-cleanup-provisioner"])
+def test_a_kept_build_with_nothing_to_show_says_cleanup_was_skipped(tmp_path, mode):
+    path = tmp_path / "t.json"
+    path.write_text(json.dumps({"builders": [{"type": "null", "communicator": "none"}],
+                                "provisioners": FAIL}))
+    options = Options(state_dir=str(tmp_path / ".kiln"), on_error=mode)
+    s = Session(load_template(str(path), options), options)
+    events: list = []
+    s.bus.subscribe(events.append)
+    result = s.run()
+    assert result.results["null"].kept
+    assert errors(events)[-1] == f"Build failed; cleanup skipped (on-error {mode})."
+
+
+class HintedComm(MockCommunicator):
+    def __init__(self, hint):
+        super().__init__()
+        self.hint = hint
+
+    def access_hint(self):
+        if isinstance(self.hint, Exception):
+            raise self.hint
+        return self.hint
+
+
+@pytest.mark.parametrize("hint, shown", [("ssh -p 2222 me@127.0.0.1", "ssh -p 2222 me@127.0.0.1"),
+                                         (OSError("gone"), "")])
+def test_a_kept_machine_says_how_to_get_into_it(tmp_path, hint, shown):
+    s, events, machine = machine_session(tmp_path, FAIL, on_error="abort")
+    builder = s.builds[0].builder
+    step = builder.steps(None)[0]
+    real_run = step.run
+
+    def run(ctx):
+        real_run(ctx)
+        ctx.communicator = HintedComm(hint)
+
+    step.run = run
+    builder.steps = lambda ctx: [step, PROVISION]
+    result = s.run()
+    r = result.results["null"]
+    assert r.kept and r.access_hint == shown
+    [finished] = [e.data for e in events if e.type == "build.finished"]
+    assert finished["access_hint"] == shown
+    tail = errors(events)[-4:] if shown else errors(events)[-3:]
+    expected = ["Build failed; the machine is kept as it is (no cleanup):",
+                f"  test-machine {machine}"]
+    if shown:
+        expected.append(f"Get into it with: {shown}")
+    assert tail == expected + ["When you are done, remove it with: kiln cleanup -all"]
+
+
+def test_a_retry_after_an_edit_that_breaks_the_template_asks_again(tmp_path):
+    s, events, machine = machine_session(tmp_path, FAIL, on_error="ask")
+    asked = []
+    gate = threading.Condition()
+
+    def on_question(runner, q):
+        with gate:
+            asked.append(q)
+            gate.notify_all()
+
+    s.on_question = on_question
+    s.start()
+
+    def wait_for(n):
+        with gate:
+            assert gate.wait_for(lambda: len(asked) >= n, 10)
+
+    wait_for(1)
+    path = tmp_path / "t.json"
+    path.write_text("{ not json")
+    assert s.answer("null", "retry")
+    wait_for(2)
+    assert asked[1]["prompt"] == "The template could not be read again: fix it, then retry"
+    assert str(path) in asked[1]["error"]
+    assert asked[1]["choices"] == ["retry", "skip", "cleanup", "abort"]
+    assert s.answer("null", "cleanup")
+    result = s.wait(20)
+    assert result.results["null"].status == "failed" and not machine.exists()
+    assert [e.data["choice"] for e in events if e.type == "answered"] == ["retry", "cleanup"]
