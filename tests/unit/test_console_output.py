@@ -390,3 +390,51 @@ def test_plain_lines_of_the_command(machine):
             "TS,t,kind,x%!(PACKER_COMMA)y"]
     else:
         assert out.getvalue() == "a,b\nc\nbad\n"
+
+
+def renderer_output(events, **opts) -> str:
+    out = io.StringIO()
+    w = Writer(out)
+    r = ConsoleRenderer(w, **opts)
+    for ev in events:
+        r(ev)
+    assert w.drain(10)
+    return out.getvalue()
+
+
+def test_debug_mode_says_builds_run_one_at_a_time():
+    started = Event("run.started", {"builds": ["a"]})
+    assert renderer_output([started], color=False, debug=True) == \
+        "Debug mode enabled. Builds will not be parallelized.\n"
+    assert renderer_output([started], color=False) == ""
+    assert renderer_output([started], machine=True, debug=True) == ""
+    assert renderer_output([Event("run.started", {"builds": []})], color=True) == ""
+
+
+def test_a_replanned_build_names_its_post_processors_where_they_moved():
+    stages = [{"index": 0, "name": "Connect", "kind": "builder"},
+              {"index": 1, "name": "upload (shell-local)", "kind": "post-processor"}]
+    moved = [{"index": 0, "name": "Connect", "kind": "builder"},
+             {"index": 1, "name": "p", "kind": "provisioner"},
+             {"index": 2, "name": "upload (shell-local)", "kind": "post-processor"}]
+    out = renderer_output([
+        Event("run.started", {"builds": ["b"]}),
+        Event("build.started", {"build": "b", "stages": stages}),
+        Event("output", {"build": "b", "stage": 1, "stream": "stdout", "lines": ["one"]}),
+        Event("build.replanned", {"build": "b", "stages": moved}),
+        Event("output", {"build": "b", "stage": 2, "stream": "stdout", "lines": ["two"]}),
+        Event("output", {"build": "b", "stage": None, "stream": "ui", "lines": ["plain"]}),
+        Event("output", {"build": "b", "stage": 0, "stream": "stderr", "lines": ["oops\r"]}),
+    ], color=False)
+    assert out.splitlines() == ["    b (shell-local): one", "    b (shell-local): two",
+                                "==> b: plain", "==> b: oops"]
+
+
+def test_control_characters_in_kilns_lines_are_shown_not_sent():
+    out = renderer_output([
+        Event("output", {"build": "b", "stage": 0, "stream": "ui", "lines": ["bell\x07 esc\x1b[2J"]}),
+        Event("output", {"build": "b", "stage": 0, "stream": "stdout", "lines": ["raw\x1b[1m"]}),
+    ], color=False)
+    first, second = out.splitlines()
+    assert "\x07" not in first and "\x1b" not in first and first.startswith("==> b: bell")
+    assert second == "    b: raw\x1b[1m"  # a command's own output passes as it is
