@@ -323,3 +323,68 @@ def test_a_retry_after_an_edit_that_breaks_the_template_asks_again(tmp_path):
     result = s.wait(20)
     assert result.results["null"].status == "failed" and not machine.exists()
     assert [e.data["choice"] for e in events if e.type == "answered"] == ["retry", "cleanup"]
+
+
+def ask_then(tmp_path, edit: dict, answers: list[str]):
+    """Fail under -on-error=ask, write ``edit`` as the template, answer in turn; returns the
+    questions asked, the events and the result."""
+    s, events, machine = machine_session(tmp_path, FAIL, on_error="ask")
+    asked: list = []
+    gate = threading.Condition()
+
+    def on_question(runner, q):
+        with gate:
+            asked.append(q)
+            gate.notify_all()
+
+    s.on_question = on_question
+    s.start()
+    for i, answer in enumerate(answers):
+        with gate:
+            assert gate.wait_for(lambda n=i: len(asked) > n, 10), asked
+        if i == 0:
+            (tmp_path / "t.json").write_text(json.dumps(edit))
+        assert s.answer("null", answer), (answer, asked[-1])
+    result = s.wait(20)
+    assert result is not None
+    return asked, events, result, machine
+
+
+NULL = {"type": "null", "communicator": "none"}
+
+
+def test_a_retry_when_the_build_was_renamed_says_so(tmp_path):
+    asked, events, result, _ = ask_then(
+        tmp_path, {"builders": [{**NULL, "name": "other"}], "provisioners": FAIL},
+        ["retry", "cleanup"])
+    assert asked[1]["prompt"] == "The template could not be read again: fix it, then retry"
+    assert f"build 'null' is no longer in {tmp_path / 't.json'}" in asked[1]["error"]
+    assert result.results["null"].status == "failed"
+
+
+def test_a_retry_with_nothing_left_to_run_says_so(tmp_path):
+    asked, events, result, _ = ask_then(
+        tmp_path, {"builders": [NULL], "provisioners": FAIL[:1]}, ["retry", "skip"])
+    assert asked[1]["error"].endswith("\nNo provisioner is left to run: skip, clean up or keep "
+                                      "the machine, or edit the template again.")
+    assert result.exit_code == 0
+
+
+def test_a_retry_runs_the_edited_provisioner_and_masks_its_new_secret(tmp_path):
+    fixed = [FAIL[0], {"type": "shell-local", "inline": ["echo fixed {{user `tok`}}"]}, FAIL[2]]
+    asked, events, result, machine = ask_then(
+        tmp_path, {"variables": {"tok": "fresh-secret-99"}, "sensitive-variables": ["tok"],
+                   "builders": [NULL], "provisioners": fixed}, ["retry"])
+    assert result.exit_code == 0 and not machine.exists()
+    out = said(events)
+    assert "fixed <sensitive>" in out and "never" in out
+    assert "fresh-secret-99" not in json.dumps([e.to_dict() for e in events])
+    [replanned] = [e.data for e in events if e.type == "build.replanned"]
+    assert replanned["stage"] == 2 and replanned["retried"] is True
+    assert [st["name"] for st in replanned["stages"]][1:] == [
+        "shell-local: echo first", "shell-local: echo fixed <sensitive>",
+        "shell-local: echo never"]
+    assert [st["index"] for st in replanned["stages"]] == [0, 1, 2, 3]
+    assert replanned["reason"] in out
+    assert finished(events)[-2:] == [("shell-local: echo fixed <sensitive>", "succeeded"),
+                                     ("shell-local: echo never", "succeeded")]
