@@ -318,3 +318,106 @@ def test_secrets_added_while_a_build_runs_join_the_templates_secrets(tmp_path):
     text = log.read_text()
     assert "tpl=<sensitive> run=<sensitive>" in text
     assert template_secret not in text and runtime_secret not in text
+
+
+def test_a_cancel_during_a_post_processor_abandons_every_chain(tmp_path):
+    import threading
+
+    path = write(tmp_path / "t.json", {
+        "builders": [file_builder(tmp_path)],
+        "post-processors": [[{"type": "shell-local", "inline": ["sleep 30"]},
+                             {"type": "shell-local", "inline": ["echo never-1"]}],
+                            [{"type": "shell-local", "inline": ["echo never-2"]}]]})
+    options = Options(state_dir=str(tmp_path / ".kiln"))
+    s = Session(load_template(str(path), options), options)
+    events: list = []
+    s.bus.subscribe(events.append)
+    started = threading.Event()
+    s.bus.subscribe(lambda e: e.type == "stage.started" and e.data["kind"] == "post-processor"
+                    and started.set())
+    s.start()
+    assert started.wait(10)
+    s.cancel("interrupt")
+    result = s.wait(20)
+    r = result.results["file"]
+    assert result.exit_code == 1 and result.interrupted
+    assert (r.status, r.error) == ("failed", "context canceled; context canceled")
+    pps = [(d["status"], d["error"]) for d in of_type(events, "stage.finished")
+           if d["kind"] == "post-processor"]
+    assert pps == [("cancelled", "cancelled"), ("skipped", ""), ("skipped", "")]
+    assert not {"never-1", "never-2"} & set(lines(events))
+    assert of_type(events, "artifact") == []
+
+
+def test_a_failing_post_processors_stage_says_why(tmp_path):
+    path = write(tmp_path / "t.json", {
+        "builders": [file_builder(tmp_path)],
+        "post-processors": [[{"type": "shell-local", "inline": ["exit 3"]},
+                             {"type": "shell-local", "inline": ["echo never"]}]]})
+    result, events = run_session(path)
+    pps = [(d["status"], d["error"]) for d in of_type(events, "stage.finished")
+           if d["kind"] == "post-processor"]
+    assert pps == [("failed", "Script exited with non-zero exit status: 3. Allowed exit codes "
+                              "are: [0]"), ("skipped", "")]
+    [done] = of_type(events, "build.finished")
+    assert done["status"] == "failed"
+
+
+def test_a_crashing_post_processor_leaves_its_traceback_in_the_log(tmp_path):
+    from kiln.backend.plugins.postprocessors.compress import CompressPostProcessor
+
+    path = write(tmp_path / "t.json", {
+        "builders": [file_builder(tmp_path)],
+        "post-processors": [{"type": "compress", "output": str(tmp_path / "x.tar.gz")}]})
+
+    def boom(self, ctx, ui, artifact):
+        raise KeyError("lost")
+
+    mp = pytest.MonkeyPatch()
+    mp.setattr(CompressPostProcessor, "post_process", boom)
+    try:
+        result, events = run_session(path)
+    finally:
+        mp.undo()
+    [pp] = [d for d in of_type(events, "stage.finished") if d["kind"] == "post-processor"]
+    assert (pp["status"], pp["error"]) == ("failed", "KeyError: 'lost'")
+    [log] = (tmp_path / ".kiln" / "logs").glob("*/file.log")
+    text = log.read_text()
+    assert "Traceback (most recent call last)" in text and "KeyError: 'lost'" in text
+
+
+def test_an_artifact_that_cannot_be_removed_fails_the_build_with_the_reason(tmp_path):
+    out = tmp_path / "out.txt"
+    extra = tmp_path / "extra.txt"
+    extra.write_text("x")
+    # the builder's file is gone before the post-processor drops the builder's artifact
+    path = write(tmp_path / "t.json", {
+        "builders": [file_builder(tmp_path)],
+        "provisioners": [{"type": "shell-local", "inline": [f"rm {out}"]}],
+        "post-processors": [{"type": "artifice", "files": [str(extra)],
+                             "keep_input_artifact": False}]})
+    result, events = run_session(path)
+    r = result.results["file"]
+    assert (r.status, r.error) == (
+        "failed", f"Error destroying builder artifact: remove {out}: no such file or directory")
+    # a later post-processor dropping the compress output it was given
+    archive = tmp_path / "a.tar.gz"
+    path = write(tmp_path / "t.json", {
+        "builders": [file_builder(tmp_path)],
+        "post-processors": [[
+            {"type": "compress", "output": str(archive), "keep_input_artifact": True},
+            {"type": "shell-local", "inline": [f"rm {archive}"]},
+            {"type": "artifice", "files": [str(extra)], "keep_input_artifact": False}]]})
+    result, events = run_session(path)
+    r = result.results["file"]
+    assert (r.status, r.error) == (
+        "failed", f"Failed cleaning up prior artifact: remove {archive}: no such file or "
+                  "directory; pp is artifice")
+
+
+def test_provisioners_get_the_builds_generated_data(tmp_path):
+    path = write(tmp_path / "t.json", {
+        "builders": [file_builder(tmp_path)],
+        "provisioners": [{"type": "shell-local", "inline": ["echo id={{build `ID`}}"]}]})
+    result, events = run_session(path)
+    assert "id=File" in lines(events)
