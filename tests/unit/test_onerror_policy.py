@@ -388,3 +388,69 @@ def test_a_retry_runs_the_edited_provisioner_and_masks_its_new_secret(tmp_path):
     assert replanned["reason"] in out
     assert finished(events)[-2:] == [("shell-local: echo fixed <sensitive>", "succeeded"),
                                      ("shell-local: echo never", "succeeded")]
+
+
+def test_skip_says_so_and_the_paused_stage_goes_back_to_running(tmp_path):
+    s, events, machine = machine_session(tmp_path, FAIL, on_error="ask")
+    asked = threading.Event()
+    s.bus.subscribe(lambda e: e.type == "paused" and asked.set())
+    s.start()
+    assert asked.wait(10)
+    assert s.answer("null", "skip")
+    assert not s.answer("null", "abort")  # answered already
+    result = s.wait(20)
+    assert result.exit_code == 0
+    assert "Skipped; carrying on with the next stage." in said(events)
+    assert [(e.data["stage"], e.data["status"]) for e in events if e.type == "stage.status"] \
+        == [(2, "paused"), (2, "running")]
+    assert [(e.data["stage"], e.data["choice"]) for e in events if e.type == "answered"] == \
+        [(2, "skip")]
+    assert ("shell-local: exit 7", "skipped") in finished(events)
+    [skipped] = [e.data for e in events if e.type == "stage.finished"
+                 and e.data["name"] == "shell-local: exit 7"]
+    assert skipped["error"] == EXIT7
+
+
+def test_a_cancel_while_asking_cleans_up_and_keeps_the_error(tmp_path):
+    s, events, machine = machine_session(tmp_path, FAIL, on_error="ask")
+    asked = threading.Event()
+    s.bus.subscribe(lambda e: e.type == "paused" and asked.set())
+    s.start()
+    assert asked.wait(10)
+    s.cancel()
+    result = s.wait(20)
+    r = result.results["null"]
+    assert (r.status, r.error) == ("cancelled", "cancelled")
+    assert not machine.exists() and kept_entries(s) == []
+    [stage] = [e.data for e in events if e.type == "stage.finished"
+               and e.data["name"] == "shell-local: exit 7"]
+    assert (stage["status"], stage["error"]) == ("cancelled", EXIT7)
+
+
+def test_the_kept_list_names_only_this_builds_machines(tmp_path):
+    s, events, machine = machine_session(tmp_path, FAIL, on_error="abort")
+    builder = s.builds[0].builder
+    step = builder.steps(None)[0]
+    real_run = step.run
+
+    def run(ctx):
+        real_run(ctx)
+        ctx.ledger.record("tempfile", str(tmp_path / "scratch"))
+        s.ledger.record("test-machine", "another-builds", build="other")
+
+    step.run = run
+    builder.steps = lambda ctx: [step, PROVISION]
+    result = s.run()
+    assert result.results["null"].kept
+    assert errors(events)[-3:] == ["Build failed; the machine is kept as it is (no cleanup):",
+                                   f"  test-machine {machine}",
+                                   "When you are done, remove it with: kiln cleanup -all"]
+
+
+def test_the_error_cleanup_provisioner_has_its_own_timeout(tmp_path):
+    s, events, machine = machine_session(
+        tmp_path, FAIL, {"type": "shell-local", "timeout": "1s", "inline": ["sleep 30"]})
+    result = s.run()
+    r = result.results["null"]
+    assert r.error == (f"Cleanup failed: provisioner timed out after 1s. Original Provisioning "
+                       f"error: {EXIT7}")
