@@ -438,3 +438,77 @@ def test_control_characters_in_kilns_lines_are_shown_not_sent():
     first, second = out.splitlines()
     assert "\x07" not in first and "\x1b" not in first and first.startswith("==> b: bell")
     assert second == "    b: raw\x1b[1m"  # a command's own output passes as it is
+
+
+def test_output_at_the_limit_is_still_written():
+    out = SlowStream()
+    w = Writer(out, limit=10)
+    w.write("a\n")  # the writer holds this one until the reader takes it
+    w.write("b" * 7 + "\n", droppable=True, key="b")  # exactly up to the limit
+    w.write("c\n", droppable=True, key="b")  # over it
+    out.release()
+    assert w.drain()  # no timeout: waits as long as it takes
+    assert out.getvalue() == "a\nbbbbbbb\n" and w.dropped_total == 1
+
+
+def test_dropped_progress_events_leave_no_dropped_lines_notice():
+    out = SlowStream()
+    w = Writer(out, limit=10)
+    jw = JsonEventWriter(writer=w)
+    jw(Event("run.started", {"builds": ["b"]}, run="r"))
+    for i in range(5):
+        jw(Event("progress", {"build": "b", "stage": 0, "message": f"{i}%", "current": i,
+                              "total": 5}, run="r"))
+    for _ in range(3):
+        jw(Event("output", {"build": "b", "stage": 0, "stream": "stdout", "lines": ["x", "y"]},
+                 run="r"))
+    out.release()
+    assert w.drain(10)
+    rows = [json.loads(ln) for ln in out.getvalue().splitlines()]
+    dropped = [r for r in rows if r["type"] == "output.dropped"]
+    assert [r["lines"] for r in dropped] == [6]
+    assert list(dropped[0]) == ["type", "ts", "seq", "run", "build", "lines"]
+    assert round(dropped[0]["ts"], 6) == dropped[0]["ts"]
+
+
+def test_a_build_the_console_was_not_told_about_gets_the_first_colour():
+    out = renderer_output([
+        Event("output", {"build": "x", "stage": 0, "stream": "stdout", "lines": ["endsX"]}),
+        Event("build.finished", {"build": "x", "status": "succeeded", "duration": 1.0,
+                                 "error": ""})], color=True)
+    assert out.splitlines() == ["\x1b[0;32m    x: endsX\x1b[0m",
+                                "\x1b[1;32mBuild 'x' finished after 1 second.\x1b[0m"]
+
+
+def test_stderr_is_dropped_like_stdout_when_the_terminal_lags():
+    out = SlowStream()
+    w = Writer(out, limit=50)
+    r = ConsoleRenderer(w, color=False)
+    for i in range(20):
+        r(Event("output", {"build": "b", "stage": 0, "stream": "stderr", "lines": [f"e{i}"]}))
+    out.release()
+    assert w.drain(10)
+    assert w.dropped_total > 0
+
+
+def test_timestamps_carry_the_local_offset(monkeypatch):
+    import time as time_mod
+
+    monkeypatch.setenv("TZ", "IST-5:30")
+    time_mod.tzset()
+    try:
+        out = renderer_output([Event("output", {"build": "b", "stage": 0, "stream": "ui",
+                                                "lines": ["hi"]})], color=False, timestamps=True)
+    finally:
+        monkeypatch.delenv("TZ")
+        time_mod.tzset()
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+05:30: ==> b: hi\n", out)
+    monkeypatch.setenv("TZ", "UTC")
+    time_mod.tzset()
+    try:
+        out = renderer_output([Event("output", {"build": "b", "stage": 0, "stream": "ui",
+                                                "lines": ["hi"]})], color=False, timestamps=True)
+    finally:
+        monkeypatch.delenv("TZ")
+        time_mod.tzset()
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ: ==> b: hi\n", out)

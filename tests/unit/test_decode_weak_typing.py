@@ -378,3 +378,17 @@ def test_a_nested_override_keeps_what_it_does_not_set():
     obj = d.decode(Shapes, [from_plain({"inner": {"port": 2}}, LOC),
                             from_plain({"inner": None}, LOC)])
     assert obj.inner is None
+
+
+@dataclass
+class Odd:
+    text: str | None = opt(None)
+    late: int | Deferred = opt(0)
+
+
+def test_an_optional_text_keeps_a_build_time_value_and_odd_unions_are_named():
+    d = Decoder()
+    assert d.decode(Odd, from_plain({"text": UnknownText()}, LOC)).text == "<unknown>"
+    d.decode(Odd, from_plain({"late": [1]}, LOC))
+    assert [p.format() for p in d.problems] == [
+        "t.json:3:5: late: expected an integer or Deferred, got list"]

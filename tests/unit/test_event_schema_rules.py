@@ -125,3 +125,10 @@ def test_the_command_prints_or_writes_the_schema(tmp_path, monkeypatch, capsys):
     assert readme.read_text() == schema.readme_with_table(
         f"a\n{schema.README_BEGIN}{schema.README_END}b\n")
     assert capsys.readouterr().out == ""
+
+
+def test_the_readme_table_goes_between_the_first_markers():
+    readme = (f"{schema.README_BEGIN}old\n{schema.README_END}middle\n{schema.README_END}end\n")
+    assert schema.readme_with_table(readme) == (
+        f"{schema.README_BEGIN}\n{schema.readme_table()}\n{schema.README_END}middle\n"
+        f"{schema.README_END}end\n")

@@ -216,8 +216,10 @@ def test_the_process_reaper_kills_the_group_a_killed_run_left(tmp_path):
 
         start = process_start(proc.pid)
         # a record naming another start time: the pid was reused, nothing is sent
-        reap_process(entry("process", str(proc.pid), start=(start or 0) + 1000))
-        assert proc.poll() is None
+        assert start is not None
+        reap_process(entry("process", str(proc.pid), start=start + 1000))
+        with pytest.raises(subprocess.TimeoutExpired):
+            proc.wait(0.5)  # still running
         reap(entry("process", str(proc.pid), start=start))
         assert proc.wait(10) == -signal.SIGKILL
     finally:
@@ -251,3 +253,21 @@ def test_records_survive_the_process_that_wrote_them(tmp_path):
     env = dict(os.environ)
     assert subprocess.run([sys.executable, "-c", code], env=env, timeout=60).returncode == 9
     assert [e.ident for e in Ledger("probe", path=str(path)).entries("killed")] == ["/tmp/x"]
+
+
+def test_orphaned_lists_dead_runs_after_live_ones_and_leaves_kept_ones_by_default(tmp_path):
+    Ledger("live").record("tempfile", "/live")  # this process: alive, listed first
+    [dead] = left_by_a_dead_run("dead", ("tempfile", "/dead", ""))
+    [kept] = left_by_a_dead_run("dead-kept", ("tempfile", "/kept", ""))
+    Ledger("dead-kept").keep(entry_id=kept)
+    probe = Ledger("probe")
+    assert [e.ident for e in orphaned(probe)] == ["/dead"]
+    assert [e.ident for e in orphaned(probe, include_kept=True)] == ["/dead", "/kept"]
+    assert [e.ident for e in orphaned(probe, include_live=True)] == ["/live", "/dead"]
+
+
+def test_a_builds_ledger_keeps_the_data_of_each_record(tmp_path):
+    bl = BuildLedger(Ledger("r"), "b")
+    bl.record("container", "c1", data={"image": "busybox"})
+    [e] = bl.entries("r")
+    assert (e.build, e.data) == ("b", {"image": "busybox"})

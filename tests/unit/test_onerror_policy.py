@@ -166,8 +166,8 @@ def test_a_failing_error_cleanup_provisioner_is_reported_with_the_original_error
                        f"codes are: [0]. Original Provisioning error: {EXIT7}")
     assert ("error-cleanup: shell-local: exit 9", "failed") in finished(events)
     added = [e.data for e in events if e.type == "stage.added"]
-    assert [(a["name"], a["kind"]) for a in added] == [("error-cleanup: shell-local: exit 9",
-                                                        "provisioner")]
+    assert [(a["build"], a["name"], a["kind"], a["status"]) for a in added] == [
+        ("null", "error-cleanup: shell-local: exit 9", "provisioner", "pending")]
     assert [e.data["status"] for e in events if e.type == "build.finished"] == ["failed"]
 
 

@@ -222,9 +222,10 @@ def test_temporary_files_a_plugin_left_are_removed_when_the_build_ends(tmp_path)
     assert left and not os.path.exists(left[0])
     assert not os.path.exists(s.temp.path) if s.temp._path else True
     assert Ledger("probe").entries(s.run_id) == []
-    resources = of(events, "resource")
-    assert {(r["kind"], r["action"]) for r in resources} >= {("tempfile", "created"),
-                                                             ("tempfile", "released")}
+    resources = [(r["build"], r["kind"], r["action"], r["ident"]) for r in of(events, "resource")
+                 if r["ident"] == left[0]]
+    assert resources == [("b0", "tempfile", "created", left[0]),
+                         ("b0", "tempfile", "released", left[0])]
 
 
 def test_a_template_with_problems_is_refused_with_all_of_them(tmp_path):
