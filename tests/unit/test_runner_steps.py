@@ -261,3 +261,17 @@ def test_a_provisioner_label_hides_secrets(tmp_path):
     s.run()
     names = [st["name"] for st in of(events, "build.started")[0]["stages"]]
     assert names == ["Connect", "shell-local: echo <sensitive>"]
+
+
+def test_a_cancel_while_debug_mode_waits_before_a_step_ends_the_build(tmp_path):
+    s, events, log = rec_session(
+        tmp_path, lambda log: RecBuilder(log, [Rec("A", log), PROVISION]), provisioners=[],
+        debug=True)
+    asked = threading.Event()
+    s.on_question = lambda runner, q: asked.set()
+    s.start()
+    assert asked.wait(10)
+    s.cancel("interrupt")
+    result = s.wait(10)
+    assert result is not None, "the paused build did not stop"
+    assert result.results["b"].status == "cancelled" and log[1:] == []
