@@ -5,6 +5,7 @@ the lines and statuses of the run."""
 from __future__ import annotations
 
 import json
+import os
 import threading
 from pathlib import Path
 
@@ -137,6 +138,10 @@ def test_on_error_abort_keeps_the_machine_and_tells_the_ledger(tmp_path):
         not in said(events)
     build_finished = [e.data for e in events if e.type == "build.finished"][0]
     assert build_finished["kept"] is True and build_finished["status"] == "failed"
+    # the kept machine is not the run's temporary directory: that one goes
+    made = [e.data["ident"] for e in events if e.type == "resource"
+            and e.data["kind"] == "tempdir" and e.data["action"] == "created"]
+    assert made and not any(os.path.exists(d) for d in made)
 
 
 def test_on_error_run_cleanup_provisioner_runs_it_then_keeps_the_machine(tmp_path):

@@ -88,7 +88,7 @@ def test_a_failed_build_fails_the_run(tmp_path):
 
 def test_parallel_builds_limits_how_many_run_at_once(tmp_path):
     marks = tmp_path / "marks"
-    path = null_builds(tmp_path, 3, f"echo start >> {marks}", "sleep 0.1",
+    path = null_builds(tmp_path, 3, f"echo start >> {marks}", "sleep 0.6",
                        f"echo end >> {marks}")
     s, events = session(path, parallel_builds=1)
     assert s.run().exit_code == 0
@@ -285,8 +285,35 @@ def test_without_history_nothing_is_written(tmp_path):
     options = Options(state_dir=str(tmp_path / ".kiln"))
     s = Session(load_template(str(path), options), options, history=False)
     assert s.run().exit_code == 0
-    assert s.log_paths == {}
+    assert s.log_paths == {} and s.warnings == []
     assert not (tmp_path / ".kiln" / "history.db").exists()
+
+
+def test_a_history_that_cannot_be_written_is_a_warning_not_a_failure(tmp_path):
+    path = null_builds(tmp_path, 1)
+    (tmp_path / ".kiln" / "history.db").mkdir(parents=True)
+    s, events = session(path)
+    assert s.run().exit_code == 0
+    assert len(s.warnings) == 1 and s.warnings[0].startswith("history is not recorded: ")
+
+
+def test_the_runs_temporary_directory_is_recorded_and_removed(tmp_path):
+    path = null_builds(tmp_path, 1)
+    s, events = session(path)
+    made = []
+
+    def make_dirs(e):
+        if e.type == "stage.started" and e.data["kind"] == "provisioner":
+            made.append(s.runners["b0"].ctx.temp_dir("left-"))
+
+    s.bus.subscribe(make_dirs)
+    assert s.run().exit_code == 0
+    top = os.path.dirname(made[0])
+    dirs = [(r["kind"], r["action"], r["ident"]) for r in of(events, "resource")
+            if r["kind"] == "tempdir"]
+    assert ("tempdir", "created", top) in dirs and ("tempdir", "released", top) in dirs
+    assert ("tempdir", "released", made[0]) in dirs
+    assert not os.path.exists(made[0]) and not os.path.exists(top)
 
 
 def test_the_default_state_directory_is_next_to_the_template(tmp_path):
