@@ -456,8 +456,8 @@ def test_dropped_progress_events_leave_no_dropped_lines_notice():
     w = Writer(out, limit=10)
     jw = JsonEventWriter(writer=w)
     jw(Event("run.started", {"builds": ["b"]}, run="r"))
-    for i in range(5):
-        jw(Event("progress", {"build": "b", "stage": 0, "message": f"{i}%", "current": i,
+    for i in range(5):  # progress of another build: dropped, but no lines to tell of
+        jw(Event("progress", {"build": "p", "stage": 0, "message": f"{i}%", "current": i,
                               "total": 5}, run="r"))
     for _ in range(3):
         jw(Event("output", {"build": "b", "stage": 0, "stream": "stdout", "lines": ["x", "y"]},
@@ -512,3 +512,9 @@ def test_timestamps_carry_the_local_offset(monkeypatch):
         monkeypatch.delenv("TZ")
         time_mod.tzset()
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ: ==> b: hi\n", out)
+
+
+def test_a_build_name_with_a_newline_cannot_break_the_line():
+    out = renderer_output([Event("output", {"build": "x\ny", "stage": 0, "stream": "ui",
+                                            "lines": ["hi"]})], color=False)
+    assert out == "==> x\\x0ay: hi\n"  # shown escaped, on one line

@@ -228,6 +228,9 @@ def test_asked_abort_keeps_and_asked_cleanup_removes(tmp_path, answer, kept):
     assert [e.data["choice"] for e in events if e.type == "answered"] == [answer]
     assert [e.data["status"] for e in events if e.type == "stage.status"] == ["paused", "running"]
     assert len(kept_entries(s)) == (1 if kept else 0)
+    [stage] = [e.data for e in events if e.type == "stage.finished"
+               and e.data["name"] == "shell-local: exit 7"]
+    assert (stage["status"], stage["error"]) == ("failed", EXIT7)
 
 
 def test_the_file_builder_runs_no_error_cleanup_provisioner(tmp_path):
@@ -376,23 +379,26 @@ def test_a_retry_with_nothing_left_to_run_says_so(tmp_path):
 
 
 def test_a_retry_runs_the_edited_provisioner_and_masks_its_new_secret(tmp_path):
-    fixed = [FAIL[0], {"type": "shell-local", "inline": ["echo fixed {{user `tok`}}"]}, FAIL[2]]
+    fixed = [FAIL[0], {"type": "shell-local", "inline": ["echo fixed {{user `tok`}}"]}, FAIL[2],
+             {"type": "shell-local", "inline": ["echo added"]}]
     asked, events, result, machine = ask_then(
         tmp_path, {"variables": {"tok": "fresh-secret-99"}, "sensitive-variables": ["tok"],
                    "builders": [NULL], "provisioners": fixed}, ["retry"])
     assert result.exit_code == 0 and not machine.exists()
     out = said(events)
-    assert "fixed <sensitive>" in out and "never" in out
+    assert "fixed <sensitive>" in out and "never" in out and "added" in out
     assert "fresh-secret-99" not in json.dumps([e.to_dict() for e in events])
     [replanned] = [e.data for e in events if e.type == "build.replanned"]
     assert replanned["stage"] == 2 and replanned["retried"] is True
+    assert replanned["build"] == "null"
     assert [st["name"] for st in replanned["stages"]][1:] == [
         "shell-local: echo first", "shell-local: echo fixed <sensitive>",
-        "shell-local: echo never"]
-    assert [st["index"] for st in replanned["stages"]] == [0, 1, 2, 3]
+        "shell-local: echo never", "shell-local: echo added"]
+    assert [st["index"] for st in replanned["stages"]] == [0, 1, 2, 3, 4]
     assert replanned["reason"] in out
-    assert finished(events)[-2:] == [("shell-local: echo fixed <sensitive>", "succeeded"),
-                                     ("shell-local: echo never", "succeeded")]
+    assert finished(events)[-3:] == [("shell-local: echo fixed <sensitive>", "succeeded"),
+                                     ("shell-local: echo never", "succeeded"),
+                                     ("shell-local: echo added", "succeeded")]
 
 
 def test_skip_says_so_and_the_paused_stage_goes_back_to_running(tmp_path):

@@ -88,6 +88,17 @@ def lines(events, stream=None):
             and (stream is None or e.data["stream"] == stream) for ln in e.data["lines"]]
 
 
+def test_durations_are_seconds_to_the_microsecond(tmp_path):
+    s, events, log = rec_session(
+        tmp_path, lambda log: RecBuilder(log, [Rec("A", log), PROVISION]),
+        provisioners=[{"type": "shell-local", "inline": ["sleep 0.05"]}])
+    assert s.run().exit_code == 0
+    [prov] = [d for d in of(events, "stage.finished") if d["kind"] == "provisioner"]
+    [done] = of(events, "build.finished")
+    for d in (prov["duration"], done["duration"], done["stages"][1]["duration"]):
+        assert isinstance(d, float) and 0.05 <= d < 5 and round(d, 6) == d
+
+
 def test_each_stage_starts_and_finishes_in_order_with_its_source(tmp_path):
     s, events, log = rec_session(
         tmp_path, lambda log: RecBuilder(log, [Rec("A", log), PROVISION, Rec("B", log)]),
@@ -141,6 +152,12 @@ def test_a_failed_step_ends_the_build_and_the_rest_is_skipped(tmp_path):
     assert finished[1][:3] == ("B", "failed", "B refused")
     assert finished[2:] == [("shell-local: echo prov", "skipped", "", 0.0),
                             ("C", "skipped", "", 0.0)]
+    assert [(d["build"], d["stage"]) for d in of(events, "stage.finished")][2:] == \
+        [("b", 2), ("b", 3)]
+    [done] = of(events, "build.finished")
+    assert [(st["name"], st["kind"], st["status"]) for st in done["stages"]] == [
+        ("A", "builder", "succeeded"), ("B", "builder", "failed"),
+        ("shell-local: echo prov", "provisioner", "skipped"), ("C", "builder", "skipped")]
 
 
 def test_a_crashing_step_is_a_crash_with_its_exception(tmp_path):
