@@ -5,6 +5,7 @@ the located problems `kiln validate` prints for what cannot be decoded."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 from kiln.backend.template.decode import (
@@ -392,3 +393,75 @@ def test_an_optional_text_keeps_a_build_time_value_and_odd_unions_are_named():
     d.decode(Odd, from_plain({"late": [1]}, LOC))
     assert [p.format() for p in d.problems] == [
         "t.json:3:5: late: expected an integer or Deferred, got list"]
+
+
+def test_a_config_class_as_a_plugin_declares_it():
+    """Declared here, as a plugin's module declares it when Kiln loads the plugin."""
+
+    @dataclass
+    class PluginConfig:
+        target: str = opt(required=True, doc="where to write", aliases=("dest",))
+        raw: str = opt("", render=False)
+        login: Inner = opt(default_factory=Inner)
+        hops: list[Inner] = opt(default_factory=list)
+        tags: list[str] = opt(["base"])
+        token: str = opt("", secret=True)
+        extra: Any = opt(None)
+        maybe: str | None = opt(None)
+        plain: str = ""  # a plain dataclass field: rendered, no doc
+
+    fields = config_fields(PluginConfig)
+    assert list(fields) == ["target", "dest", "raw", "login", "hops", "tags", "token", "extra",
+                            "maybe", "plain"]
+    assert (fields["plain"].render, fields["plain"].doc, fields["plain"].required) == \
+        (True, "", False)
+    t = fields["target"]
+    assert (t.name, t.type, t.required, t.render, t.aliases, t.secret, t.doc, t.has_default) \
+        == ("target", str, True, True, ("dest",), False, "where to write", False)
+    assert fields["raw"].render is False and fields["raw"].doc == "" and fields["raw"].has_default
+    assert fields["token"].secret and fields["login"].has_default
+    d = Decoder(render=render)
+    obj = d.decode(PluginConfig, from_plain({
+        "dest": "{{pwd}}/out", "raw": "{{pwd}}", "login": {"password": "k3y"},
+        "hops": [{"user": "u", "password": "hop-key"}], "token": "t0k",
+        "extra": {"a": "{{pwd}}"}, "maybe": "{{pwd}}/m", "tags": "", "plain": "{{pwd}}"}, LOC))
+    assert d.problems == []
+    assert (obj.target, obj.raw, obj.extra, obj.maybe, obj.tags) == (
+        "/work/out", "{{pwd}}", {"a": "/work"}, "/work/m", [])
+    assert obj.login == Inner(password="k3y") and obj.plain == "/work"
+    assert secret_values(obj) == ["k3y", "hop-key", "t0k"]
+    fresh = d.decode(PluginConfig, from_plain({"target": "x", "login": None}, LOC))
+    assert fresh.login is None and fresh.tags == ["base"] and fresh.hops == []
+    d2 = Decoder()
+    d2.decode(PluginConfig, from_plain({}, LOC))
+    assert [p.format() for p in d2.problems] == ['t.json:3:5: missing required key "target"']
+
+
+def test_render_is_told_where_each_string_is():
+    seen = []
+
+    def where(text, loc):
+        seen.append((text, loc.path))
+        if "{{fail}}" in text:
+            raise ValueError("cannot render")
+        return text.upper()
+
+    d = Decoder(render=where)
+    obj = d.decode(Config, from_plain({"name": "{{n}}", "names": "{{a}},b",
+                                       "env": {"k": "{{fail}}"}}, LOC))
+    assert ("{{n}}", "name") in seen and ("{{a}},b", "names") in seen
+    assert obj.names == ["{{A}}", "B"]
+    assert [p.format() for p in d.problems] == ["t.json:3:5: env.k: cannot render"]
+    checked = []
+    d = Decoder()
+    d.check_deferred = lambda text, loc: checked.append(loc.path) or []
+    d.decode(Config, from_plain({"name": "n", "run_time": "{{x}}"}, LOC))
+    assert checked == ["run_time"]
+
+
+def test_every_raw_is_decoded_whatever_comes_before_it():
+    d = Decoder()
+    obj = d.decode(Config, [from_plain(["not", "an", "object"], LOC),
+                            from_plain({"name": "n"}, LOC)])
+    assert obj == Config(name="n")
+    assert [p.format() for p in d.problems] == ["t.json:3:5: expected an object, got list"]
