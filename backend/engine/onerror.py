@@ -140,10 +140,7 @@ class OnErrorPolicy:
     def _keep(self, stack: ExitStack) -> None:
         """Leave the machine as it is (on-error abort): no cleanup, ledger marked kept."""
         if self.options.on_error == "run-cleanup-provisioner" and not self._abort:
-            try:
-                self._error_cleanup_provisioner()
-            except BuildFailed:
-                pass
+            self._error_cleanup_provisioner()
         stack.pop_all()
         self.result.kept = True
         if self.session.ledger is not None:
@@ -204,7 +201,9 @@ class OnErrorPolicy:
         return keep
 
     def _error_cleanup_provisioner(self) -> None:
-        """Runs (as a cleanup) when provisioning failed: Packer's error-cleanup-provisioner."""
+        """Runs (as a cleanup) when provisioning failed: Packer's error-cleanup-provisioner.
+        Its failure becomes the build's error (it raises nothing: the cleanups after it
+        must still run, and the build has failed already)."""
         if self._provision_error is None or self._abort:
             return
         if self.options.on_error == "abort" or not self.prepared.builder.error_cleanup:
@@ -221,7 +220,7 @@ class OnErrorPolicy:
         except Exception as e:  # noqa: BLE001
             self._finish(stage, Status.FAILED, _message(e))
             self.result.error = f"Cleanup failed: {_message(e)}. Original Provisioning error: {self._provision_error}"
-            raise BuildFailed(self.result.error) from None
+            return
         self._finish(stage, Status.SUCCEEDED)
 
     # -- asking -----------------------------------------------------------------------

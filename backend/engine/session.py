@@ -235,8 +235,8 @@ class Session:
                         break
                 t = threading.Thread(target=self._build_thread, args=(runner, sem),
                                      name=f"kiln-build-{pb.name}", daemon=True)
-                threads.append(t)
                 t.start()
+                threads.append(t)  # once started: joining a thread never started raises
         finally:
             for t in threads:
                 t.join()
