@@ -39,6 +39,9 @@ def cmd_cleanup(argv: list[str], machine: bool) -> int:
               f"{getattr(e, 'strerror', None) or e}", file=sys.stderr)
         return 1
     entries = orphaned(ledger, include_kept=bool(flags.get("all")))
+    # processes first: a command a killed run left running may hold its other resources
+    # (a mount it works in, a file it has open)
+    entries.sort(key=lambda e: e.kind != "process")
     if not entries:
         kept = [e for e in orphaned(ledger, include_kept=True) if e.kept]
         print("Nothing to clean up." if not kept else

@@ -47,6 +47,7 @@ OWN_ARTIFACTS = {
     "file": ("packer.file",),
     "null": ("fnoeding.null",),
     "amazon-ebs": ("mitchellh.amazonebs",),
+    "amazon-chroot": ("mitchellh.amazon.chroot",),
     "amazon-instance": ("mitchellh.amazon.instance",),
 }
 

@@ -34,7 +34,7 @@ DIST = "kiln"
 # instead of "unknown type".
 KNOWN_ELSEWHERE = {
     "builder": (
-        "amazon-chroot amazon-ebssurrogate amazon-ebsvolume azure-arm "
+        "amazon-ebssurrogate amazon-ebsvolume azure-arm "
         "googlecompute qemu virtualbox-iso virtualbox-ovf vmware-iso vmware-vmx "
         "parallels-iso hyperv-iso vagrant lxd lxc digitalocean hcloud openstack oracle-oci "
         "proxmox proxmox-iso vsphere-iso vsphere-clone"

@@ -23,6 +23,7 @@ from kiln.backend.plugins.amazon.iam.table import (  # noqa: E402
 )
 
 AMAZON_CODE = sorted([*REPO.glob("backend/plugins/amazon/*.py"),
+                      *REPO.glob("backend/plugins/amazon/chroot/*.py"),
                       *REPO.glob("backend/plugins/datasources/amazon_*.py"),
                       REPO / "backend/plugins/amazon/iam/preflight.py"])
 
@@ -64,7 +65,8 @@ def test_every_boto3_call_of_the_amazon_plugins_has_an_entry_in_the_table() -> N
     names = {c[2] for c in calls}
     assert {"run_instances", "create_image", "describe_images", "import_key_pair",
             "copy_image", "get_parameter", "get_secret_value", "assume_role",
-            "register_image", "list_objects_v2", "delete_object"} <= names, names
+            "register_image", "list_objects_v2", "delete_object", "create_volume",
+            "attach_volume"} <= names, names
     missing = []
     for file, line, method in calls:
         if not ops[method] & TABLE_ACTIONS:

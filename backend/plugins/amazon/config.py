@@ -218,7 +218,9 @@ class AwsAccessConfig:
 
 
 @dataclass
-class AmazonEBSConfig(CommunicatorConfig, AwsAccessConfig):
+class AmiConfig:
+    """The AMI a build makes (Packer's AMIConfig): every EC2 builder has these keys."""
+
     aws_polling: Polling | None = opt(None)
 
     # -- the AMI -------------------------------------------------------------------
@@ -252,9 +254,91 @@ class AmazonEBSConfig(CommunicatorConfig, AwsAccessConfig):
     uefi_data: str = opt("")
     deprecate_at: str = opt("", doc="RFC 3339 time at which the AMI is deprecated")
     deregistration_protection: DeregistrationProtection | None = opt(None)
+    ami_block_device_mappings: list[BlockDevice] = opt(default_factory=list)
+
+    def __post_init__(self) -> None:
+        split_string_lists(self, _AMI_STRING_LISTS)
+
+    def ami_problems(self, need_name: bool = True) -> list[tuple[str, str]]:
+        """What is wrong with the AMI keys (``need_name``: the build makes an AMI)."""
+        p: list[tuple[str, str]] = []
+        if not self.ami_name and need_name:
+            p.append(("ami_name", "ami_name must be set: the name of the AMI to create"))
+        elif self.ami_name and "{{" not in self.ami_name:
+            problem = ami_name_problem(self.ami_name)
+            if problem:
+                p.append(("ami_name", problem))
+        if self.ami_virtualization_type not in ("", "hvm", "paravirtual"):
+            p.append(("ami_virtualization_type",
+                      'ami_virtualization_type must be "hvm" or "paravirtual"'))
+        if self.imds_support not in ("", "v2.0"):
+            p.append(("imds_support", 'imds_support must be "v2.0" (or left unset)'))
+        if self.tpm_support not in ("", "v2.0"):
+            p.append(("tpm_support", 'tpm_support must be "v2.0" (or left unset)'))
+        if self.boot_mode not in ("", "legacy-bios", "uefi", "uefi-preferred"):
+            p.append(("boot_mode", 'boot_mode must be "legacy-bios", "uefi" or "uefi-preferred"'))
+        if self.deprecate_at:
+            try:
+                parse_rfc3339(self.deprecate_at)
+            except ValueError:
+                p.append(("deprecate_at", f'deprecate_at must be an RFC 3339 time such as '
+                          f'"2030-01-02T15:04:05Z", not "{self.deprecate_at}"'))
+        if self.kms_key_id and self.encrypt_boot is not True:
+            p.append(("kms_key_id", "kms_key_id is only used with encrypt_boot: true"))
+        if self.kms_key_id and not valid_kms_key(self.kms_key_id):
+            p.append(("kms_key_id", f"{self.kms_key_id!r} is not a KMS key id, alias or ARN"))
+        if self.region_kms_key_ids:
+            if self.encrypt_boot is False:
+                p.append(("region_kms_key_ids", "region_kms_key_ids cannot be used with "
+                          "encrypt_boot: false"))
+            for r in self.ami_regions:
+                if r not in self.region_kms_key_ids:
+                    p.append(("region_kms_key_ids", f"ami_regions has {r} but region_kms_key_ids "
+                              "has no key for it (each copy region needs one)"))
+            for r, key in self.region_kms_key_ids.items():
+                if key and not valid_kms_key(key):
+                    p.append(("region_kms_key_ids", f"{key!r} (for {r}) is not a KMS key id, "
+                              "alias or ARN"))
+        region = getattr(self, "region", "")
+        if self.skip_save_build_region and not [r for r in self.ami_regions if r != region]:
+            p.append(("skip_save_build_region", "skip_save_build_region needs another region "
+                      "in ami_regions, or no AMI would be left"))
+        for name in ("tag", "snapshot_tag"):
+            for kv in getattr(self, name):
+                if not kv.key:
+                    p.append((name, f"each {name} block needs a key"))
+        return p
+
+    def all_tags(self, name: str) -> dict[str, str]:
+        """A ``*_tags`` map merged with its ``*_tag`` blocks (blocks win)."""
+        out = dict(getattr(self, name + "s"))
+        for kv in getattr(self, name):
+            out[kv.key] = kv.value
+        return out
+
+    def copy_regions(self) -> list[str]:
+        out: list[str] = []
+        region = getattr(self, "region", "")
+        for r in self.ami_regions:
+            if r and r != region and r not in out:
+                out.append(r)
+        return out
+
+
+def split_string_lists(config: Any, names: tuple[str, ...]) -> None:
+    """Packer decodes a string into a list by splitting it at commas ("" is no items):
+    templates pass lists through variables, e.g. "ami_regions": "{{user `regions`}}"."""
+    for name in names:
+        items = getattr(config, name)
+        if items:
+            setattr(config, name, [part.strip() for item in items for part in str(item).split(",")
+                                   if part.strip()])
+
+
+@dataclass
+class AmazonEBSConfig(CommunicatorConfig, AwsAccessConfig, AmiConfig):
     fast_launch: Any = opt(None, doc="Windows fast launch (not supported by Kiln)")
     skip_create_ami: bool = opt(False, doc="provision but make no AMI")
-    ami_block_device_mappings: list[BlockDevice] = opt(default_factory=list)
     launch_block_device_mappings: list[BlockDevice] = opt(default_factory=list)
 
     # -- the source instance -------------------------------------------------------
@@ -309,16 +393,11 @@ class AmazonEBSConfig(CommunicatorConfig, AwsAccessConfig):
     pause_before_ssm: Duration = opt(Duration(0))
 
     def __post_init__(self) -> None:
-        # Packer decodes a string into a list by splitting it at commas ("" is no items):
-        # templates pass lists through variables, e.g. "ami_regions": "{{user `regions`}}"
-        for name in _STRING_LISTS:
-            items = getattr(self, name)
-            if items:
-                setattr(self, name, [part.strip() for item in items for part in str(item).split(",")
-                                     if part.strip()])
+        split_string_lists(self, _STRING_LISTS)
 
     def check(self) -> None:
         p: list[tuple[str, str]] = self.communicator_problems()
+        p += self.ami_problems(need_name=not self.skip_create_ami)
         ctype = self.communicator_type()
         if ctype not in ("ssh", "none", "winrm"):
             p.append(("communicator", f'the amazon-ebs builder cannot use the "{ctype}" '
@@ -329,15 +408,6 @@ class AmazonEBSConfig(CommunicatorConfig, AwsAccessConfig):
         if self.ssh_keypair_name and not (self.ssh_private_key_file or self.ssh_agent_auth):
             p.append(("ssh_keypair_name", "ssh_keypair_name needs ssh_private_key_file (the "
                       "private half of that key pair) or ssh_agent_auth"))
-        if not self.ami_name and not self.skip_create_ami:
-            p.append(("ami_name", "ami_name must be set: the name of the AMI to create"))
-        elif self.ami_name and "{{" not in self.ami_name:
-            problem = ami_name_problem(self.ami_name)
-            if problem:
-                p.append(("ami_name", problem))
-        if self.ami_virtualization_type not in ("", "hvm", "paravirtual"):
-            p.append(("ami_virtualization_type",
-                      'ami_virtualization_type must be "hvm" or "paravirtual"'))
         if not self.source_ami and (self.source_ami_filter is None
                                     or self.source_ami_filter.empty()):
             p.append(("source_ami", "a source AMI must be given: set source_ami or "
@@ -379,37 +449,6 @@ class AmazonEBSConfig(CommunicatorConfig, AwsAccessConfig):
             p.append(("tenancy", "tenancy and placement.tenancy disagree; set one"))
         if self.user_data and self.user_data_file:
             p.append(("user_data", "only one of user_data and user_data_file may be set"))
-        if self.imds_support not in ("", "v2.0"):
-            p.append(("imds_support", 'imds_support must be "v2.0" (or left unset)'))
-        if self.tpm_support not in ("", "v2.0"):
-            p.append(("tpm_support", 'tpm_support must be "v2.0" (or left unset)'))
-        if self.boot_mode not in ("", "legacy-bios", "uefi", "uefi-preferred"):
-            p.append(("boot_mode", 'boot_mode must be "legacy-bios", "uefi" or "uefi-preferred"'))
-        if self.deprecate_at:
-            try:
-                parse_rfc3339(self.deprecate_at)
-            except ValueError:
-                p.append(("deprecate_at", f'deprecate_at must be an RFC 3339 time such as '
-                          f'"2030-01-02T15:04:05Z", not "{self.deprecate_at}"'))
-        if self.kms_key_id and self.encrypt_boot is not True:
-            p.append(("kms_key_id", "kms_key_id is only used with encrypt_boot: true"))
-        if self.kms_key_id and not valid_kms_key(self.kms_key_id):
-            p.append(("kms_key_id", f"{self.kms_key_id!r} is not a KMS key id, alias or ARN"))
-        if self.region_kms_key_ids:
-            if self.encrypt_boot is False:
-                p.append(("region_kms_key_ids", "region_kms_key_ids cannot be used with "
-                          "encrypt_boot: false"))
-            for r in self.ami_regions:
-                if r not in self.region_kms_key_ids:
-                    p.append(("region_kms_key_ids", f"ami_regions has {r} but region_kms_key_ids "
-                              "has no key for it (each copy region needs one)"))
-            for r, key in self.region_kms_key_ids.items():
-                if key and not valid_kms_key(key):
-                    p.append(("region_kms_key_ids", f"{key!r} (for {r}) is not a KMS key id, "
-                              "alias or ARN"))
-        if self.skip_save_build_region and not [r for r in self.ami_regions if r != self.region]:
-            p.append(("skip_save_build_region", "skip_save_build_region needs another region "
-                      "in ami_regions, or no AMI would be left"))
         for cidr in self.temporary_security_group_source_cidrs:
             try:
                 ipaddress.ip_network(cidr, strict=False)
@@ -431,7 +470,7 @@ class AmazonEBSConfig(CommunicatorConfig, AwsAccessConfig):
         if self.capacity_reservation_id and self.capacity_reservation_group_arn:
             p.append(("capacity_reservation_id", "capacity_reservation_id and "
                       "capacity_reservation_group_arn cannot both be set"))
-        for name in ("tag", "snapshot_tag", "run_tag", "run_volume_tag", "spot_tag", "fleet_tag"):
+        for name in ("run_tag", "run_volume_tag", "spot_tag", "fleet_tag"):
             for kv in getattr(self, name):
                 if not kv.key:
                     p.append((name, f"each {name} block needs a key"))
@@ -463,24 +502,11 @@ class AmazonEBSConfig(CommunicatorConfig, AwsAccessConfig):
             return int(self.winrm_port or (5986 if self.winrm_use_ssl else 5985))
         return 0
 
-    def all_tags(self, name: str) -> dict[str, str]:
-        """A ``*_tags`` map merged with its ``*_tag`` blocks (blocks win)."""
-        out = dict(getattr(self, name + "s"))
-        for kv in getattr(self, name):
-            out[kv.key] = kv.value
-        return out
 
-    def copy_regions(self) -> list[str]:
-        out: list[str] = []
-        for r in self.ami_regions:
-            if r and r != self.region and r not in out:
-                out.append(r)
-        return out
-
-
-_STRING_LISTS = ("ami_users", "ami_groups", "ami_org_arns", "ami_ou_arns", "ami_product_codes",
-                 "ami_regions", "snapshot_users", "snapshot_groups", "spot_instance_types",
-                 "security_group_ids", "temporary_security_group_source_cidrs")
+_AMI_STRING_LISTS = ("ami_users", "ami_groups", "ami_org_arns", "ami_ou_arns",
+                     "ami_product_codes", "ami_regions", "snapshot_users", "snapshot_groups")
+_STRING_LISTS = _AMI_STRING_LISTS + ("spot_instance_types", "security_group_ids",
+                                     "temporary_security_group_source_cidrs")
 
 
 def ami_name_problem(name: str) -> str:

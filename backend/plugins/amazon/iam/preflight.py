@@ -149,6 +149,22 @@ def _probe_params(action: str, c: Any, source_ami: str, kiln_tags: dict[str, str
                 "DeprecateAt": datetime.now(UTC) + timedelta(days=365)}
     if op == "EnableImageDeregistrationProtection":
         return {"ImageId": NO_IMAGE}
+    # amazon-chroot's volume, snapshot and registration calls
+    if op == "DescribeSnapshots":  # by an id: a listing of the account's would be slow
+        return {"SnapshotIds": [NO_SNAPSHOT]}
+    if op == "CreateVolume":
+        return {"AvailabilityZone": f"{c.region or region}a", "Size": 1,
+                "TagSpecifications": [aws.tag_spec("volume", kiln_tags)]}
+    if op == "AttachVolume":
+        return {"VolumeId": NO_VOLUME, "InstanceId": NO_INSTANCE, "Device": "/dev/sdf"}
+    if op == "DetachVolume":
+        return {"VolumeId": NO_VOLUME}
+    if op == "CreateSnapshot":
+        return {"VolumeId": NO_VOLUME,
+                "TagSpecifications": [aws.tag_spec("snapshot", kiln_tags)]}
+    if op == "RegisterImage":
+        return {"Name": ami_name, "RootDeviceName": "/dev/sda1", "BlockDeviceMappings": [
+            {"DeviceName": "/dev/sda1", "Ebs": {"SnapshotId": NO_SNAPSHOT}}]}
     return None
 
 

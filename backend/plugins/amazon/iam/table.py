@@ -304,6 +304,117 @@ def derive_amazon_ebs(c: Any, build: str = "", force: bool = False,
     return d
 
 
+# --------------------------------------------------------------------------- amazon-chroot
+
+
+def derive_amazon_chroot(c: Any, build: str = "", force: bool = False,
+                         out: Derivation | None = None) -> Derivation:
+    """The needs of one amazon-chroot build (chroot/builder.py's steps) whose config is ``c``:
+    no instance, key pair or security group; a volume, its snapshot and a registered AMI."""
+    d = out if out is not None else Derivation()
+    region = c.region or ""
+    regions = [region or "*"]
+    here = ec2_arns(regions)
+    note = f"the build's region {region}" if region else ""
+    if not region:
+        d.note("the build region comes from the environment (AWS_REGION or the profile), so "
+               "EC2 resources are not narrowed to a region; set region to narrow them")
+
+    def ec2(step: str, actions: list[str], why: str) -> None:
+        scoped = [a for a in actions if _scoped(a)]
+        loose = [a for a in actions if not _scoped(a)]
+        if scoped:
+            d.add(step, scoped, why, resources=here, narrowed=note, regions=tuple(regions),
+                  build=build)
+        if loose:
+            d.add(step, loose, why, regions=tuple(regions), build=build)
+
+    if c.assume_role is not None and c.assume_role.role_arn:
+        d.add("Assume role", ["sts:AssumeRole"], "assume_role.role_arn is set",
+              resources=(c.assume_role.role_arn,), narrowed="the role named in assume_role",
+              build=build)
+    if not c.skip_region_validation:
+        ec2("Check AWS access", ["ec2:DescribeRegions"],
+            "the regions are checked (skip_region_validation is not set)")
+    if not (c.force_deregister or force):
+        ec2("Check AWS access", ["ec2:DescribeImages"],
+            "ami_name is set: Kiln checks no AMI has that name yet")
+    ec2("Find this instance", ["ec2:DescribeInstances"],
+        "the volume goes to the instance Kiln runs on (from the instance metadata service)")
+    if not c.from_scratch:
+        ec2("Find source AMI", ["ec2:DescribeImages"],
+            "source_ami_filter is set" if c.source_ami_filter is not None
+            and not c.source_ami_filter.empty() else "source_ami is set")
+    ec2("Create volume", ["ec2:CreateVolume", "ec2:CreateTags", "ec2:DescribeVolumes",
+                          "ec2:DeleteVolume"],
+        "the root volume is made from the source AMI's snapshot" if not c.from_scratch
+        else "from_scratch: an empty root volume", )
+    if c.root_volume_encrypt_boot and c.root_volume_kms_key_id:
+        d.add("Create volume", list(KMS_ACTIONS), "root_volume_kms_key_id is set",
+              resources=(kms_arn(c.root_volume_kms_key_id, region),),
+              narrowed="the KMS key the template names", build=build)
+    ec2("Attach volume", ["ec2:AttachVolume", "ec2:DetachVolume", "ec2:DescribeVolumes"],
+        "the volume is attached to this instance, and detached after provisioning")
+    ec2("Snapshot volume", ["ec2:CreateSnapshot", "ec2:CreateTags", "ec2:DescribeSnapshots",
+                            "ec2:DeleteSnapshot"],
+        "the AMI's root snapshot (deleted again if the build fails)")
+    if c.force_deregister or force:
+        actions = ["ec2:DescribeImages", "ec2:DeregisterImage"]
+        if c.force_delete_snapshot:
+            actions.append("ec2:DeleteSnapshot")
+        ec2("Deregister old AMIs", actions, "force_deregister is set (or -force)")
+    ec2("Register AMI", ["ec2:RegisterImage", "ec2:CreateTags", "ec2:DescribeImages",
+                         "ec2:DeregisterImage", "ec2:DeleteSnapshot"],
+        "ami_name is set: the AMI is registered from the snapshot (and removed again if the "
+        "build fails)")
+    # what comes after registering is amazon-ebs's: the same steps, the same needs
+    tail = derive_amazon_ebs_image_steps(c, region, regions, build, d)
+    return tail
+
+
+def derive_amazon_ebs_image_steps(c: Any, region: str, regions: list[str], build: str,
+                                  d: Derivation) -> Derivation:
+    """Copy to regions, permissions, deprecation and tags: shared by the EC2 builders."""
+    copies = c.copy_regions()
+    every = regions + [r for r in copies if r not in regions]
+    everywhere = ec2_arns(every)
+
+    def ec2(step: str, actions: list[str], why: str) -> None:
+        scoped = [a for a in actions if _scoped(a)]
+        loose = [a for a in actions if not _scoped(a)]
+        if scoped:
+            d.add(step, scoped, why, resources=everywhere, regions=tuple(every), build=build)
+        if loose:
+            d.add(step, loose, why, regions=tuple(every), build=build)
+
+    if copies or c.encrypt_boot:
+        ec2("Copy AMI to regions", ["ec2:CopyImage", "ec2:CreateTags", "ec2:DescribeImages",
+                                    "ec2:DeregisterImage", "ec2:DeleteSnapshot"],
+            "ami_regions or encrypt_boot is set")
+    keys = ([c.kms_key_id] if c.encrypt_boot and c.kms_key_id else []) + [
+        k for k in c.region_kms_key_ids.values() if k and c.encrypt_boot is not False]
+    if keys:
+        d.add("Copy AMI to regions", list(KMS_ACTIONS), "kms_key_id / region_kms_key_ids",
+              resources=tuple(dict.fromkeys(kms_arn(k, region) for k in keys)),
+              narrowed="the KMS keys the template names", build=build)
+    if c.ami_users or c.ami_groups or c.ami_org_arns or c.ami_ou_arns or c.ami_product_codes \
+            or c.imds_support:
+        ec2("Set AMI permissions", ["ec2:ModifyImageAttribute"], "ami_users, ami_groups, "
+            "ami_org_arns, ami_ou_arns, ami_product_codes or imds_support is set")
+    if c.snapshot_users or c.snapshot_groups:
+        ec2("Set AMI permissions", ["ec2:ModifySnapshotAttribute"],
+            "snapshot_users or snapshot_groups is set")
+    if c.deprecate_at:
+        ec2("Set AMI deprecation", ["ec2:EnableImageDeprecation"], "deprecate_at is set")
+    dp = c.deregistration_protection
+    if dp is not None and dp.enabled:
+        ec2("Set AMI deprecation", ["ec2:EnableImageDeregistrationProtection"],
+            "deregistration_protection.enabled is true")
+    if c.all_tags("tag") or c.all_tags("snapshot_tag"):
+        ec2("Tag AMIs", ["ec2:CreateTags"], "tags or snapshot_tags are set")
+    return d
+
+
 # --------------------------------------------------------------------------- amazon-instance
 
 #: amazon-ebs stages an instance-store build does not run (it bundles and registers instead)
@@ -380,7 +491,8 @@ def derive_amazon_instance(c: Any, build: str = "", force: bool = False,
 
 #: the derivation of each AWS builder, by template type
 BUILDER_DERIVATIONS = {"amazon-ebs": derive_amazon_ebs,
-                       "amazon-instance": derive_amazon_instance}
+                       "amazon-instance": derive_amazon_instance,
+                       "amazon-chroot": derive_amazon_chroot}
 
 
 def derive_builder(type_name: str, c: Any, build: str = "", force: bool = False,
@@ -436,7 +548,8 @@ TABLE_ACTIONS: frozenset[str] = frozenset({
     "ec2:ModifyInstanceAttribute", "ec2:DeregisterImage", "ec2:DeleteSnapshot",
     "ec2:CreateImage", "ec2:CopyImage", "ec2:ModifyImageAttribute", "ec2:RegisterImage",
     "ec2:ModifySnapshotAttribute", "ec2:EnableImageDeprecation",
-    "ec2:EnableImageDeregistrationProtection", "ssm:GetParameter",
+    "ec2:EnableImageDeregistrationProtection", "ec2:CreateVolume", "ec2:AttachVolume",
+    "ec2:DetachVolume", "ec2:CreateSnapshot", "ec2:DescribeSnapshots", "ssm:GetParameter",
     "secretsmanager:GetSecretValue", "kms:Decrypt", *KMS_ACTIONS,
     "s3:CreateBucket", "s3:GetBucketLocation", "s3:ListBucket", "s3:PutObject",
     "s3:PutObjectAcl", "s3:DeleteObject",
