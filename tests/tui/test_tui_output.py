@@ -89,7 +89,9 @@ async def test_follows_pauses_on_scroll_up_and_counts_new_lines(proj, tmp_path, 
             what="first 200 lines",
         )
         view = app.view
-        assert view.follow and view.scroll_y == view.max_scroll_y
+        # following: the view reaches the end once Textual has laid out the new lines
+        await wait_for(pilot, lambda: view.follow and view.scroll_y == view.max_scroll_y,
+                       what="view at the end")
         view.focus()
         await pilot.press("pageup")
         await pilot.pause()
@@ -101,8 +103,11 @@ async def test_follows_pauses_on_scroll_up_and_counts_new_lines(proj, tmp_path, 
         badge = str(app.output.query_one("#badge").render())
         assert f"+{view.new_lines} new lines" in badge
         await pilot.press("end")
-        await pilot.pause()
-        assert view.follow and view.new_lines == 0 and view.scroll_y == view.max_scroll_y
+        await wait_for(
+            pilot,
+            lambda: view.follow and view.new_lines == 0 and view.scroll_y == view.max_scroll_y,
+            what="following again at the end",
+        )
         assert "following" in str(app.output.query_one("#badge").render())
         await wait_status(pilot, app, ("succeeded",))
 

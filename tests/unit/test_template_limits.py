@@ -160,6 +160,8 @@ def test_validating_a_large_template_is_linear(tmp_path, monkeypatch):
         "builders": [{"type": "null", "communicator": "none"}],
         "provisioners": [{"type": "shell-local", "inline": [f"echo {i}"]} for i in range(20000)],
     }))
+    # the names static checks use are computed once per process, on first use: not per build
+    assert F.FUNCTION_NAMES
     made = []
     real = F.packer_funcs
     monkeypatch.setattr(F, "packer_funcs", lambda ctx: made.append(1) or real(ctx))
