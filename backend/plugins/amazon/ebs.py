@@ -13,12 +13,8 @@ from .steps_base import _Build
 from .steps_image import (
     AmiArtifact,
     CreateImageStep,
-    CreateTagsStep,
-    DeprecateStep,
-    DeregisterStep,
-    ModifyAmiStep,
-    RegionCopyStep,
-    WaitImageStep,
+    ami_artifact,
+    registered_ami_steps,
 )
 from .steps_instance import (
     ClearTemporaryKeysStep,
@@ -109,33 +105,11 @@ class AmazonEBSBuilder(Builder):
         steps.append(StopInstanceStep(b))
         if c.ena_support is not None or c.sriov_support:
             steps.append(ModifyInstanceStep(b))
-        if c.force_deregister or getattr(ctx.options, "force", False):
-            steps.append(DeregisterStep(b))
-        steps += [CreateImageStep(b), WaitImageStep(b)]
-        if c.copy_regions() or c.encrypt_boot:
-            steps.append(RegionCopyStep(b))
-        if (c.ami_users or c.ami_groups or c.ami_org_arns or c.ami_ou_arns or c.ami_product_codes
-                or c.snapshot_users or c.snapshot_groups or c.imds_support):
-            steps.append(ModifyAmiStep(b))
-        if c.deprecate_at or (c.deregistration_protection is not None
-                              and c.deregistration_protection.enabled):
-            steps.append(DeprecateStep(b))
-        if c.all_tags("tag") or c.all_tags("snapshot_tag"):
-            steps.append(CreateTagsStep(b))
+        steps += registered_ami_steps(ctx, b, [CreateImageStep(b)])
         return steps
 
     def artifact(self, ctx) -> Artifact | None:
-        b = self._build
-        if b is None or not b.amis:
-            if b is not None:
-                b.done = True
-            return None
-        b.done = True
-        data = {k: v for k, v in ctx.generated_data.items()
-                if k not in ("SSHPrivateKey", "Password", "WinRMPassword")}
-        for k in GENERATED_KEYS:
-            data.setdefault(k, b.info.get(k, ""))
-        return AmiArtifact(b.amis, self.config, {"generated_data": data})
+        return ami_artifact(ctx, self._build, self.config, GENERATED_KEYS)
 
     def communicator_config(self):
         return self.config

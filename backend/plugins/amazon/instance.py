@@ -21,13 +21,8 @@ from .steps_bundle import (
     UploadX509Step,
 )
 from .steps_image import (
-    AmiArtifact,
-    CreateTagsStep,
-    DeprecateStep,
-    DeregisterStep,
-    ModifyAmiStep,
-    RegionCopyStep,
-    WaitImageStep,
+    ami_artifact,
+    registered_ami_steps,
 )
 from .steps_instance import ClearTemporaryKeysStep, ConnectStep, RunInstanceStep, WaitInstanceStep
 from .steps_network import (
@@ -90,34 +85,12 @@ class AmazonInstanceBuilder(Builder):
             steps.append(ClearTemporaryKeysStep(b))
         steps += [UploadX509Step(b, st), BundleVolumeStep(b, st), UploadBundleStep(b, st),
                   RemoveX509Step(b, st)]
-        if c.force_deregister or getattr(ctx.options, "force", False):
-            steps.append(DeregisterStep(b))
-        steps += [RegisterAmiStep(b, st), WaitImageStep(b)]
-        if c.copy_regions() or c.encrypt_boot:
-            steps.append(RegionCopyStep(b))
-        if (c.ami_users or c.ami_groups or c.ami_org_arns or c.ami_ou_arns or c.ami_product_codes
-                or c.snapshot_users or c.snapshot_groups or c.imds_support):
-            steps.append(ModifyAmiStep(b))
-        if c.deprecate_at or (c.deregistration_protection is not None
-                              and c.deregistration_protection.enabled):
-            steps.append(DeprecateStep(b))
-        if c.all_tags("tag") or c.all_tags("snapshot_tag"):
-            steps.append(CreateTagsStep(b))
+        steps += registered_ami_steps(ctx, b, [RegisterAmiStep(b, st)])
         return steps
 
     def artifact(self, ctx) -> Artifact | None:
-        b = self._build
-        if b is None or not b.amis:
-            if b is not None:
-                b.done = True
-            return None
-        b.done = True
-        data = {k: v for k, v in ctx.generated_data.items()
-                if k not in ("SSHPrivateKey", "Password", "WinRMPassword")}
-        for k in GENERATED_KEYS:
-            data.setdefault(k, b.info.get(k, ""))
-        return AmiArtifact(b.amis, self.config, {"generated_data": data},
-                           builder_id=INSTANCE_BUILDER_ID)
+        return ami_artifact(ctx, self._build, self.config, GENERATED_KEYS,
+                            builder_id=INSTANCE_BUILDER_ID)
 
     def communicator_config(self):
         return self.config

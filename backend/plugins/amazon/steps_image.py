@@ -395,3 +395,41 @@ class AmiArtifact(Artifact):
                     raise StepError(f"Error deleting AMI {ami_id} in {region}: "
                                     f"{aws.aws_error(e)}") from e
                 raise
+
+
+def registered_ami_steps(ctx, b: _Build, register: list) -> list:
+    """What every EC2 builder runs from registering its image on: deregister a same-named
+    AMI when forced, the builder's own ``register`` steps, the wait, then the copies,
+    sharing, deprecation and tags its settings ask for."""
+    c = b.config
+    steps: list = []
+    if c.force_deregister or getattr(ctx.options, "force", False):
+        steps.append(DeregisterStep(b))
+    steps += [*register, WaitImageStep(b)]
+    if c.copy_regions() or c.encrypt_boot:
+        steps.append(RegionCopyStep(b))
+    if (c.ami_users or c.ami_groups or c.ami_org_arns or c.ami_ou_arns or c.ami_product_codes
+            or c.snapshot_users or c.snapshot_groups or c.imds_support):
+        steps.append(ModifyAmiStep(b))
+    if c.deprecate_at or (c.deregistration_protection is not None
+                          and c.deregistration_protection.enabled):
+        steps.append(DeprecateStep(b))
+    if c.all_tags("tag") or c.all_tags("snapshot_tag"):
+        steps.append(CreateTagsStep(b))
+    return steps
+
+
+def ami_artifact(ctx, b: _Build | None, config: AmazonEBSConfig, keys: tuple[str, ...],
+                 builder_id: str = BUILDER_ID) -> AmiArtifact | None:
+    """The build's AMIs as its artifact (None when it made none), with the generated data
+    minus the machine's credentials; marks the build done so cleanup keeps the AMIs."""
+    if b is None:
+        return None
+    b.done = True
+    if not b.amis:
+        return None
+    data = {k: v for k, v in ctx.generated_data.items()
+            if k not in ("SSHPrivateKey", "Password", "WinRMPassword")}
+    for k in keys:
+        data.setdefault(k, b.info.get(k, ""))
+    return AmiArtifact(b.amis, config, {"generated_data": data}, builder_id=builder_id)

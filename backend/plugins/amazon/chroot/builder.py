@@ -6,15 +6,7 @@ from typing import Any
 
 from ....sdk.plugin import PROVISION, Artifact, Builder
 from ..config import GENERATED_KEYS
-from ..steps_image import (
-    AmiArtifact,
-    CreateTagsStep,
-    DeprecateStep,
-    DeregisterStep,
-    ModifyAmiStep,
-    RegionCopyStep,
-    WaitImageStep,
-)
+from ..steps_image import ami_artifact, registered_ami_steps
 from ..steps_network import SourceAmiStep
 from .config import BUILDER_ID, AmazonChrootConfig
 from .image import RegisterStep, SnapshotStep
@@ -95,32 +87,11 @@ class AmazonChrootBuilder(Builder):
             steps.append(MountCommandsStep(b, "post"))
         steps += [extra, copy, ChrootConnectStep(b), PROVISION,
                   EarlyCleanupStep([copy, extra, mount, attach]), SnapshotStep(b)]
-        if c.force_deregister or getattr(ctx.options, "force", False):
-            steps.append(DeregisterStep(b))
-        steps += [RegisterStep(b), WaitImageStep(b)]
-        if c.copy_regions() or c.encrypt_boot:
-            steps.append(RegionCopyStep(b))
-        if (c.ami_users or c.ami_groups or c.ami_org_arns or c.ami_ou_arns or c.ami_product_codes
-                or c.snapshot_users or c.snapshot_groups or c.imds_support):
-            steps.append(ModifyAmiStep(b))
-        if c.deprecate_at or (c.deregistration_protection is not None
-                              and c.deregistration_protection.enabled):
-            steps.append(DeprecateStep(b))
-        if c.all_tags("tag") or c.all_tags("snapshot_tag"):
-            steps.append(CreateTagsStep(b))
+        steps += registered_ami_steps(ctx, b, [RegisterStep(b)])
         return steps
 
     def artifact(self, ctx) -> Artifact | None:
-        b = self._build
-        if b is None or not b.amis:
-            if b is not None:
-                b.done = True
-            return None
-        b.done = True
-        data = {k: v for k, v in ctx.generated_data.items()}
-        for k in CHROOT_KEYS:
-            data.setdefault(k, b.info.get(k, ""))
-        return AmiArtifact(b.amis, self.config, {"generated_data": data}, builder_id=BUILDER_ID)
+        return ami_artifact(ctx, self._build, self.config, CHROOT_KEYS, builder_id=BUILDER_ID)
 
 
 __all__ = ["AmazonChrootBuilder", "AmazonChrootConfig"]
