@@ -12,9 +12,8 @@ from ...sdk.cancel import CancelToken
 from ...sdk.plugin import StepError
 from . import common as aws
 from .instance_config import AmazonInstanceConfig
-from .steps_base import AwsStep, _Ami, _Build, _record, _release, _update, render
-from .steps_image import CreateImageStep, ami_name_for
-from .steps_network import check_ami_name_free
+from .steps_base import AwsStep, _Build, _record, _release, render
+from .steps_image import CreateImageStep
 
 #: how long removing the X.509 pair may take when the build is already failing
 CLEANUP_TIMEOUT = 60.0
@@ -309,12 +308,7 @@ class RegisterAmiStep(CreateImageStep):
     def run(self, ctx) -> None:
         c: AmazonInstanceConfig = self.c  # type: ignore[assignment]
         b = self.b
-        access = b.access
-        assert access is not None
-        name = ami_name_for(ctx, b)
-        forced = c.force_deregister or getattr(ctx.options, "force", False)
-        if not b.ami_name_checked and not forced:
-            check_ami_name_free(b.ec2, name, c.region)
+        name = self.free_name(ctx)
         description = b.render(ctx, c.ami_description, "ami_description")
         ctx.ui.say(f"Registering the AMI {name} from s3://{self.st.image_location}...")
         params: dict[str, Any] = {
@@ -335,22 +329,5 @@ class RegisterAmiStep(CreateImageStep):
             params["TpmSupport"] = c.tpm_support
         if c.boot_mode:
             params["BootMode"] = c.boot_mode
-        self.ami = _Ami(c.region, name=name)
-        self.ami.entry = _record(ctx, "aws-image", name, access.ledger_data(name=name))
-        try:
-            res = b.ec2.register_image(**params)
-        except Exception as e:
-            if not aws.is_aws_error(e):
-                raise
-            if aws.answered(e):  # refused: there is no AMI to deregister
-                _release(ctx, self.ami.entry)
-                self.ami = None
-            raise StepError(f"Error registering AMI: {aws.aws_error(e)}") from e
-        ami_id = res["ImageId"]
-        self.ami.ami_id = ami_id
-        _update(ctx, self.ami.entry, ident=ami_id,
-                data=access.ledger_data(name=name, ami_id=ami_id))
-        ctx.ui.say(f"AMI: {ami_id}")
-        b.amis[c.region] = ami_id
-        ctx.state["amis"] = b.amis
-        ctx.state["created_ami"] = self.ami
+        self.keep(ctx, self.make(ctx, name, b.ec2.register_image, params,
+                                 "Error registering AMI"))

@@ -59,12 +59,7 @@ class CreateImageStep(AwsStep):
     def run(self, ctx) -> None:
         c = self.c
         b = self.b
-        access = b.access
-        assert access is not None
-        name = ami_name_for(ctx, b)
-        forced = c.force_deregister or getattr(ctx.options, "force", False)
-        if not b.ami_name_checked and not forced:
-            check_ami_name_free(b.ec2, name, c.region)
+        name = self.free_name(ctx)
         description = b.render(ctx, c.ami_description, "ami_description")
         ctx.ui.say(f"Creating AMI {name} from instance {b.instance_id}")
         params: dict[str, Any] = {
@@ -75,24 +70,45 @@ class CreateImageStep(AwsStep):
             params["Description"] = description
         if c.ami_block_device_mappings:
             params["BlockDeviceMappings"] = [d.api() for d in c.ami_block_device_mappings]
-        self.ami = _Ami(c.region, name=name)
+        self.keep(ctx, self.make(ctx, name, b.ec2.create_image, params, "Error creating AMI"))
+
+    def free_name(self, ctx) -> str:
+        """The AMI's rendered name, checked free in the region unless a forced build
+        deregisters what has it."""
+        c, b = self.c, self.b
+        name = ami_name_for(ctx, b)
+        forced = c.force_deregister or getattr(ctx.options, "force", False)
+        if not b.ami_name_checked and not forced:
+            check_ami_name_free(b.ec2, name, c.region)
+        return name
+
+    def make(self, ctx, name: str, call: Any, params: dict[str, Any], failure: str) -> str:
+        """``call(**params)`` (CreateImage, RegisterImage) with the AMI in the ledger before
+        it exists; a refused call leaves no record. Returns the new AMI's id."""
+        access = self.b.access
+        assert access is not None
+        self.ami = _Ami(self.c.region, name=name)
         self.ami.entry = _record(ctx, "aws-image", name, access.ledger_data(name=name))
         try:
-            res = b.ec2.create_image(**params)
+            res = call(**params)
         except Exception as e:
             if not aws.is_aws_error(e):
                 raise
-            if aws.answered(e):
+            if aws.answered(e):  # refused: there is no AMI to deregister
                 _release(ctx, self.ami.entry)
                 self.ami = None
-            raise StepError(f"Error creating AMI: {aws.aws_error(e)}") from e
+            raise StepError(f"{failure}: {aws.aws_error(e)}") from e
         ami_id = res["ImageId"]
         self.ami.ami_id = ami_id
         _update(ctx, self.ami.entry, ident=ami_id, data=access.ledger_data(name=name,
                                                                            ami_id=ami_id))
+        return ami_id
+
+    def keep(self, ctx, ami_id: str) -> None:
+        """Say the new AMI and make it the build's AMI in its region."""
         ctx.ui.say(f"AMI: {ami_id}")
-        b.amis[c.region] = ami_id
-        ctx.state["amis"] = b.amis
+        self.b.amis[self.c.region] = ami_id
+        ctx.state["amis"] = self.b.amis
         ctx.state["created_ami"] = self.ami
 
     def cleanup(self, ctx) -> None:
@@ -433,3 +449,4 @@ def ami_artifact(ctx, b: _Build | None, config: AmazonEBSConfig, keys: tuple[str
     for k in keys:
         data.setdefault(k, b.info.get(k, ""))
     return AmiArtifact(b.amis, config, {"generated_data": data}, builder_id=builder_id)
+

@@ -8,8 +8,7 @@ from typing import Any
 from ....sdk.plugin import StepError
 from .. import common as aws
 from ..steps_base import _cleanup_error, _record, _release, _update
-from ..steps_image import CreateImageStep, _Ami, ami_name_for
-from ..steps_network import check_ami_name_free
+from ..steps_image import CreateImageStep
 from .config import AmazonChrootConfig
 from .steps import ChrootStep, _ChrootBuild
 
@@ -113,12 +112,7 @@ class RegisterStep(CreateImageStep):
     def run(self, ctx) -> None:
         b = self.b
         c: AmazonChrootConfig = self.c  # type: ignore[assignment]
-        access = b.access
-        assert access is not None
-        name = ami_name_for(ctx, b)
-        forced = c.force_deregister or getattr(ctx.options, "force", False)
-        if not b.ami_name_checked and not forced:
-            check_ami_name_free(b.ec2, name, c.region)
+        name = self.free_name(ctx)
         root, mappings = block_device_mappings(c, b.source_image, b.snapshot_id)
         image = b.source_image
         params: dict[str, Any] = {
@@ -144,25 +138,8 @@ class RegisterStep(CreateImageStep):
                 if image.get(key):
                     params[key] = image[key]
         ctx.ui.say("Registering the AMI...")
-        self.ami = _Ami(c.region, name=name)
-        self.ami.entry = _record(ctx, "aws-image", name, access.ledger_data(name=name))
-        try:
-            res = b.ec2.register_image(**params)
-        except Exception as e:
-            if not aws.is_aws_error(e):
-                raise
-            if aws.answered(e):
-                _release(ctx, self.ami.entry)
-                self.ami = None
-            raise StepError(f"Error registering AMI: {aws.aws_error(e)}") from e
-        ami_id = res["ImageId"]
-        self.ami.ami_id = ami_id
+        ami_id = self.make(ctx, name, b.ec2.register_image, params, "Error registering AMI")
         self.ami.snap_entries.setdefault(b.snapshot_id, None)
-        _update(ctx, self.ami.entry, ident=ami_id, data=access.ledger_data(name=name,
-                                                                           ami_id=ami_id))
         aws.call(f"Error tagging AMI {ami_id}", b.ec2.create_tags, Resources=[ami_id],
                  Tags=aws.tag_list(aws.kiln_tags(ctx)))
-        ctx.ui.say(f"AMI: {ami_id}")
-        b.amis[c.region] = ami_id
-        ctx.state["amis"] = b.amis
-        ctx.state["created_ami"] = self.ami
+        self.keep(ctx, ami_id)
