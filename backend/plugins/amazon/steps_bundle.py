@@ -83,12 +83,16 @@ def remove_x509(ctx, st: BundleState, cleanup: bool) -> bool:
     return True
 
 
-class UploadX509Step(AwsStep):
-    title = "Upload X.509 certificate"
+class BundleStep(AwsStep):
+    """A step of the bundle: the build's steps plus the bundle's own state."""
 
     def __init__(self, build: _Build, st: BundleState):
         super().__init__(build)
         self.st = st
+
+
+class UploadX509Step(BundleStep):
+    title = "Upload X.509 certificate"
 
     def run(self, ctx) -> None:
         c: AmazonInstanceConfig = self.c  # type: ignore[assignment]
@@ -123,12 +127,8 @@ def _abs(path: str) -> str:
     return os.path.abspath(os.path.expanduser(path))
 
 
-class BundleVolumeStep(AwsStep):
+class BundleVolumeStep(BundleStep):
     title = "Bundle volume"
-
-    def __init__(self, build: _Build, st: BundleState):
-        super().__init__(build)
-        self.st = st
 
     def run(self, ctx) -> None:
         c: AmazonInstanceConfig = self.c  # type: ignore[assignment]
@@ -156,7 +156,7 @@ class BundleVolumeStep(AwsStep):
         st.manifest_path = f"{c.bundle_destination.rstrip('/')}/{st.manifest_name}"
 
 
-class UploadBundleStep(AwsStep):
+class UploadBundleStep(BundleStep):
     """Run the upload command. The bundle's objects are recorded in the ledger first: a
     failed or cancelled build deletes them again (``kiln cleanup`` after a kill), a
     successful one keeps them, since the AMI is read from them."""
@@ -164,8 +164,7 @@ class UploadBundleStep(AwsStep):
     title = "Upload bundle"
 
     def __init__(self, build: _Build, st: BundleState):
-        super().__init__(build)
-        self.st = st
+        super().__init__(build, st)
         self.entry: int | None = None
 
     def run(self, ctx) -> None:
@@ -284,12 +283,8 @@ def reap_bundle(entry: Any) -> None:
     delete_bundle(s3, data["bucket"], data["key_prefix"])
 
 
-class RemoveX509Step(AwsStep):
+class RemoveX509Step(BundleStep):
     title = "Remove X.509 certificate"
-
-    def __init__(self, build: _Build, st: BundleState):
-        super().__init__(build)
-        self.st = st
 
     def run(self, ctx) -> None:
         remove_x509(ctx, self.st, cleanup=False)
