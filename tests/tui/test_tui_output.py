@@ -96,6 +96,9 @@ async def test_follows_pauses_on_scroll_up_and_counts_new_lines(proj, tmp_path, 
         await pilot.press("pageup")
         await pilot.pause()
         assert not view.follow
+        # page up scrolls with an animation: take the position once it has settled
+        await wait_for(pilot, lambda: view.scroll_y == view.scroll_target_y,
+                       what="page up finished")
         top = view.scroll_y
         go.write_text("")
         await wait_for(pilot, lambda: view.new_lines >= 50, what="new lines counted")
